@@ -1,0 +1,49 @@
+"""The awaiting: running async receivers from sync code and sync receivers from async code.
+
+No asgiref: sync code runs async receivers in a fresh event loop with :func:`asyncio.run`; async
+code runs a batch of sync receivers in the running loop's default executor, inside a copy of the
+caller's context whose changes are written back afterwards, as asgiref's ``sync_to_async`` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_UNSET: Any = object()
+
+
+def in_running_loop() -> bool:
+    """Whether the calling thread is running an event loop."""
+    return asyncio._get_running_loop() is not None
+
+
+def run_concurrently(awaitables: list[Awaitable[Any]]) -> list[Any]:
+    """Await ``awaitables`` concurrently in a new event loop; return their results in order."""
+
+    async def gather() -> list[Any]:
+        return list(await asyncio.gather(*awaitables))
+
+    return asyncio.run(gather())
+
+
+async def run_in_thread(func: Callable[..., T], *args: Any) -> T:
+    """Run ``func(*args)`` in the loop's default executor, sharing context changes back."""
+    context = contextvars.copy_context()
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.run_in_executor(None, functools.partial(context.run, func, *args))
+    finally:
+        for var, value in context.items():
+            if var.get(_UNSET) is not value:
+                var.set(value)
+
+
+async def gather(awaitables: list[Awaitable[Any]]) -> list[Any]:
+    """Await ``awaitables`` concurrently in the running loop; return their results in order."""
+    return list(await asyncio.gather(*awaitables))

@@ -1,0 +1,526 @@
+"""The dispatcher: :class:`Signal` and the :func:`receiver` decorator.
+
+Semantics (those of ``django.dispatch`` in Django 5.2, with its plain bugs fixed):
+
+* **Matching.** A receiver connected with ``sender=None`` receives every send; one connected
+  with a sender receives sends from exactly that object (identity, never equality, so any
+  object, hashable or not, can be a sender). ``send(None)`` reaches only the ``sender=None``
+  receivers.
+* **Order.** Receivers are called in connection order, all sync receivers before all async
+  ones. A connection is identified by ``(receiver or dispatch_uid, sender)``; connecting an
+  identified pair again is ignored and the first connection keeps its place.
+* **Snapshot.** Each send first resolves the matching receivers into strong references, then
+  calls them: receivers connected during a send are not called by it, receivers disconnected
+  (or garbage-collected) during it still are.
+* **Lifetime.** Receivers are weakly referenced unless connected with ``weak=False``; a dead
+  receiver is never called. Senders are weakly referenced where possible; when one dies its
+  connections die with it, so a new object that reuses its ``id()`` inherits nothing. Senders
+  that cannot be weakly referenced are held strongly while connected.
+* **Threads.** ``lock`` serialises connect, disconnect and clean-up. A send reads an immutable
+  snapshot of the matching plan and calls receivers without holding any lock, so receivers may
+  connect, disconnect or send on the same signal. Weak-reference callbacks only raise a flag;
+  dead connections are purged under the lock by the next operation.
+* **Async.** ``send()`` calls async receivers concurrently in a fresh event loop after the sync
+  ones; inside a running loop it refuses, before calling anything. ``asend()`` runs sync
+  receivers in a worker thread (or inline on the loop when connected with ``inline=True``),
+  then awaits the async receivers concurrently.
+* **Errors.** ``send``/``asend`` let a receiver's exception propagate unchanged.
+  ``send_robust``/``asend_robust`` catch :class:`Exception` per receiver, return it as that
+  receiver's response and log it to the ``tidings`` logger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import inspect
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from tidings import _async
+from tidings._errors import AsyncReceiversInEventLoopError, InvalidReceiverError
+from tidings._refs import (
+    Getter,
+    Key,
+    check_receiver,
+    describe,
+    id_of,
+    receiver_getter,
+    sender_getter,
+)
+
+__all__ = ["ReceiverInfo", "Signal", "receiver"]
+
+logger = logging.getLogger("tidings")
+
+F = TypeVar("F", bound=Callable[..., Any])
+Responses = list[tuple[Callable[..., Any], Any]]
+
+
+class _Everyone(enum.Enum):
+    """Sentinel for :meth:`Signal.live_receivers` called without a sender."""
+
+    ALL_SENDERS = enum.auto()
+
+
+ALL_SENDERS = _Everyone.ALL_SENDERS
+
+
+# asgiref's markcoroutinefunction sets this marker on Python < 3.12.
+_ASGIREF_MARKER = getattr(asyncio.coroutines, "_is_coroutine", object())
+
+
+def _is_async(func: object) -> bool:
+    """Whether calling ``func`` returns a coroutine, decided once at connect time."""
+    return inspect.iscoroutinefunction(func) or (
+        getattr(func, "_is_coroutine", None) is _ASGIREF_MARKER
+    )
+
+
+class _Connection:
+    """One connected receiver (a row of ``Signal.receivers``)."""
+
+    __slots__ = ("dispatch_uid", "inline", "is_async", "key", "receiver", "sender", "weak")
+
+    def __init__(
+        self,
+        key: tuple[Any, Key | None],
+        receiver: Getter,
+        sender: Getter | None,
+        *,
+        is_async: bool,
+        inline: bool,
+        weak: bool,
+        dispatch_uid: object,
+    ) -> None:
+        self.key = key
+        self.receiver = receiver
+        self.sender = sender
+        self.is_async = is_async
+        self.inline = inline
+        self.weak = weak
+        self.dispatch_uid = dispatch_uid
+
+    @property
+    def sender_key(self) -> Key | None:
+        return self.key[1]
+
+    def alive(self) -> bool:
+        return self.receiver() is not None and (self.sender is None or self.sender() is not None)
+
+    def __repr__(self) -> str:
+        return f"<connection of {self.receiver()!r} for sender {self.sender and self.sender()!r}>"
+
+
+# A plan is what a send to one sender needs, precomputed on every change of the connections:
+# (sync getters, async getters, sync getters grouped into runs of equal ``inline`` flags).
+Plan = tuple[tuple[Getter, ...], tuple[Getter, ...], tuple[tuple[bool, tuple[Getter, ...]], ...]]
+_NO_PLAN: Plan = ((), (), ())
+
+
+def _make_plan(connections: Iterable[_Connection]) -> Plan:
+    sync: list[_Connection] = []
+    asynchronous: list[Getter] = []
+    for connection in connections:
+        if connection.is_async:
+            asynchronous.append(connection.receiver)
+        else:
+            sync.append(connection)
+    runs: list[tuple[bool, list[Getter]]] = []
+    for connection in sync:
+        if runs and runs[-1][0] == connection.inline:
+            runs[-1][1].append(connection.receiver)
+        else:
+            runs.append((connection.inline, [connection.receiver]))
+    return (
+        tuple(c.receiver for c in sync),
+        tuple(asynchronous),
+        tuple((inline, tuple(getters)) for inline, getters in runs),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverInfo:
+    """A live connection of a signal, as listed by :meth:`Signal.live_receivers`.
+
+    Attributes:
+        receiver: The connected callable (for a weakly connected bound method, a new bound
+            method equal to the one connected).
+        sender: The sender it was connected for, ``None`` for any sender.
+        weak: Whether the signal references the receiver weakly.
+        dispatch_uid: The ``dispatch_uid`` it was connected with, or ``None``.
+        is_async: Whether it is awaited (an ``async def`` function or equivalent).
+        inline: Whether ``asend`` calls it on the event loop instead of in a worker thread.
+    """
+
+    receiver: Callable[..., Any]
+    sender: Any
+    weak: bool
+    dispatch_uid: Any
+    is_async: bool
+    inline: bool
+
+
+class Signal:
+    """A signal: receivers connect to it, senders send through it.
+
+    Args:
+        use_caching: Accepted for compatibility with Django. tidings always keeps a per-sender
+            plan of receivers, for every sender kind, so the flag changes nothing.
+        name: A name used in ``repr()`` and in error messages (tidings extension).
+    """
+
+    def __init__(self, use_caching: bool = False, *, name: str | None = None) -> None:
+        self.use_caching = use_caching
+        self.name = name
+        self.lock = threading.Lock()
+        self._connections: tuple[_Connection, ...] = ()
+        # (plans by sender key, plan for every other sender, whether any key is a method's)
+        self._state: tuple[dict[Key, Plan], Plan, bool] | None = None
+        self._dead = False
+
+    def __repr__(self) -> str:
+        if self.name:
+            return f"<{type(self).__name__} {self.name!r}>"
+        return f"<{type(self).__module__}.{type(self).__qualname__} at {id(self):#x}>"
+
+    # -- connecting -------------------------------------------------------------------------
+
+    def connect(
+        self,
+        receiver: Callable[..., Any],
+        sender: Any = None,
+        weak: bool = True,
+        dispatch_uid: Any = None,
+        *,
+        inline: bool = False,
+    ) -> None:
+        """Connect ``receiver`` to this signal.
+
+        Args:
+            receiver: A callable accepting keyword arguments (``**kwargs``); it is called as
+                ``receiver(signal=self, sender=sender, **named)``. ``async def`` receivers are
+                awaited.
+            sender: Receive only sends from this object (by identity); ``None`` for any sender.
+            weak: Reference the receiver weakly, so that connecting it does not keep it alive.
+            dispatch_uid: An identifier that replaces the receiver's identity, to prevent
+                duplicate connections of equal receivers.
+            inline: For a sync receiver: let ``asend``/``asend_robust`` call it directly on the
+                event loop instead of in a worker thread. Only for receivers that return quickly
+                and never block.
+
+        Raises:
+            InvalidReceiverError: ``receiver`` is not callable, cannot be weakly referenced
+                although ``weak`` is true, or is async while ``inline`` is true.
+            ReceiverSignatureError: ``receiver`` does not accept ``**kwargs``.
+        """
+        check_receiver(receiver, self)
+        is_async = _is_async(receiver)
+        if inline and is_async:
+            raise InvalidReceiverError(
+                f"Cannot connect {describe(receiver)} to {self!r} with inline=True: inline only "
+                "applies to sync receivers; async receivers always run on the event loop."
+            )
+        sender_key = None if sender is None else id_of(sender)
+        key = (dispatch_uid or id_of(receiver), sender_key)
+        connection = _Connection(
+            key,
+            receiver_getter(receiver, weak, self._flag_dead, self),
+            None if sender is None else sender_getter(sender, self._flag_dead),
+            is_async=is_async,
+            inline=inline,
+            weak=weak,
+            dispatch_uid=dispatch_uid or None,
+        )
+        with self.lock:
+            live = self._live_connections()
+            if not any(c.key == key for c in live):
+                self._install((*live, connection))
+
+    def disconnect(
+        self,
+        receiver: Callable[..., Any] | None = None,
+        sender: Any = None,
+        dispatch_uid: Any = None,
+    ) -> bool:
+        """Disconnect a receiver; return whether one was connected.
+
+        Args:
+            receiver: The receiver to disconnect (ignored when ``dispatch_uid`` is given).
+            sender: The sender it was connected for (``None`` if it was connected for any).
+            dispatch_uid: The ``dispatch_uid`` it was connected with.
+        """
+        key = (dispatch_uid or id_of(receiver), None if sender is None else id_of(sender))
+        with self.lock:
+            live = self._live_connections()
+            for index, connection in enumerate(live):
+                if connection.key == key:
+                    self._install(live[:index] + live[index + 1 :])
+                    return True
+            if len(live) != len(self._connections):
+                self._install(live)
+            return False
+
+    @property
+    def receivers(self) -> list[_Connection]:
+        """The connections, in connection order (dead ones included until purged).
+
+        Assigning a list previously read from this property restores those connections,
+        which is how test helpers (tidings.testing's ``muted``, factory_boy's ``mute_signals``)
+        silence a signal and bring it back.
+        """
+        return list(self._connections)
+
+    @receivers.setter
+    def receivers(self, connections: Iterable[_Connection]) -> None:
+        connections = tuple(connections)
+        for connection in connections:
+            if not isinstance(connection, _Connection):
+                raise TypeError(
+                    f"{self!r}.receivers accepts only connections read from a signal's "
+                    f"receivers, not {connection!r}"
+                )
+        with self.lock:
+            self._install(connections)
+            self._dead = True  # the restored connections may hold dead references
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def send(self, sender: Any, **named: Any) -> Responses:
+        """Call every receiver matching ``sender``; return ``[(receiver, response), ...]``.
+
+        A receiver's exception propagates at once; receivers after it are not called.
+
+        Raises:
+            AsyncReceiversInEventLoopError: async receivers match and the calling thread is
+                running an event loop (use ``await asend(...)``); raised before any receiver
+                runs.
+        """
+        state = self._state
+        if state is None:
+            return []
+        if self._dead:
+            state = self._purge()
+            if state is None:
+                return []
+        plans, others, by_method = state
+        sync, asynchronous, _ = plans.get(id_of(sender) if by_method else id(sender), others)
+        if asynchronous:
+            return self._send_mixed(sender, named, sync, asynchronous, robust=False)
+        receivers = [get() for get in sync]
+        return [(r, r(signal=self, sender=sender, **named)) for r in receivers if r is not None]
+
+    def send_robust(self, sender: Any, **named: Any) -> Responses:
+        """Like :meth:`send`, but a receiver's :class:`Exception` becomes its response.
+
+        Each caught exception keeps its ``__traceback__`` and is logged to the ``tidings``
+        logger at ERROR level with ``exc_info``. ``BaseException`` subclasses that are not
+        ``Exception`` (``KeyboardInterrupt``, ``SystemExit``, cancellation) propagate.
+        """
+        sync, asynchronous, _ = self._plan(sender)
+        if asynchronous:
+            return self._send_mixed(sender, named, sync, asynchronous, robust=True)
+        receivers = [get() for get in sync]
+        return self._call_robust([r for r in receivers if r is not None], sender, named)
+
+    async def asend(self, sender: Any, **named: Any) -> Responses:
+        """Call every receiver matching ``sender`` from async code.
+
+        Sync receivers run first, in connection order, in a worker thread (or on the loop when
+        connected with ``inline=True``); then async receivers run concurrently. Results come
+        in the same order as from :meth:`send`. The first exception propagates.
+        """
+        return await self._asend(sender, named, robust=False)
+
+    async def asend_robust(self, sender: Any, **named: Any) -> Responses:
+        """Like :meth:`asend`, catching and logging each receiver's :class:`Exception`."""
+        return await self._asend(sender, named, robust=True)
+
+    # -- introspection ----------------------------------------------------------------------
+
+    def has_listeners(self, sender: Any = None) -> bool:
+        """Whether a send from ``sender`` would reach at least one live receiver."""
+        sync, asynchronous, _ = self._plan(sender)
+        return bool(sync or asynchronous)
+
+    def live_receivers(self, sender: Any = ALL_SENDERS) -> list[ReceiverInfo]:
+        """List the live connections (tidings extension; Django has only private helpers).
+
+        Args:
+            sender: Without it, every live connection in connection order. With it, the
+                receivers a send from ``sender`` would call, in the order it would call them.
+        """
+        connections = [c for c in self._connections if c.alive()]
+        if sender is not ALL_SENDERS:
+            key = id_of(sender)
+            connections = [c for c in connections if c.sender_key in (None, key)]
+            connections.sort(key=lambda c: c.is_async)
+        infos = []
+        for c in connections:
+            target = c.receiver()
+            owner = None if c.sender is None else c.sender()
+            if target is not None and (c.sender is None or owner is not None):
+                infos.append(
+                    ReceiverInfo(target, owner, c.weak, c.dispatch_uid, c.is_async, c.inline)
+                )
+        return infos
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _flag_dead(self, _ref: object) -> None:
+        # Runs inside garbage collection, possibly while this thread holds the lock: only flag.
+        self._dead = True
+
+    def _live_connections(self) -> tuple[_Connection, ...]:
+        """The connections without dead ones; call with the lock held."""
+        if not self._dead:
+            return self._connections
+        self._dead = False
+        return tuple(c for c in self._connections if c.alive())
+
+    def _install(self, connections: tuple[_Connection, ...]) -> None:
+        """Replace the connections and rebuild every plan; call with the lock held."""
+        self._connections = connections
+        if not connections:
+            self._state = None
+            return
+        keys = dict.fromkeys(c.sender_key for c in connections if c.sender_key is not None)
+        plans = {
+            key: _make_plan(c for c in connections if c.sender_key in (None, key)) for key in keys
+        }
+        others = _make_plan(c for c in connections if c.sender_key is None)
+        self._state = (plans, others, any(isinstance(key, tuple) for key in keys))
+
+    def _purge(self) -> tuple[dict[Key, Plan], Plan, bool] | None:
+        with self.lock:
+            live = self._live_connections()
+            if live is not self._connections:
+                self._install(live)
+            return self._state
+
+    def _plan(self, sender: Any) -> Plan:
+        state = self._state
+        if state is not None and self._dead:
+            state = self._purge()
+        if state is None:
+            return _NO_PLAN
+        plans, others, by_method = state
+        return plans.get(id_of(sender) if by_method else id(sender), others)
+
+    def _call_robust(
+        self, receivers: Sequence[Callable[..., Any]], sender: Any, named: dict[str, Any]
+    ) -> Responses:
+        responses: Responses = []
+        for r in receivers:
+            try:
+                responses.append((r, r(signal=self, sender=sender, **named)))
+            except Exception as error:
+                self._log_failure(r, error)
+                responses.append((r, error))
+        return responses
+
+    def _call(
+        self, receivers: Sequence[Callable[..., Any]], sender: Any, named: dict[str, Any]
+    ) -> Responses:
+        return [(r, r(signal=self, sender=sender, **named)) for r in receivers]
+
+    async def _await_robust(self, receiver: Callable[..., Any], sender: Any, named: Any) -> Any:
+        try:
+            return await receiver(signal=self, sender=sender, **named)
+        except Exception as error:
+            self._log_failure(receiver, error)
+            return error
+
+    def _awaitables(
+        self, receivers: Sequence[Callable[..., Any]], sender: Any, named: Any, robust: bool
+    ) -> list[Any]:
+        if robust:
+            return [self._await_robust(r, sender, named) for r in receivers]
+        return [r(signal=self, sender=sender, **named) for r in receivers]
+
+    def _send_mixed(
+        self,
+        sender: Any,
+        named: dict[str, Any],
+        sync: tuple[Getter, ...],
+        asynchronous: tuple[Getter, ...],
+        *,
+        robust: bool,
+    ) -> Responses:
+        if _async.in_running_loop():
+            raise AsyncReceiversInEventLoopError(
+                f"{self!r}.{'send_robust' if robust else 'send'}() was called from a running "
+                f"event loop while async receivers are connected for sender {sender!r}; "
+                "use 'await signal.asend(...)' instead. No receiver was called."
+            )
+        sync_receivers = [r for r in (get() for get in sync) if r is not None]
+        async_receivers = [r for r in (get() for get in asynchronous) if r is not None]
+        call = self._call_robust if robust else self._call
+        responses = call(sync_receivers, sender, named)
+        if async_receivers:
+            results = _async.run_concurrently(
+                self._awaitables(async_receivers, sender, named, robust)
+            )
+            responses.extend(zip(async_receivers, results, strict=True))
+        return responses
+
+    async def _asend(self, sender: Any, named: dict[str, Any], *, robust: bool) -> Responses:
+        _, asynchronous, runs = self._plan(sender)
+        if not runs and not asynchronous:
+            return []
+        snapshot = [(inline, [get() for get in getters]) for inline, getters in runs]
+        async_receivers = [r for r in (get() for get in asynchronous) if r is not None]
+        call = self._call_robust if robust else self._call
+        responses: Responses = []
+        for inline, receivers in snapshot:
+            alive = [r for r in receivers if r is not None]
+            if inline:
+                responses.extend(call(alive, sender, named))
+            elif alive:
+                responses.extend(await _async.run_in_thread(call, alive, sender, named))
+        if async_receivers:
+            results = await _async.gather(self._awaitables(async_receivers, sender, named, robust))
+            responses.extend(zip(async_receivers, results, strict=True))
+        return responses
+
+    def _log_failure(self, receiver: object, error: Exception) -> None:
+        name = getattr(receiver, "__qualname__", None)
+        logger.error(
+            "Error calling %s in Signal.send_robust() (%s)",
+            name if isinstance(name, str) else repr(receiver),
+            error,
+            exc_info=error,
+        )
+
+
+def receiver(signal: Signal | Sequence[Signal], **kwargs: Any) -> Callable[[F], F]:
+    """Decorate a function to connect it to ``signal`` (or to each of a list of signals).
+
+    Args:
+        signal: A :class:`Signal`, or a list or tuple of them.
+        **kwargs: Passed to each :meth:`Signal.connect` (``sender``, ``weak``, ``dispatch_uid``,
+            ``inline``).
+
+    Returns:
+        A decorator returning the function unchanged.
+
+    Example::
+
+        @receiver(post_save, sender=User)
+        def create_profile(sender, instance, created, **kwargs): ...
+    """
+    signals: list[object] = list(signal) if isinstance(signal, (list, tuple)) else [signal]
+    for s in signals:
+        if not isinstance(s, Signal):
+            raise TypeError(f"@receiver() expects a Signal or a list of Signals, not {s!r}")
+    checked = [s for s in signals if isinstance(s, Signal)]
+
+    def connect(func: F) -> F:
+        for s in checked:
+            s.connect(func, **kwargs)
+        return func
+
+    return connect

@@ -1,0 +1,35 @@
+"""The exceptions tidings raises itself.
+
+Every error has :class:`TidingsError` as a base. Errors that correspond to a built-in category
+also derive from that built-in (``TypeError``, ``ValueError``, ``RuntimeError``), so code written
+for django.dispatch, which raises the built-ins, keeps catching them.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AsyncReceiversInEventLoopError",
+    "InvalidReceiverError",
+    "ReceiverSignatureError",
+    "TidingsError",
+]
+
+
+class TidingsError(Exception):
+    """Base class of every exception raised by tidings itself."""
+
+
+class InvalidReceiverError(TidingsError, TypeError):
+    """A receiver is not callable, or cannot be weakly referenced although ``weak=True``."""
+
+
+class ReceiverSignatureError(TidingsError, ValueError):
+    """A receiver cannot accept the keyword arguments every send passes (``**kwargs``)."""
+
+
+class AsyncReceiversInEventLoopError(TidingsError, RuntimeError):
+    """``send()`` was called inside a running event loop while async receivers match.
+
+    Awaiting them would need the loop that is busy running the caller; ``await signal.asend()``
+    is the way to send from async code.
+    """

@@ -1,0 +1,45 @@
+"""Fixtures shared by the whole suite: real servers, found through environment variables."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+POSTGRES_URL = os.environ.get("TIDINGS_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _server_missing(what: str, install: str) -> None:
+    """Skip the test, or fail it under CI, where the servers must be there."""
+    message = f"{what} is unreachable; {install}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL (``postgresql://…``, no driver) of a new empty database, dropped afterwards."""
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dev dependency
+        _server_missing("psycopg", 'pip install "psycopg[binary]"')
+        raise
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        _server_missing(
+            f"PostgreSQL at {POSTGRES_URL} ({exc.__class__.__name__})",
+            "install and start PostgreSQL or set TIDINGS_POSTGRES_URL",
+        )
+        raise
+    name = f"tidings_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            base, _, _ = POSTGRES_URL.rpartition("/")
+            yield f"{base}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,0 +1,1 @@
+"""Django twins of the many-to-many scenarios."""
