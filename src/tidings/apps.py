@@ -1,0 +1,699 @@
+"""The app registry: installed apps, their models, and lazy model references.
+
+An *app* is an importable package listed in an ``INSTALLED_APPS``-style sequence and
+described by an :class:`AppConfig`. :meth:`Apps.populate` loads them in Django's three
+phases:
+
+1. import each entry and build its :class:`AppConfig` (``apps_ready`` becomes true);
+2. import each app's ``models`` submodule, if it has one, in order (``models_ready``);
+3. call each config's :meth:`AppConfig.ready`, in order (``ready``).
+
+Every ``ready()`` therefore runs after every ``models`` module has been imported, which is
+where an app should import the module that connects its receivers.
+
+Models are registered with :meth:`Apps.register_model` under ``(app_label,
+ClassName.lower())``, by an ORM integration (``tidings.sqlalchemy``) or by hand. Registration
+does not require the app to be installed (like a Django model declaring ``app_label``), and a
+project that never calls ``populate()`` still gets lazy model references.
+
+:meth:`Apps.lazy_model_operation` runs a function once the models it names are registered, at
+once when they already are. Operations still waiting are what :meth:`Apps.check` reports, in
+the spirit of Django's ``signals.E001``.
+
+Threads: one re-entrant lock guards the bookkeeping. ``populate()`` holds it for its whole run
+(a second thread waits, then finds the registry ready). Lazy operations are taken off the
+registry under the lock but called after it is released, so user code never runs while the
+lock is held by a registration.
+
+Tests: ``with apps.isolated():`` swaps the registry's whole state (apps, models, pending
+operations, flags) for a fresh empty one and restores it afterwards. It works on the default
+:data:`apps` object, which is the one every model signal uses unless given ``apps=``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import importlib.util
+import inspect
+import logging
+import os
+import threading
+import types
+from collections.abc import Callable, Iterable, Iterator
+
+from tidings import TidingsError
+
+__all__ = [
+    "AppConfig",
+    "AppRegistryNotReady",
+    "Apps",
+    "CheckMessage",
+    "ImproperlyConfigured",
+    "RegistryError",
+    "apps",
+    "make_model_key",
+]
+
+logger = logging.getLogger("tidings.apps")
+
+#: ``(app_label, model_name)`` with the model name lower-cased.
+ModelKey = tuple[str, str]
+
+_APPS_MODULE = "apps"
+_MODELS_MODULE = "models"
+
+
+class ImproperlyConfigured(TidingsError):
+    """An installed-apps entry, an app label or a lazy reference is wrong."""
+
+
+class AppRegistryNotReady(TidingsError):
+    """An :class:`AppConfig` was asked for its models before joining a registry."""
+
+
+class RegistryError(TidingsError, RuntimeError):
+    """The registry was misused: ``populate()`` re-entered, or two models share a name."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckMessage:
+    """One problem found by :meth:`Apps.check`.
+
+    Attributes:
+        id: A stable identifier, such as ``"signals.E001"``.
+        msg: The human-readable description.
+        obj: What the message is about (for a lazy receiver: its qualified name).
+    """
+
+    id: str
+    msg: str
+    obj: object = None
+
+    def __str__(self) -> str:
+        return f"({self.id}) {self.msg}"
+
+
+def make_model_key(reference: str | tuple[str, str]) -> ModelKey:
+    """Turn ``"app_label.ModelName"`` or ``(app_label, model_name)`` into a registry key.
+
+    Args:
+        reference: The lazy model reference.
+
+    Returns:
+        ``(app_label, model_name)`` with the model name lower-cased; the app label is kept
+        as given (it is matched exactly, as in Django).
+
+    Raises:
+        ValueError: If the reference is not exactly two non-empty parts.
+    """
+    if isinstance(reference, str):
+        parts = reference.split(".")
+    elif isinstance(reference, tuple):
+        parts = list(reference)
+    else:
+        parts = []
+    if len(parts) != 2 or not all(isinstance(part, str) and part for part in parts):
+        raise ValueError(
+            f"Invalid model reference {reference!r}. String model references must be of the "
+            "form 'app_label.ModelName'."
+            if isinstance(reference, str)
+            else f"Invalid model reference {reference!r}. Model keys must be "
+            "(app_label, model_name) tuples of non-empty strings."
+        )
+    return parts[0], parts[1].lower()
+
+
+def _has_submodule(module: types.ModuleType, name: str) -> bool:
+    """Whether the package ``module`` has a submodule ``name``, without importing it."""
+    if not hasattr(module, "__path__"):
+        return False
+    return importlib.util.find_spec(f"{module.__name__}.{name}") is not None
+
+
+def _is_missing(exc: ModuleNotFoundError, dotted: str) -> bool:
+    """Whether ``exc`` says ``dotted`` itself (or a parent package) does not exist.
+
+    A ModuleNotFoundError raised by an import *inside* the module is a real error and must
+    propagate rather than be mistaken for a wrong entry.
+    """
+    return exc.name is not None and (dotted == exc.name or dotted.startswith(exc.name + "."))
+
+
+class AppConfig:
+    """The configuration of one installed app; subclass it to set attributes or ``ready()``.
+
+    Attributes:
+        name: The app's full module path, such as ``"myproject.blog"``.
+        label: A short unique identifier; defaults to the last component of ``name``.
+        verbose_name: A human-readable name; defaults to ``label.title()``.
+        module: The app's root module.
+        models_module: The app's ``models`` submodule, set in phase 2, or None.
+        path: The app's directory on disk.
+        apps: The registry holding this config, or None before it is installed.
+    """
+
+    name: str
+    label: str
+    verbose_name: str
+    path: str
+    module: types.ModuleType
+    models_module: types.ModuleType | None
+    apps: Apps | None
+
+    def __init__(self, app_name: str, app_module: types.ModuleType) -> None:
+        """Describe the app ``app_name`` whose root module is ``app_module``.
+
+        Args:
+            app_name: The app's full module path.
+            app_module: The imported root module.
+
+        Raises:
+            ImproperlyConfigured: If the label is not a valid identifier or the app's path
+                cannot be determined.
+        """
+        self.name = app_name
+        self.module = app_module
+        self.apps = None
+        self.models_module = None
+        # Subclasses may set these as class attributes; only fill in what they left out.
+        if not hasattr(self, "label"):
+            self.label = app_name.rpartition(".")[2]
+        if not self.label.isidentifier():
+            raise ImproperlyConfigured(
+                f"The app label {self.label!r} of app {app_name!r} is not a valid Python "
+                "identifier."
+            )
+        if not hasattr(self, "verbose_name"):
+            self.verbose_name = self.label.title()
+        if not hasattr(self, "path"):
+            self.path = self._path_from_module(app_module)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {self.label}>"
+
+    @staticmethod
+    def _path_from_module(module: types.ModuleType) -> str:
+        paths = list(dict.fromkeys(getattr(module, "__path__", [])))
+        if not paths and getattr(module, "__file__", None):
+            paths = [os.path.dirname(str(module.__file__))]
+        if len(paths) != 1:
+            # Namespace packages spread over several directories have no single path.
+            raise ImproperlyConfigured(
+                f"The app module {module.__name__!r} has {len(paths)} filesystem locations "
+                f"{paths!r}; configure it with an AppConfig subclass that sets 'path'."
+            )
+        return str(paths[0])
+
+    @classmethod
+    def create(cls, entry: str) -> AppConfig:
+        """Build the config for one installed-apps entry.
+
+        ``entry`` is either an app's module path or the dotted path of an AppConfig
+        subclass. For a module path, the app's ``apps`` submodule is searched for AppConfig
+        subclasses defined there: the only one whose ``default`` is not false, else the only
+        one with ``default = True``; failing both, a plain :class:`AppConfig` is used.
+
+        Args:
+            entry: The installed-apps entry.
+
+        Returns:
+            A new, not yet installed, app config.
+
+        Raises:
+            ImproperlyConfigured: If the entry imports nothing, names something that is not an
+                AppConfig subclass, or its ``apps`` module declares several defaults.
+        """
+        try:
+            module: types.ModuleType | None = importlib.import_module(entry)
+        except ModuleNotFoundError as exc:
+            if not _is_missing(exc, entry):
+                raise
+            module = None
+        if module is not None:
+            config_class = cls._default_config_class(module) or cls
+            if config_class is cls or not hasattr(config_class, "name"):
+                # A config found inside the app's own package can only describe that app.
+                return config_class(entry, module)
+            return config_class._from_class(entry, config_class)
+        return cls._from_class(entry, cls._import_config_class(entry))
+
+    @classmethod
+    def _default_config_class(cls, module: types.ModuleType) -> type[AppConfig] | None:
+        if not _has_submodule(module, _APPS_MODULE):
+            return None
+        apps_path = f"{module.__name__}.{_APPS_MODULE}"
+        apps_module = importlib.import_module(apps_path)
+        candidates = [
+            candidate
+            for _, candidate in inspect.getmembers(apps_module, inspect.isclass)
+            # Classes imported from elsewhere (say a base config) are not this app's choice.
+            if issubclass(candidate, cls)
+            and candidate is not cls
+            and candidate.__module__ == apps_path
+            and getattr(candidate, "default", True)
+        ]
+        if len(candidates) == 1:
+            return candidates[0]
+        defaults = [c for c in candidates if getattr(c, "default", False) is True]
+        if len(defaults) > 1:
+            names = ", ".join(repr(c.__name__) for c in defaults)
+            raise ImproperlyConfigured(
+                f"{apps_path!r} declares more than one default AppConfig: {names}."
+            )
+        return defaults[0] if defaults else None
+
+    @classmethod
+    def _import_config_class(cls, entry: str) -> type[AppConfig]:
+        module_path, _, class_name = entry.rpartition(".")
+        if not module_path:
+            raise ImproperlyConfigured(
+                f"Cannot import the installed app {entry!r}: no module named {entry!r}."
+            )
+        try:
+            module = importlib.import_module(module_path)
+        except ModuleNotFoundError as exc:
+            if not _is_missing(exc, module_path):
+                raise
+            raise ImproperlyConfigured(
+                f"Cannot import the installed app {entry!r}: it is neither a module nor the "
+                f"path of an AppConfig subclass ({exc})."
+            ) from exc
+        found = getattr(module, class_name, None)
+        if found is None:
+            choices = sorted(
+                name
+                for name, candidate in inspect.getmembers(module, inspect.isclass)
+                if issubclass(candidate, cls) and candidate is not cls
+            )
+            hint = f" Choices are: {', '.join(map(repr, choices))}." if choices else ""
+            raise ImproperlyConfigured(
+                f"Cannot import the installed app {entry!r}: module {module_path!r} does not "
+                f"contain a {class_name!r} class.{hint}"
+            )
+        if not (isinstance(found, type) and issubclass(found, AppConfig)):
+            raise ImproperlyConfigured(f"Installed app {entry!r} isn't a subclass of AppConfig.")
+        return found
+
+    @staticmethod
+    def _from_class(entry: str, config_class: type[AppConfig]) -> AppConfig:
+        app_name = getattr(config_class, "name", None)
+        if not isinstance(app_name, str):
+            raise ImproperlyConfigured(
+                f"Installed app {entry!r}: {config_class.__qualname__} must supply a 'name' "
+                "attribute (the app's module path)."
+            )
+        try:
+            module = importlib.import_module(app_name)
+        except ModuleNotFoundError as exc:
+            if not _is_missing(exc, app_name):
+                raise
+            raise ImproperlyConfigured(
+                f"Cannot import {app_name!r} for installed app {entry!r}. Check that "
+                f"'{config_class.__module__}.{config_class.__qualname__}.name' is correct."
+            ) from exc
+        return config_class(app_name, module)
+
+    def import_models(self) -> None:
+        """Import the app's ``models`` submodule, if it has one (phase 2 of populate)."""
+        if _has_submodule(self.module, _MODELS_MODULE):
+            self.models_module = importlib.import_module(f"{self.name}.{_MODELS_MODULE}")
+
+    def ready(self) -> None:
+        """Run once the registry is fully populated; override to import signal receivers."""
+
+    def get_model(self, model_name: str) -> type:
+        """Return this app's model named ``model_name`` (case-insensitive).
+
+        Args:
+            model_name: The model's class name, in any case.
+
+        Returns:
+            The registered model class.
+
+        Raises:
+            LookupError: If this app has no such model.
+            AppRegistryNotReady: If this config is not installed in a registry.
+        """
+        model = self._registry().get_registered_model(self.label, model_name)
+        if model is None:
+            raise LookupError(f"App {self.label!r} doesn't have a {model_name!r} model.")
+        return model
+
+    def get_models(self) -> list[type]:
+        """Return this app's registered models, in registration order.
+
+        Raises:
+            AppRegistryNotReady: If this config is not installed in a registry.
+        """
+        return self._registry()._models_of(self.label)
+
+    def _registry(self) -> Apps:
+        if self.apps is None:
+            raise AppRegistryNotReady(
+                f"App {self.label!r} is not installed in a registry; call populate() first."
+            )
+        return self.apps
+
+
+@dataclasses.dataclass
+class _Operation:
+    """A lazy model operation and what ``check()`` should say while it waits."""
+
+    function: Callable[..., object]
+    keys: tuple[ModelKey, ...]
+    description: str
+    check_id: str
+    obj: object
+
+
+@dataclasses.dataclass
+class _State:
+    """Everything ``isolated()`` swaps out; one object so a swap is a single assignment."""
+
+    app_configs: dict[str, AppConfig] = dataclasses.field(default_factory=dict)
+    models: dict[str, dict[str, type]] = dataclasses.field(default_factory=dict)
+    # Each waiting entry is an operation plus the model classes resolved so far.
+    pending: dict[ModelKey, list[tuple[_Operation, tuple[type, ...]]]] = dataclasses.field(
+        default_factory=dict
+    )
+    apps_ready: bool = False
+    models_ready: bool = False
+    ready: bool = False
+    loading: bool = False
+
+
+class Apps:
+    """A registry of installed apps, registered models and pending lazy model operations."""
+
+    def __init__(self, installed_apps: Iterable[str | AppConfig] | None = None) -> None:
+        """Create a registry, populated at once when ``installed_apps`` is given.
+
+        Args:
+            installed_apps: Entries for :meth:`populate`, or None to populate later.
+        """
+        self._lock = threading.RLock()
+        self._state = _State()
+        if installed_apps is not None:
+            self.populate(installed_apps)
+
+    @property
+    def apps_ready(self) -> bool:
+        """Whether phase 1 (app configs) of :meth:`populate` has completed."""
+        return self._state.apps_ready
+
+    @property
+    def models_ready(self) -> bool:
+        """Whether phase 2 (``models`` modules) of :meth:`populate` has completed."""
+        return self._state.models_ready
+
+    @property
+    def ready(self) -> bool:
+        """Whether phase 3 (``ready()`` hooks) of :meth:`populate` has completed."""
+        return self._state.ready
+
+    def populate(self, installed_apps: Iterable[str | AppConfig]) -> None:
+        """Load the installed apps, their ``models`` modules, then call their ``ready()``.
+
+        Idempotent (a populated registry ignores later calls) and thread-safe. If a phase
+        raises, the registry goes back to its state before the call, except for models that
+        were registered (their modules stay imported), so the call can be retried.
+
+        Args:
+            installed_apps: Module paths, AppConfig-subclass paths or AppConfig instances.
+
+        Raises:
+            RegistryError: If called again while this registry is being populated (from an
+                app's import, a ``models`` module or a ``ready()``).
+            ImproperlyConfigured: If an entry is wrong or two apps share a label or name.
+        """
+        if self._state.ready:
+            return
+        with self._lock:
+            state = self._state
+            if state.ready:
+                return
+            if state.loading:
+                raise RegistryError(
+                    "populate() isn't reentrant: it was called while the registry was being "
+                    "populated (from an app's import, a models module or a ready() method)."
+                )
+            state.loading = True
+            try:
+                self._populate(state, list(installed_apps))
+            except BaseException:
+                state.app_configs.clear()
+                state.apps_ready = state.models_ready = False
+                raise
+            finally:
+                state.loading = False
+
+    def _populate(self, state: _State, entries: list[str | AppConfig]) -> None:
+        for entry in entries:
+            config = entry if isinstance(entry, AppConfig) else AppConfig.create(entry)
+            other = state.app_configs.get(config.label)
+            if other is not None:
+                raise ImproperlyConfigured(
+                    f"Application labels aren't unique, duplicates: {config.label!r} (apps "
+                    f"{other.name!r} and {config.name!r}); set 'label' on an AppConfig "
+                    "subclass to tell them apart."
+                )
+            for existing in state.app_configs.values():
+                if existing.name == config.name:
+                    raise ImproperlyConfigured(
+                        f"Application names aren't unique, duplicates: {config.name!r} "
+                        f"(labels {existing.label!r} and {config.label!r})."
+                    )
+            config.apps = self
+            state.app_configs[config.label] = config
+        state.apps_ready = True
+        for config in list(state.app_configs.values()):
+            config.import_models()
+        state.models_ready = True
+        for config in list(state.app_configs.values()):
+            config.ready()
+        state.ready = True
+
+    def get_app_configs(self) -> list[AppConfig]:
+        """Return the installed app configs in installation order."""
+        return list(self._state.app_configs.values())
+
+    def get_app_config(self, app_label: str) -> AppConfig:
+        """Return the installed app config labelled ``app_label``.
+
+        Raises:
+            LookupError: If no installed app has that label.
+        """
+        configs = self._state.app_configs
+        try:
+            return configs[app_label]
+        except KeyError:
+            message = f"No installed app with label {app_label!r}."
+            for config in configs.values():
+                if config.name == app_label:
+                    message += f" Did you mean {config.label!r}?"
+                    break
+            raise LookupError(message) from None
+
+    def is_installed(self, name: str) -> bool:
+        """Whether an app with the full module path ``name`` is installed."""
+        return any(config.name == name for config in self._state.app_configs.values())
+
+    def get_containing_app_config(self, module_name: str) -> AppConfig | None:
+        """Return the installed app whose package holds ``module_name``, or None.
+
+        With nested apps, the innermost (longest name) wins.
+
+        Args:
+            module_name: A dotted module path, such as a model class's ``__module__``.
+        """
+        best: AppConfig | None = None
+        for config in self._state.app_configs.values():
+            inside = module_name == config.name or module_name.startswith(config.name + ".")
+            if inside and (best is None or len(config.name) > len(best.name)):
+                best = config
+        return best
+
+    def get_registered_model(self, app_label: str, model_name: str) -> type | None:
+        """Return the model registered as ``(app_label, model_name)``, or None.
+
+        Unlike :meth:`get_model` this never raises and is safe during population.
+        """
+        return self._state.models.get(app_label, {}).get(model_name.lower())
+
+    def get_model(self, app_label: str, model_name: str | None = None) -> type:
+        """Return a registered model, by label and name or by ``"app_label.ModelName"``.
+
+        The model name is case-insensitive. The app need not be installed, only the model
+        registered.
+
+        Raises:
+            ValueError: If a single argument is not of the form ``"app_label.ModelName"``.
+            LookupError: If the app label or the model is unknown.
+        """
+        if model_name is None:
+            app_label, model_name = make_model_key(app_label)
+        model = self.get_registered_model(app_label, model_name)
+        if model is not None:
+            return model
+        if app_label in self._state.app_configs or app_label in self._state.models:
+            raise LookupError(f"App {app_label!r} doesn't have a {model_name!r} model.")
+        raise LookupError(f"No installed app with label {app_label!r}.")
+
+    def get_models(self) -> list[type]:
+        """Return every registered model, grouped by app label in registration order."""
+        return [model for models in self._state.models.values() for model in models.values()]
+
+    def _models_of(self, app_label: str) -> list[type]:
+        return list(self._state.models.get(app_label, {}).values())
+
+    def register_model(self, app_label: str, model: type) -> None:
+        """Record ``model`` as ``(app_label, model.__name__.lower())`` and run what waits on it.
+
+        Registering the same class again does nothing. Pending lazy operations run after the
+        registry lock is released; if one raises, the rest still run and the first error
+        propagates (later ones are logged).
+
+        Args:
+            app_label: The app the model belongs to; it need not be installed.
+            model: The model class.
+
+        Raises:
+            RegistryError: If another class is already registered under the same key.
+        """
+        key = (app_label, model.__name__.lower())
+        with self._lock:
+            state = self._state
+            models = state.models.setdefault(app_label, {})
+            existing = models.get(key[1])
+            if existing is model:
+                return
+            if existing is not None:
+                raise RegistryError(
+                    f"Conflicting {key[1]!r} models in application {app_label!r}: "
+                    f"{existing.__module__}.{existing.__qualname__} and "
+                    f"{model.__module__}.{model.__qualname__}."
+                )
+            models[key[1]] = model
+            waiting = state.pending.pop(key, [])
+        self._run_all([(operation, (*resolved, model)) for operation, resolved in waiting])
+
+    def lazy_model_operation(
+        self,
+        function: Callable[..., object],
+        *model_keys: ModelKey | str,
+        description: str | None = None,
+        check_id: str = "models.E022",
+        obj: object = None,
+    ) -> None:
+        """Call ``function(*models)`` once every model in ``model_keys`` is registered.
+
+        Runs at once when they already are. ``check()`` reports the operation while it
+        waits, as ``"<description> '<app_label.model>', but <reason>."``.
+
+        Args:
+            function: Called with one model class per key, in key order.
+            *model_keys: ``(app_label, model_name)`` tuples (or ``"app_label.ModelName"``).
+            description: The start of the check message; defaults to
+                ``"The operation '<qualname>' contains a lazy reference to"``.
+            check_id: The id of the check message.
+            obj: The ``obj`` of the check message; defaults to ``function``.
+
+        Raises:
+            ValueError: If a key is malformed.
+        """
+        keys = tuple(make_model_key(key) for key in model_keys)
+        if description is None:
+            name = getattr(function, "__qualname__", None) or repr(function)
+            description = f"The operation {name!r} contains a lazy reference to"
+        operation = _Operation(
+            function, keys, description, check_id, function if obj is None else obj
+        )
+        self._run_all([(operation, ())])
+
+    def _run_all(self, ready: list[tuple[_Operation, tuple[type, ...]]]) -> None:
+        first: BaseException | None = None
+        for operation, resolved in ready:
+            try:
+                self._advance(operation, resolved)
+            except Exception as exc:
+                if first is None:
+                    first = exc
+                else:
+                    logger.error(
+                        "Lazy model operation %r failed after an earlier one",
+                        operation.function,
+                        exc_info=exc,
+                    )
+        if first is not None:
+            raise first
+
+    def _advance(self, operation: _Operation, resolved: tuple[type, ...]) -> None:
+        while len(resolved) < len(operation.keys):
+            key = operation.keys[len(resolved)]
+            with self._lock:
+                model = self.get_registered_model(*key)
+                if model is None:
+                    self._state.pending.setdefault(key, []).append((operation, resolved))
+                    return
+            resolved = (*resolved, model)
+        operation.function(*resolved)
+
+    def check(self, *, raise_on_error: bool = False) -> list[CheckMessage]:
+        """Report every lazy model operation still waiting for a model.
+
+        Args:
+            raise_on_error: Raise instead of returning when there is anything to report.
+
+        Returns:
+            The messages, sorted by text; empty when every reference resolved.
+
+        Raises:
+            ImproperlyConfigured: With every message, when ``raise_on_error`` is true.
+        """
+        state = self._state
+        with self._lock:
+            pending = [(key, list(waiting)) for key, waiting in state.pending.items()]
+        messages = []
+        for (app_label, model_name), waiting in pending:
+            if app_label in state.app_configs or app_label in state.models:
+                reason = f"app {app_label!r} doesn't provide model {model_name!r}"
+            else:
+                reason = f"app {app_label!r} isn't installed"
+            for operation, _ in waiting:
+                text = f"{operation.description} '{app_label}.{model_name}', but {reason}."
+                messages.append(CheckMessage(operation.check_id, text, operation.obj))
+        messages.sort(key=lambda message: message.msg)
+        if raise_on_error and messages:
+            raise ImproperlyConfigured(
+                "Unresolved lazy model references:\n" + "\n".join(map(str, messages))
+            )
+        return messages
+
+    @contextlib.contextmanager
+    def isolated(self, installed_apps: Iterable[str | AppConfig] | None = None) -> Iterator[Apps]:
+        """Swap in a fresh empty state for the duration of a ``with`` block (for tests).
+
+        Apps, models, pending operations and flags are all replaced, then restored on exit,
+        even if the block raises. Blocks nest.
+
+        Args:
+            installed_apps: If given, populate the fresh state with these entries.
+
+        Yields:
+            This registry.
+        """
+        with self._lock:
+            saved, self._state = self._state, _State()
+        try:
+            if installed_apps is not None:
+                self.populate(installed_apps)
+            yield self
+        finally:
+            with self._lock:
+                self._state = saved
+
+
+#: The default registry, used by every model signal unless it is given ``apps=``.
+apps = Apps()

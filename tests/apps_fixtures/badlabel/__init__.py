@@ -1,0 +1,1 @@
+"""An app whose config sets a label that is not an identifier."""

@@ -1,0 +1,1 @@
+"""An app without an ``apps`` module: it gets a plain AppConfig."""

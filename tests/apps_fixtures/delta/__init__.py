@@ -1,0 +1,1 @@
+"""An app that connects its receivers from ready(), the recommended pattern."""

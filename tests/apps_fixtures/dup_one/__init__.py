@@ -1,0 +1,1 @@
+"""A package holding an app named ``blog``."""

@@ -1,0 +1,1 @@
+"""An app labelled ``blog``, like its twin in the other package."""

@@ -1,0 +1,1 @@
+"""An app whose ``apps`` module holds two configs, one marked ``default = True``."""

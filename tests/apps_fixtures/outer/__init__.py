@@ -1,0 +1,1 @@
+"""An app that contains another app (``outer.inner``)."""

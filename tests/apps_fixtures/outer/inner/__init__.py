@@ -1,0 +1,1 @@
+"""An app nested inside the ``outer`` app."""

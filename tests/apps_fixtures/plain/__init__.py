@@ -1,0 +1,1 @@
+"""An app with neither an ``apps`` nor a ``models`` module."""

@@ -1,0 +1,1 @@
+"""An app whose ready() calls populate() again, which must be refused."""

@@ -1,0 +1,1 @@
+"""An app whose ``apps`` module declares two defaults, which is an error."""
