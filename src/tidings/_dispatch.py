@@ -35,6 +35,7 @@ import asyncio
 import enum
 import inspect
 import logging
+import operator
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -113,6 +114,14 @@ class _Connection:
 
     def __repr__(self) -> str:
         return f"<connection of {self.receiver()!r} for sender {self.sender and self.sender()!r}>"
+
+
+_call: Callable[[Getter], Any] = getattr(operator, "call", lambda getter: getter())
+
+
+def _alive(getters: tuple[Getter, ...]) -> list[Callable[..., Any]]:
+    """Dereference every getter first, then drop the dead: the snapshot a send works on."""
+    return [r for r in list(map(_call, getters)) if r is not None]
 
 
 # A plan is what a send to one sender needs, precomputed on every change of the connections:
@@ -298,6 +307,7 @@ class Signal:
             AsyncReceiversInEventLoopError: async receivers match and the calling thread is
                 running an event loop (use ``await asend(...)``); raised before any receiver
                 runs.
+            TypeError: ``named`` contains ``signal``, which every receiver receives already.
         """
         state = self._state
         if state is None:
@@ -309,9 +319,22 @@ class Signal:
         plans, others, by_method = state
         sync, asynchronous, _ = plans.get(id_of(sender) if by_method else id(sender), others)
         if asynchronous:
-            return self._send_mixed(sender, named, sync, asynchronous, robust=False)
-        receivers = [get() for get in sync]
-        return [(r, r(signal=self, sender=sender, **named)) for r in receivers if r is not None]
+            return self._send_mixed(self._arguments(sender, named), sync, asynchronous, False)
+        if not sync:
+            return []
+        if "signal" in named:
+            self._arguments(sender, named)  # raises the explanatory TypeError
+        kwargs = {"signal": self, "sender": sender, **named}
+        if len(sync) == 1:
+            # The common case, without building a snapshot list: nothing else can run between
+            # dereferencing the only receiver and calling it.
+            r = sync[0]()
+            return [] if r is None else [(r, r(**kwargs))]
+        responses = []
+        for r in list(map(_call, sync)):
+            if r is not None:
+                responses.append((r, r(**kwargs)))
+        return responses
 
     def send_robust(self, sender: Any, **named: Any) -> Responses:
         """Like :meth:`send`, but a receiver's :class:`Exception` becomes its response.
@@ -321,10 +344,12 @@ class Signal:
         ``Exception`` (``KeyboardInterrupt``, ``SystemExit``, cancellation) propagate.
         """
         sync, asynchronous, _ = self._plan(sender)
+        if not (sync or asynchronous):
+            return []
+        kwargs = self._arguments(sender, named)
         if asynchronous:
-            return self._send_mixed(sender, named, sync, asynchronous, robust=True)
-        receivers = [get() for get in sync]
-        return self._call_robust([r for r in receivers if r is not None], sender, named)
+            return self._send_mixed(kwargs, sync, asynchronous, True)
+        return self._call_robust(_alive(sync), kwargs)
 
     async def asend(self, sender: Any, **named: Any) -> Responses:
         """Call every receiver matching ``sender`` from async code.
@@ -410,60 +435,63 @@ class Signal:
         plans, others, by_method = state
         return plans.get(id_of(sender) if by_method else id(sender), others)
 
+    def _arguments(self, sender: Any, named: dict[str, Any]) -> dict[str, Any]:
+        """The keyword arguments of every receiver call, built once per send."""
+        if "signal" in named:
+            raise TypeError(
+                f"{self!r} was sent a keyword argument named 'signal', which receivers "
+                "already receive: the signal itself. Rename the argument."
+            )
+        return {"signal": self, "sender": sender, **named}
+
+    def _call(self, receivers: list[Callable[..., Any]], kwargs: dict[str, Any]) -> Responses:
+        return [(r, r(**kwargs)) for r in receivers]
+
     def _call_robust(
-        self, receivers: Sequence[Callable[..., Any]], sender: Any, named: dict[str, Any]
+        self, receivers: list[Callable[..., Any]], kwargs: dict[str, Any]
     ) -> Responses:
         responses: Responses = []
         for r in receivers:
             try:
-                responses.append((r, r(signal=self, sender=sender, **named)))
+                responses.append((r, r(**kwargs)))
             except Exception as error:
                 self._log_failure(r, error)
                 responses.append((r, error))
         return responses
 
-    def _call(
-        self, receivers: Sequence[Callable[..., Any]], sender: Any, named: dict[str, Any]
-    ) -> Responses:
-        return [(r, r(signal=self, sender=sender, **named)) for r in receivers]
-
-    async def _await_robust(self, receiver: Callable[..., Any], sender: Any, named: Any) -> Any:
+    async def _await_robust(self, receiver: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
         try:
-            return await receiver(signal=self, sender=sender, **named)
+            return await receiver(**kwargs)
         except Exception as error:
             self._log_failure(receiver, error)
             return error
 
     def _awaitables(
-        self, receivers: Sequence[Callable[..., Any]], sender: Any, named: Any, robust: bool
+        self, receivers: list[Callable[..., Any]], kwargs: dict[str, Any], robust: bool
     ) -> list[Any]:
         if robust:
-            return [self._await_robust(r, sender, named) for r in receivers]
-        return [r(signal=self, sender=sender, **named) for r in receivers]
+            return [self._await_robust(r, kwargs) for r in receivers]
+        return [r(**kwargs) for r in receivers]
 
     def _send_mixed(
         self,
-        sender: Any,
-        named: dict[str, Any],
+        kwargs: dict[str, Any],
         sync: tuple[Getter, ...],
         asynchronous: tuple[Getter, ...],
-        *,
         robust: bool,
     ) -> Responses:
         if _async.in_running_loop():
             raise AsyncReceiversInEventLoopError(
                 f"{self!r}.{'send_robust' if robust else 'send'}() was called from a running "
-                f"event loop while async receivers are connected for sender {sender!r}; "
-                "use 'await signal.asend(...)' instead. No receiver was called."
+                f"event loop while async receivers are connected for sender "
+                f"{kwargs['sender']!r}; use 'await signal.asend(...)' instead. "
+                "No receiver was called."
             )
-        sync_receivers = [r for r in (get() for get in sync) if r is not None]
-        async_receivers = [r for r in (get() for get in asynchronous) if r is not None]
-        call = self._call_robust if robust else self._call
-        responses = call(sync_receivers, sender, named)
+        sync_receivers = _alive(sync)
+        async_receivers = _alive(asynchronous)
+        responses = (self._call_robust if robust else self._call)(sync_receivers, kwargs)
         if async_receivers:
-            results = _async.run_concurrently(
-                self._awaitables(async_receivers, sender, named, robust)
-            )
+            results = _async.run_concurrently(self._awaitables(async_receivers, kwargs, robust))
             responses.extend(zip(async_receivers, results, strict=True))
         return responses
 
@@ -471,18 +499,18 @@ class Signal:
         _, asynchronous, runs = self._plan(sender)
         if not runs and not asynchronous:
             return []
-        snapshot = [(inline, [get() for get in getters]) for inline, getters in runs]
-        async_receivers = [r for r in (get() for get in asynchronous) if r is not None]
+        kwargs = self._arguments(sender, named)
+        snapshot = [(inline, _alive(getters)) for inline, getters in runs]
+        async_receivers = _alive(asynchronous)
         call = self._call_robust if robust else self._call
         responses: Responses = []
         for inline, receivers in snapshot:
-            alive = [r for r in receivers if r is not None]
             if inline:
-                responses.extend(call(alive, sender, named))
-            elif alive:
-                responses.extend(await _async.run_in_thread(call, alive, sender, named))
+                responses.extend(call(receivers, kwargs))
+            elif receivers:
+                responses.extend(await _async.run_in_thread(call, receivers, kwargs))
         if async_receivers:
-            results = await _async.gather(self._awaitables(async_receivers, sender, named, robust))
+            results = await _async.gather(self._awaitables(async_receivers, kwargs, robust))
             responses.extend(zip(async_receivers, results, strict=True))
         return responses
 
