@@ -296,6 +296,14 @@ class Signal:
             self._install(connections)
             self._dead = True  # the restored connections may hold dead references
 
+    @property
+    def sender_receivers_cache(self) -> dict[Any, Any]:
+        """Always an empty dict: tidings keeps no cache to clear (plans are rebuilt on change).
+
+        Present because code written for Django clears it after swapping ``receivers``.
+        """
+        return {}
+
     # -- sending ----------------------------------------------------------------------------
 
     def send(self, sender: Any, **named: Any) -> Responses:
