@@ -472,3 +472,17 @@ def test_check_messages_match_django() -> None:
     assert [m.id for m in apps.check()] == ["signals.E001"] * 2
     assert sorted(map(tail, our_messages)) == sorted(map(tail, django_messages))
     assert len(django_messages) == 2
+
+
+def test_empty_reference_parts_are_refused_unlike_django() -> None:
+    """'blog.' and '.Post' raise ValueError here; Django accepts them and waits forever."""
+    from tests.oracle import setup_django
+
+    setup_django()
+    from django.db.models.utils import make_model_tuple
+
+    assert make_model_tuple("blog.") == ("blog", "")
+    assert make_model_tuple(".Post") == ("", "post")
+    for reference in ["blog.", ".Post"]:
+        with pytest.raises(ValueError, match="Invalid model reference"):
+            tidings.models.post_save.connect(handler, sender=reference)

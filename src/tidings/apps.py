@@ -108,19 +108,15 @@ def make_model_key(reference: str | tuple[str, str]) -> ModelKey:
     Raises:
         ValueError: If the reference is not exactly two non-empty parts.
     """
-    if isinstance(reference, str):
-        parts = reference.split(".")
-    elif isinstance(reference, tuple):
-        parts = list(reference)
-    else:
-        parts = []
-    if len(parts) != 2 or not all(isinstance(part, str) and part for part in parts):
+    parts = reference.split(".") if isinstance(reference, str) else reference
+    if not (
+        isinstance(parts, (list, tuple))
+        and len(parts) == 2
+        and all(isinstance(part, str) and part for part in parts)
+    ):
         raise ValueError(
             f"Invalid model reference {reference!r}. String model references must be of the "
             "form 'app_label.ModelName'."
-            if isinstance(reference, str)
-            else f"Invalid model reference {reference!r}. Model keys must be "
-            "(app_label, model_name) tuples of non-empty strings."
         )
     return parts[0], parts[1].lower()
 
@@ -163,15 +159,10 @@ class AppConfig:
     apps: Apps | None
 
     def __init__(self, app_name: str, app_module: types.ModuleType) -> None:
-        """Describe the app ``app_name`` whose root module is ``app_module``.
-
-        Args:
-            app_name: The app's full module path.
-            app_module: The imported root module.
+        """Describe the app ``app_name`` (a module path) whose root module is ``app_module``.
 
         Raises:
-            ImproperlyConfigured: If the label is not a valid identifier or the app's path
-                cannot be determined.
+            ImproperlyConfigured: If the label is not an identifier or the path is ambiguous.
         """
         self.name = app_name
         self.module = app_module
@@ -475,6 +466,9 @@ class Apps:
             config.ready()
         state.ready = True
 
+    # Readers take no lock: list(dict.values()) is a single C-level copy, safe against a
+    # concurrent insertion, and they must not block behind a long populate().
+
     def get_app_configs(self) -> list[AppConfig]:
         """Return the installed app configs in installation order."""
         return list(self._state.app_configs.values())
@@ -490,7 +484,7 @@ class Apps:
             return configs[app_label]
         except KeyError:
             message = f"No installed app with label {app_label!r}."
-            for config in configs.values():
+            for config in list(configs.values()):
                 if config.name == app_label:
                     message += f" Did you mean {config.label!r}?"
                     break
@@ -498,7 +492,7 @@ class Apps:
 
     def is_installed(self, name: str) -> bool:
         """Whether an app with the full module path ``name`` is installed."""
-        return any(config.name == name for config in self._state.app_configs.values())
+        return any(config.name == name for config in self.get_app_configs())
 
     def get_containing_app_config(self, module_name: str) -> AppConfig | None:
         """Return the installed app whose package holds ``module_name``, or None.
@@ -509,7 +503,7 @@ class Apps:
             module_name: A dotted module path, such as a model class's ``__module__``.
         """
         best: AppConfig | None = None
-        for config in self._state.app_configs.values():
+        for config in self.get_app_configs():
             inside = module_name == config.name or module_name.startswith(config.name + ".")
             if inside and (best is None or len(config.name) > len(best.name)):
                 best = config
@@ -543,7 +537,8 @@ class Apps:
 
     def get_models(self) -> list[type]:
         """Return every registered model, grouped by app label in registration order."""
-        return [model for models in self._state.models.values() for model in models.values()]
+        by_app = list(self._state.models.values())
+        return [model for models in by_app for model in list(models.values())]
 
     def _models_of(self, app_label: str) -> list[type]:
         return list(self._state.models.get(app_label, {}).values())
