@@ -1,0 +1,321 @@
+"""Benchmark of the core dispatcher against django.dispatch, blinker and psygnal.
+
+Every contender sends one keyword argument (``value=1``) from a class sender to trivial
+module-level receivers connected for that sender, in one process, interleaved (see
+``bench/_timing.py``). The *floor* is a plain function doing the unavoidable work of a send:
+calling each matching receiver as ``r(signal=s, sender=x, value=1)`` and collecting the
+``[(receiver, response)]`` list. Each figure is the best of the rounds, in nanoseconds per
+send, with its ratio to the floor of its row.
+
+Targets (reported, never asserted: a benchmark is not a test):
+
+* tidings ``send`` is faster than django.dispatch (with and without ``use_caching``) and
+  blinker in every row;
+* with no receivers, tidings is no slower than the fastest anchor;
+* ``asend`` to one sync receiver connected with ``inline=True`` is at least 20 times faster
+  than Django's ``asend`` to one sync receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import blinker
+import django.dispatch
+import psygnal
+from bench._timing import (
+    Batch,
+    Settings,
+    Timing,
+    async_statement_batch,
+    environment,
+    measure,
+    print_table,
+    statement_batch,
+)
+
+import tidings
+
+__all__ = ["run"]
+
+FLOOR = "floor"
+TIDINGS = "tidings"
+DJANGO = "django"
+DJANGO_CACHED = "django cached"
+BLINKER = "blinker"
+PSYGNAL = "psygnal emit"
+PSYGNAL_FAST = "psygnal emit_fast"
+SEND_COLUMNS = (FLOOR, TIDINGS, DJANGO, DJANGO_CACHED, BLINKER, PSYGNAL, PSYGNAL_FAST)
+# The anchors the targets compare against; emit_fast is shown for reference only, because it
+# gives up emit()'s thread safety and re-entrancy handling.
+ANCHORS = (DJANGO, DJANGO_CACHED, BLINKER, PSYGNAL)
+
+ASEND_THREAD = "tidings asend"
+ASEND_INLINE = "tidings asend inline"
+DJANGO_ASEND = "django asend"
+ASEND_COLUMNS = (FLOOR, ASEND_THREAD, ASEND_INLINE, DJANGO_ASEND)
+INLINE_TARGET = 20.0
+
+POOL_SIZE = 100
+
+# The floor of a row: the receivers' own cost, a bare loop making the calls a send makes.
+FLOOR_STATEMENT = "for r in receivers: r(signal=s, sender=Sender, value=1)"
+
+
+class Sender:
+    """The sender of every measured send."""
+
+
+# Other senders, for the rows where receivers are connected for someone else.
+OTHER_SENDERS = tuple(type(f"Other{i}", (), {}) for i in range(POOL_SIZE))
+
+
+def _dispatch_receiver(number: int) -> Callable[..., Any]:
+    # One distinct function per receiver, since connecting the same one twice is a no-op.
+    # The shape ``(sender, **kwargs)`` suits django.dispatch, tidings and blinker alike.
+    def receiver(sender: Any, **kwargs: Any) -> None:
+        return None
+
+    receiver.__qualname__ = receiver.__name__ = f"receiver_{number}"
+    return receiver
+
+
+def _value_receiver(number: int) -> Callable[[int], None]:
+    def receiver(value: int) -> None:
+        return None
+
+    receiver.__qualname__ = receiver.__name__ = f"value_receiver_{number}"
+    return receiver
+
+
+# Module-level, so weakly connected receivers stay alive for the whole run.
+RECEIVERS = tuple(_dispatch_receiver(i) for i in range(POOL_SIZE))
+VALUE_RECEIVERS = tuple(_value_receiver(i) for i in range(POOL_SIZE))
+
+
+async def async_receiver(sender: Any, **kwargs: Any) -> None:
+    """The async receiver of the asend rows."""
+
+
+class _Emitter:
+    changed = psygnal.Signal(int)
+
+
+@dataclass(frozen=True)
+class Case:
+    """A row: which receivers are connected for which sender; sends come from ``Sender``.
+
+    Attributes:
+        label: The row label.
+        connections: ``(receiver index, sender)`` pairs, in connection order.
+    """
+
+    label: str
+    connections: tuple[tuple[int, type], ...]
+
+    @property
+    def matching(self) -> tuple[Callable[..., Any], ...]:
+        """The receivers a send from ``Sender`` calls."""
+        return tuple(RECEIVERS[i] for i, sender in self.connections if sender is Sender)
+
+    @property
+    def all_match(self) -> bool:
+        """Whether every receiver is connected for ``Sender`` (psygnal has no senders)."""
+        return all(sender is Sender for _, sender in self.connections)
+
+
+CASES = (
+    Case("0 receivers", ()),
+    Case("1 receiver", ((0, Sender),)),
+    Case("10 receivers", tuple((i, Sender) for i in range(10))),
+    Case("100 receivers", tuple((i, Sender) for i in range(100))),
+    Case(
+        "1 of 11 matches sender",
+        ((0, Sender), *((i, OTHER_SENDERS[i]) for i in range(1, 11))),
+    ),
+    Case("100 receivers, none match sender", tuple((i, OTHER_SENDERS[i]) for i in range(100))),
+)
+
+
+def _send_batches(case: Case) -> tuple[dict[str, Batch], list[Any]]:
+    """The contenders of one row, checked to call the right number of receivers.
+
+    Returns:
+        The batches by column, and the objects that must stay alive while they run.
+    """
+    tidings_signal = tidings.Signal(name="bench")
+    django_signal = django.dispatch.Signal()
+    django_cached = django.dispatch.Signal(use_caching=True)
+    blinker_signal = blinker.Signal()
+    for index, sender in case.connections:
+        tidings_signal.connect(RECEIVERS[index], sender=sender)
+        django_signal.connect(RECEIVERS[index], sender=sender)
+        django_cached.connect(RECEIVERS[index], sender=sender)
+        blinker_signal.connect(RECEIVERS[index], sender=sender)
+    sends: dict[str, Callable[..., Any]] = {
+        TIDINGS: tidings_signal.send,
+        DJANGO: django_signal.send,
+        DJANGO_CACHED: django_cached.send,
+        BLINKER: blinker_signal.send,
+    }
+    expected = len(case.matching)
+    for column, send in sends.items():
+        calls = len(send(Sender, value=1))
+        if calls != expected:
+            raise RuntimeError(
+                f"{column} called {calls} receivers in {case.label!r}, not {expected}"
+            )
+    batches = {
+        column: statement_batch("send(Sender, value=1)", {"send": send, "Sender": Sender})
+        for column, send in sends.items()
+    }
+    batches[FLOOR] = statement_batch(
+        FLOOR_STATEMENT, {"receivers": case.matching, "s": tidings_signal, "Sender": Sender}
+    )
+    keep: list[Any] = [tidings_signal, django_signal, django_cached, blinker_signal]
+    if case.all_match:
+        emitter = _Emitter()
+        instance = emitter.changed
+        for index, _ in case.connections:
+            instance.connect(VALUE_RECEIVERS[index])
+        if len(instance) != expected:
+            raise RuntimeError(f"psygnal holds {len(instance)} receivers, not {expected}")
+        batches[PSYGNAL] = statement_batch("emit(1)", {"emit": instance.emit})
+        batches[PSYGNAL_FAST] = statement_batch("emit(1)", {"emit": instance.emit_fast})
+        keep += [emitter, instance]
+    return batches, keep
+
+
+def _asend_batches(loop: asyncio.AbstractEventLoop) -> dict[tuple[str, str], Batch]:
+    """The asend contenders, keyed by ``(row, column)``, each checked once."""
+    sync_row, async_row = "1 sync receiver", "1 async receiver"
+    thread, inline, awaited = (tidings.Signal(name=f"bench {n}") for n in range(3))
+    thread.connect(RECEIVERS[0], sender=Sender)
+    inline.connect(RECEIVERS[0], sender=Sender, inline=True)
+    awaited.connect(async_receiver, sender=Sender)
+    django_sync, django_async = django.dispatch.Signal(), django.dispatch.Signal()
+    django_sync.connect(RECEIVERS[0], sender=Sender)
+    django_async.connect(async_receiver, sender=Sender)
+    sends: dict[tuple[str, str], Callable[..., Any]] = {
+        (sync_row, ASEND_THREAD): thread.asend,
+        (sync_row, ASEND_INLINE): inline.asend,
+        (sync_row, DJANGO_ASEND): django_sync.asend,
+        (async_row, ASEND_THREAD): awaited.asend,
+        (async_row, DJANGO_ASEND): django_async.asend,
+    }
+    for key, send in sends.items():
+        calls = len(loop.run_until_complete(send(Sender, value=1)))
+        if calls != 1:
+            raise RuntimeError(f"{key} called {calls} receivers, not 1")
+    batches = {
+        key: async_statement_batch(
+            "await send(Sender, value=1)", {"send": send, "Sender": Sender}, loop=loop
+        )
+        for key, send in sends.items()
+    }
+    floor = {"r": RECEIVERS[0], "ar": async_receiver, "s": thread, "Sender": Sender}
+    batches[sync_row, FLOOR] = async_statement_batch(
+        "r(signal=s, sender=Sender, value=1)", floor, loop=loop
+    )
+    batches[async_row, FLOOR] = async_statement_batch(
+        "await ar(signal=s, sender=Sender, value=1)", floor, loop=loop
+    )
+    return batches
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def _report_targets(
+    send_rows: Mapping[str, Mapping[str, Timing]], asend_rows: Mapping[str, Mapping[str, Timing]]
+) -> None:
+    print("\nTargets")
+    slower = []
+    for label, row in send_rows.items():
+        for column in (DJANGO, DJANGO_CACHED, BLINKER):
+            if row[TIDINGS].best >= row[column].best:
+                slower.append(
+                    f"{label}: tidings {row[TIDINGS].best:,.0f} ns vs "
+                    f"{column} {row[column].best:,.0f} ns"
+                )
+    print(
+        f"  [{_verdict(not slower)}] tidings send faster than django.dispatch (both modes) "
+        "and blinker in every row"
+    )
+    for line in slower:
+        print(f"         {line}")
+
+    empty = send_rows[CASES[0].label]
+    fastest = min(ANCHORS, key=lambda column: empty[column].best)
+    ours, theirs = empty[TIDINGS].best, empty[fastest].best
+    print(
+        f"  [{_verdict(ours <= theirs)}] 0 receivers: tidings {ours:,.0f} ns, fastest anchor "
+        f"{fastest} {theirs:,.0f} ns ({theirs / ours:.2f}x); "
+        f"psygnal emit_fast, for reference: {empty[PSYGNAL_FAST].best:,.0f} ns"
+    )
+
+    sync = asend_rows["1 sync receiver"]
+    speedup = sync[DJANGO_ASEND].best / sync[ASEND_INLINE].best
+    print(
+        f"  [{_verdict(speedup >= INLINE_TARGET)}] asend to 1 inline sync receiver "
+        f"{speedup:.1f}x faster than django asend to 1 sync receiver "
+        f"(target {INLINE_TARGET:.0f}x; tidings {sync[ASEND_INLINE].best:,.0f} ns, "
+        f"django {sync[DJANGO_ASEND].best:,.0f} ns)"
+    )
+
+
+def run(quick: bool = False) -> None:
+    """Measure and print the core tables and whether each target holds.
+
+    Args:
+        quick: A fast smoke run with fewer, shorter rounds (numbers are rougher).
+    """
+    settings = Settings.for_mode(quick=quick)
+    # django.dispatch logs nothing on send; silence its asyncio debug chatter just in case.
+    logging.getLogger("asyncio").setLevel(logging.ERROR)
+    print("core: send() and asend(), nanoseconds per send (ratio to the floor of the row)")
+    print(environment(["tidings", "django", "blinker", "psygnal"]))
+    print(
+        f"best of {settings.rounds} interleaved rounds, each batch >= "
+        f"{settings.min_time * 1000:.0f} ms{' (quick)' if quick else ''}\n"
+    )
+
+    batches: dict[tuple[str, str], Batch] = {}
+    keep: list[Any] = []
+    for case in CASES:
+        row, alive = _send_batches(case)
+        batches.update(((case.label, column), batch) for column, batch in row.items())
+        keep += alive
+    loop = asyncio.new_event_loop()
+    try:
+        batches.update(_asend_batches(loop))
+        timings = measure(batches, settings=settings)
+    finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
+    send_rows: dict[str, dict[str, Timing]] = {case.label: {} for case in CASES}
+    asend_rows: dict[str, dict[str, Timing]] = {}
+    for (label, column), timing in timings.items():
+        rows = send_rows if label in send_rows else asend_rows
+        rows.setdefault(label, {})[column] = timing
+
+    print_table("send()", SEND_COLUMNS, list(send_rows.items()), baseline=FLOOR)
+    print()
+    print_table(
+        "asend(), in a running loop", ASEND_COLUMNS, list(asend_rows.items()), baseline=FLOOR
+    )
+    _report_targets(send_rows, asend_rows)
+
+    spreads = sorted((t.spread, key) for key, t in timings.items())
+    worst, worst_key = spreads[-1]
+    print(
+        f"\nnoise: median round above best by {spreads[len(spreads) // 2][0]:.0%} "
+        f"(typical), {worst:.0%} (worst: {' / '.join(worst_key)})"
+    )
+    del keep
