@@ -1,0 +1,102 @@
+"""Helpers shared by the core dispatcher tests: sender kinds and recording receivers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+SENDER_KINDS = ["none", "class", "instance", "bound-method", "object", "int", "list", "dict"]
+
+
+class Thing:
+    """A plain, weakly referenceable object whose method can be a sender or a receiver."""
+
+    def method(self, **kwargs: Any) -> str:
+        """Receive a signal and answer with the method's name."""
+        return "method"
+
+
+class Slotted:
+    """An object that cannot be weakly referenced (``__slots__`` without ``__weakref__``)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str = "slotted") -> None:
+        self.name = name
+
+    def __call__(self, **kwargs: Any) -> str:
+        """Receive a signal and answer with this receiver's name."""
+        return self.name
+
+
+def make_sender(kind: str) -> Any:
+    """Return a new sender of the given kind (see ``SENDER_KINDS``)."""
+    if kind == "none":
+        return None
+    if kind == "class":
+        return type("SenderClass", (), {})
+    if kind == "instance":
+        return Thing()
+    if kind == "bound-method":
+        return Thing().method
+    if kind == "object":
+        return object()
+    if kind == "int":
+        # Built at run time so that it is a fresh object, not a cached small int.
+        return int("1234567")
+    if kind == "list":
+        return [1, 2]
+    if kind == "dict":
+        return {"a": 1}
+    raise ValueError(f"unknown sender kind {kind!r}")
+
+
+class Recorder:
+    """Makes receivers that append their names to one shared call log.
+
+    The recorder keeps every receiver it made alive (weakly connected receivers would
+    otherwise vanish at once); :meth:`forget` drops one so that it can die.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.kwargs: list[dict[str, Any]] = []
+        self.receivers: dict[str, Any] = {}
+
+    def sync(self, name: str, *, error: BaseException | None = None) -> Any:
+        """A sync receiver that logs ``name``, then raises ``error`` or returns ``name``."""
+
+        def receiver(**kwargs: Any) -> str:
+            self.calls.append(name)
+            self.kwargs.append(kwargs)
+            if error is not None:
+                raise error
+            return f"{name}-result"
+
+        receiver.__name__ = receiver.__qualname__ = name
+        self.receivers[name] = receiver
+        return receiver
+
+    def asynchronous(self, name: str, *, error: BaseException | None = None) -> Any:
+        """An async receiver that logs ``name``, yields once, then raises or returns."""
+
+        async def receiver(**kwargs: Any) -> str:
+            self.calls.append(name)
+            self.kwargs.append(kwargs)
+            await asyncio.sleep(0)
+            if error is not None:
+                raise error
+            return f"{name}-result"
+
+        receiver.__name__ = receiver.__qualname__ = name
+        self.receivers[name] = receiver
+        return receiver
+
+    def forget(self, name: str) -> None:
+        """Drop the recorder's reference to the receiver named ``name``."""
+        self.receivers.pop(name, None)
+
+
+def names(responses: list[tuple[Any, Any]]) -> list[tuple[str, Any]]:
+    """Map ``[(receiver, response)]`` to ``[(receiver name, response)]`` for comparisons."""
+    return [(getattr(r, "__name__", repr(r)), value) for r, value in responses]

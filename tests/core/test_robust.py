@@ -1,0 +1,126 @@
+"""``send_robust``: errors become responses, are logged, and never stop the other receivers.
+
+Statement numbers (#n) refer to the numbered django.dispatch semantics tidings reproduces.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+import pytest
+
+from tests.core._support import Recorder, names
+from tidings import Signal
+
+
+def test_success_returns_responses(sender: Any, weak: bool) -> None:
+    """Without errors ``send_robust`` returns what ``send`` returns (#24)."""
+    rec, signal = Recorder(), Signal()
+    signal.connect(rec.sync("a"), sender=sender, weak=weak)
+    signal.connect(rec.sync("b"), sender=sender, weak=weak)
+    assert names(signal.send_robust(sender, x=1)) == [("a", "a-result"), ("b", "b-result")]
+    assert rec.kwargs[0] == {"signal": signal, "sender": sender, "x": 1}
+
+
+def test_ignored_sender_returns_empty(specific_sender: Any) -> None:
+    """``send_robust`` from a sender nobody listens to returns ``[]`` (#24)."""
+    rec, signal = Recorder(), Signal()
+    signal.connect(rec.sync("a"), sender=specific_sender)
+    assert signal.send_robust(object()) == []
+    assert rec.calls == []
+
+
+def test_error_becomes_response_with_traceback(
+    sender: Any, weak: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failing receiver's exception is its response, with a traceback; others still run (#24)."""
+    rec, signal = Recorder(), Signal()
+    error = ValueError("bad value")
+    signal.connect(rec.sync("a"), sender=sender, weak=weak)
+    signal.connect(rec.sync("failing", error=error), sender=sender, weak=weak)
+    signal.connect(rec.sync("c"), sender=sender, weak=weak)
+    with caplog.at_level(logging.ERROR, logger="tidings"):
+        responses = signal.send_robust(sender)
+    assert names(responses) == [("a", "a-result"), ("failing", error), ("c", "c-result")]
+    assert error.__traceback__ is not None
+    assert rec.calls == ["a", "failing", "c"]
+
+
+def test_error_is_logged_like_django(caplog: pytest.LogCaptureFixture) -> None:
+    """The failure is logged to ``tidings`` at ERROR with Django's message and exc_info (#25)."""
+    rec, signal = Recorder(), Signal()
+    error = ValueError("bad value")
+    signal.connect(rec.sync("failing", error=error))
+    with caplog.at_level(logging.ERROR, logger="tidings"):
+        signal.send_robust(None)
+    [record] = caplog.records
+    assert record.name == "tidings"
+    assert record.levelno == logging.ERROR
+    assert record.getMessage() == "Error calling failing in Signal.send_robust() (bad value)"
+    assert record.exc_info is not None
+    assert record.exc_info[1] is error
+
+
+@pytest.mark.parametrize("kind", ["KeyboardInterrupt", "SystemExit", "GeneratorExit"])
+def test_base_exceptions_propagate(kind: str) -> None:
+    """Only ``Exception`` is caught: other ``BaseException`` subclasses propagate (#24)."""
+    rec, signal = Recorder(), Signal()
+    error_type = {"KeyboardInterrupt": KeyboardInterrupt, "SystemExit": SystemExit}.get(
+        kind, GeneratorExit
+    )
+    signal.connect(rec.sync("failing", error=error_type()))
+    signal.connect(rec.sync("after"))
+    with pytest.raises(error_type):
+        signal.send_robust(None)
+    assert rec.calls == ["failing"]
+
+
+class _FailingCallable:
+    """A callable instance (no ``__qualname__``) that always fails."""
+
+    def __call__(self, **kwargs: Any) -> None:
+        raise RuntimeError("instance failed")
+
+    def __repr__(self) -> str:
+        return "<failing callable>"
+
+
+def _fail(prefix: str, **kwargs: Any) -> None:
+    """A function that fails, to be wrapped in a ``functools.partial``."""
+    raise RuntimeError(f"{prefix} failed")
+
+
+@pytest.mark.parametrize("kind", ["callable-instance", "partial"])
+def test_failing_receiver_without_qualname(kind: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A failing receiver without ``__qualname__`` is logged by its repr (Django fails, #26)."""
+    failing: Any = (
+        _FailingCallable() if kind == "callable-instance" else functools.partial(_fail, "p")
+    )
+    rec, signal = Recorder(), Signal()
+    signal.connect(failing)
+    signal.connect(rec.sync("after"))
+    with caplog.at_level(logging.ERROR, logger="tidings"):
+        responses = signal.send_robust(None)
+    assert responses[0][0] is failing
+    assert isinstance(responses[0][1], RuntimeError)
+    assert names(responses[1:]) == [("after", "after-result")]
+    [record] = caplog.records
+    assert record.getMessage().startswith(f"Error calling {failing!r} in Signal.send_robust() (")
+
+
+def test_robust_snapshot_semantics(sender: Any) -> None:
+    """``send_robust`` uses the same snapshot rules as ``send`` (#24, #19)."""
+    rec, signal = Recorder(), Signal()
+    victim, newcomer = rec.sync("victim"), rec.sync("newcomer")
+
+    def churn(**kwargs: Any) -> None:
+        rec.calls.append("churn")
+        signal.disconnect(victim, sender=sender)
+        signal.connect(newcomer, sender=sender)
+
+    signal.connect(churn, sender=sender)
+    signal.connect(victim, sender=sender)
+    signal.send_robust(sender)
+    assert rec.calls == ["churn", "victim"]
