@@ -1,0 +1,158 @@
+"""Request signals for any WSGI (PEP 3333) application, no framework needed.
+
+Wrap the application (``app = SignalsMiddleware(app)``, or ``app.wsgi_app =
+SignalsMiddleware(app.wsgi_app)`` in Flask) and the signals of :mod:`tidings.http` are sent for
+every request:
+
+1. ``request_started(sender=<middleware class>, environ=environ)`` before the application is
+   called.
+2. ``got_request_exception(sender=None, request=Request, exception=exc)`` when the application
+   raises, either while it is called or while the server iterates the response body; the
+   exception then propagates unchanged to the server.
+3. ``request_finished(sender=<middleware class>)`` from the ``close()`` of the response
+   iterable, which PEP 3333 servers call after the last chunk has been written (or the
+   client went away), as Django does; or, when the application raised before returning a
+   response, as the exception leaves the middleware. Exactly once either way. A server that
+   never calls ``close()`` never gets ``request_finished``, as with Django.
+
+An exception already reported by a framework bridge (see :mod:`tidings.flask`) is marked in the
+environ under :data:`REPORTED_KEY` and not reported twice. With no receiver connected for any of
+the three signals the application's own response is returned untouched, so the server keeps its
+``wsgi.file_wrapper`` and ``len()`` optimisations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from tidings.http import Request, got_request_exception, request_finished, request_started
+
+__all__ = [
+    "REPORTED_KEY",
+    "SignalsMiddleware",
+    "StartResponse",
+    "WSGIApp",
+    "WSGIEnviron",
+    "report_exception",
+]
+
+WSGIEnviron = dict[str, Any]
+"""A WSGI environ."""
+
+StartResponse = Callable[..., Callable[[bytes], object]]
+"""The WSGI ``start_response`` callable: ``(status, headers, exc_info=None) -> write``."""
+
+WSGIApp = Callable[[WSGIEnviron, StartResponse], Iterable[bytes]]
+"""A WSGI application."""
+
+REPORTED_KEY = "tidings.reported_exception"
+"""Environ key holding the exception a framework bridge already sent got_request_exception for."""
+
+
+def report_exception(exc: Exception, environ: WSGIEnviron) -> None:
+    """Send ``got_request_exception`` for an exception a framework turned into a response.
+
+    For frameworks that catch errors before a WSGI middleware can see them (Flask's bridge in
+    :mod:`tidings.flask` uses this). The exception is recorded in ``environ`` under
+    :data:`REPORTED_KEY`, so the middleware does not report it again if it propagates later.
+    A receiver that raises is logged (``tidings`` logger); ``exc`` stays the error.
+
+    Args:
+        exc: The exception the application raised.
+        environ: The WSGI environ of the failing request.
+    """
+    if environ.get(REPORTED_KEY) is exc or not got_request_exception.has_listeners(None):
+        return
+    environ[REPORTED_KEY] = exc
+    # send_robust logs a failing receiver; the application's exception must stay the error.
+    got_request_exception.send_robust(None, request=Request.from_environ(environ), exception=exc)
+
+
+class _ClosingIterable:
+    """The response body, passed through, whose ``close()`` sends request_finished."""
+
+    __slots__ = ("_closed", "_environ", "_inner", "_sender")
+
+    def __init__(self, inner: Iterable[bytes], environ: WSGIEnviron, sender: object) -> None:
+        self._inner = inner
+        self._environ = environ
+        self._sender = sender
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._inner
+        except Exception as exc:
+            report_exception(exc, self._environ)
+            raise
+
+    def close(self) -> None:
+        """Close the application's iterable, then send request_finished (once)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            close = getattr(self._inner, "close", None)
+            if close is not None:
+                close()
+        finally:
+            request_finished.send(self._sender)
+
+
+class _SizedClosingIterable(_ClosingIterable):
+    """A :class:`_ClosingIterable` that keeps ``len()``, which servers use for Content-Length."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self._inner)  # type: ignore[arg-type]
+
+
+class SignalsMiddleware:
+    """Send the :mod:`tidings.http` signals around every request of a WSGI application.
+
+    Args:
+        app: The WSGI application to wrap.
+        sender: The ``sender`` of ``request_started`` and ``request_finished``; defaults to the
+            middleware's class, as Django sends its handler class.
+
+    Example:
+        >>> from tidings.wsgi import SignalsMiddleware
+        >>> def app(environ, start_response): ...
+        >>> app = SignalsMiddleware(app)
+    """
+
+    __slots__ = ("app", "sender")
+
+    def __init__(self, app: WSGIApp, *, sender: object = None) -> None:
+        self.app = app
+        self.sender: object = type(self) if sender is None else sender
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.app!r})"
+
+    def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
+        """Handle one request; see the module docstring for the signal timing."""
+        sender = self.sender
+        if not (
+            request_started.has_listeners(sender)
+            or request_finished.has_listeners(sender)
+            or got_request_exception.has_listeners(None)
+        ):
+            return self.app(environ, start_response)
+        request_started.send(sender, environ=environ)
+        try:
+            result = self.app(environ, start_response)
+        except Exception as exc:
+            try:
+                report_exception(exc, environ)
+            finally:
+                request_finished.send(sender)
+            raise
+        except BaseException:
+            request_finished.send(sender)
+            raise
+        if hasattr(result, "__len__"):
+            return _SizedClosingIterable(result, environ, sender)
+        return _ClosingIterable(result, environ, sender)

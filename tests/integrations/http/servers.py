@@ -1,0 +1,63 @@
+"""Real servers on free loopback ports, started in a thread and stopped at the end of a block."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+from waitress import wasyncore
+from waitress.server import create_server
+
+START_TIMEOUT = 10.0
+
+
+@contextmanager
+def serve_asgi(app: Any, *, lifespan: str = "off") -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on 127.0.0.1:<free port>; yield its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, lifespan=lifespan, log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        _wait(lambda: server.started or not thread.is_alive(), "uvicorn to start")
+        if not server.started:
+            raise RuntimeError("uvicorn failed to start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(START_TIMEOUT)
+        sock.close()
+
+
+@contextmanager
+def serve_wsgi(app: Any, *, threads: int = 8) -> Iterator[str]:
+    """Serve a WSGI app with waitress on 127.0.0.1:<free port>; yield its base URL."""
+    server: Any = create_server(app, host="127.0.0.1", port=0, threads=threads)
+    port = server.effective_port
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        # Closing the sockets from this thread would race the select() loop; let the loop
+        # close them itself, then stop the worker threads.
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        thread.join(START_TIMEOUT)
+        server.task_dispatcher.shutdown()
+
+
+def _wait(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.005)
