@@ -1,0 +1,63 @@
+"""Django's model signals, sent by SQLAlchemy 2.x models.
+
+Call :func:`instrument` once with your declarative base (or registry, or ``SQLModel``); every
+class mapped under it then sends ``pre_init``/``post_init``, ``pre_save``/``post_save``,
+``pre_delete``/``post_delete``, ``m2m_changed``, ``class_prepared`` and the bulk-statement
+signals of :mod:`tidings.models`, with Django's arguments, from sync ``Session`` and
+``AsyncSession`` alike. See ``docs/sqlalchemy.md`` for the semantics and the differences from
+Django.
+
+Requires SQLAlchemy: ``pip install "tidings[sqlalchemy]"``.
+"""
+
+from __future__ import annotations
+
+try:
+    import sqlalchemy  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        'tidings.sqlalchemy needs SQLAlchemy 2: pip install "tidings[sqlalchemy]"'
+    ) from exc
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.sqlalchemy._lifecycle import DEFERRED, Deferred
+from tidings.sqlalchemy._registry import AppLabelError, instrument, is_instrumented
+from tidings.sqlalchemy._session import save
+
+__all__ = [
+    "DEFERRED",
+    "AppLabelError",
+    "Deferred",
+    "asave",
+    "instrument",
+    "is_instrumented",
+    "save",
+]
+
+
+async def asave(
+    session: AsyncSession,
+    instance: Any,
+    *,
+    update_fields: list[str] | tuple[str, ...] | frozenset[str] | set[str] | None = None,
+    flush: bool = True,
+) -> None:
+    """The :func:`save` of an ``AsyncSession``: mark ``instance`` saved, then await the flush.
+
+    Args:
+        session: The ``AsyncSession``.
+        instance: A new or persistent instance of an instrumented class.
+        update_fields: As for :func:`save`.
+        flush: As for :func:`save`.
+
+    Raises:
+        ValueError: As for :func:`save`.
+    """
+    if update_fields is not None and not update_fields:
+        return
+    save(session.sync_session, instance, update_fields=update_fields, flush=False)
+    if flush:
+        await session.flush()

@@ -1,0 +1,90 @@
+"""``post_bulk_update``/``post_bulk_delete`` for ORM ``update()``/``delete()`` statements.
+
+These statements bypass the unit of work: SQLAlchemy sends no per-object events for them, like
+Django's ``QuerySet.update()``. When a receiver listens for the statement's model, the
+``do_orm_execute`` hook runs the statement itself and then sends the signal with:
+
+* ``pks``: for a WHERE-criteria statement without RETURNING, on a database that supports
+  RETURNING for it, the statement is run with ``return_defaults(<primary key>)`` added and
+  ``pks`` is the tuple of returned keys (a scalar per row, a tuple per row for a composite
+  key). The caller still gets a ``CursorResult`` with its ``rowcount``.
+  For "bulk UPDATE by primary key" (a list of parameter dictionaries) ``pks`` comes from the
+  parameters. Otherwise (the statement has its own RETURNING, or the database has none)
+  ``pks`` is None.
+* ``rowcount``: the driver's row count, -1 when unknown.
+
+Nothing happens, and the statement runs untouched, when nobody listens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import ORMExecuteState, Session
+
+from tidings.models import post_bulk_delete, post_bulk_update
+from tidings.sqlalchemy._registry import is_instrumented
+from tidings.sqlalchemy._send import send
+from tidings.sqlalchemy._session import using_for
+
+__all__ = ["install"]
+
+
+def install() -> None:
+    """Listen to ``do_orm_execute`` of every Session (called once by ``instrument()``)."""
+    event.listen(Session, "do_orm_execute", _on_execute)
+
+
+def _on_execute(orm_state: ORMExecuteState) -> Any:
+    if orm_state.is_update:
+        signal = post_bulk_update
+    elif orm_state.is_delete:
+        signal = post_bulk_delete
+    else:
+        return None
+    if not signal.receivers:
+        return None
+    mapper = orm_state.bind_mapper
+    if mapper is None or not is_instrumented(mapper.class_):
+        return None
+    sender = mapper.class_
+    if not signal.has_listeners(sender):
+        return None
+    statement: Any = orm_state.statement
+    parameters = orm_state.parameters
+    using = using_for(orm_state.session, mapper)
+    keys = [mapper.get_property_by_column(column).key for column in mapper.primary_key]
+    pks: tuple[Any, ...] | None = None
+    result: Any
+    if isinstance(parameters, (list, tuple)):
+        result = orm_state.invoke_statement()
+        pks = tuple(_pk([row.get(key) for key in keys]) for row in parameters)
+    elif not _has_returning(statement) and _supports_returning(orm_state, mapper):
+        # return_defaults() fetches the keys through RETURNING but leaves the caller a plain
+        # CursorResult (rowcount intact, no rows), unlike returning().
+        result = orm_state.invoke_statement(
+            statement=statement.return_defaults(*mapper.primary_key)
+        )
+        pks = tuple(_pk(list(row)) for row in result.returned_defaults_rows or ())
+    else:
+        result = orm_state.invoke_statement()
+    rowcount = getattr(result, "rowcount", -1)
+    send(signal, sender, statement=statement, using=using, pks=pks, rowcount=rowcount)
+    return result
+
+
+def _pk(values: list[Any]) -> Any:
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _has_returning(statement: Any) -> bool:
+    return bool(getattr(statement, "_returning", ())) or bool(
+        getattr(statement, "_return_defaults", False)
+    )
+
+
+def _supports_returning(orm_state: ORMExecuteState, mapper: Any) -> bool:
+    dialect = orm_state.session.get_bind(mapper=mapper).dialect
+    flag = "update_returning" if orm_state.is_update else "delete_returning"
+    return bool(getattr(dialect, flag, False))

@@ -1,0 +1,386 @@
+"""Save and delete signals around a Session flush, and the explicit :func:`save` helper.
+
+One flush of a Session (sync, or the sync session inside an ``AsyncSession``) goes:
+
+``before_flush``
+    ``pre_save`` for each new object (``created=True``) in the order it was added, then for
+    each persistent object with a real column or many-to-one change, or explicitly saved with
+    :func:`save`; then ``pre_delete`` for every deleted object (:mod:`._delete` order). Receivers
+    may change the objects and the session here: what they add, change or delete is signalled
+    in further rounds and written by this same flush.
+``after_flush``
+    the ``changes`` of each update are read again (history is still there), so ``post_save``
+    reports what was written, including changes made by ``pre_save`` receivers.
+``after_flush_postexec``
+    ``post_save`` for each saved object, then ``post_delete`` (:mod:`._delete` order). Receivers
+    may use the session; if they leave it with pending changes (the ``Profile`` created in a
+    ``post_save`` receiver of ``User``), the Session is flushed again at once, inside the same
+    ``flush()``/``commit()`` call, as Django's receivers write immediately.
+
+Everything runs inside the flush's transaction: a receiver's exception propagates out of
+``flush()``/``commit()`` and SQLAlchemy rolls the flush back.
+
+Objects of classes not instrumented are ignored. When no receiver is connected to any of the
+four signals and nothing was saved explicitly, each hook returns after one cheap check.
+
+Other parts of the integration (many-to-many) plug in with :func:`add_flush_hook`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
+
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import Mapper, Session, object_mapper
+from sqlalchemy.orm.attributes import flag_dirty, instance_state, set_committed_value
+from sqlalchemy.orm.state import InstanceState
+from sqlalchemy.orm.unitofwork import UOWTransaction
+
+from tidings.models import post_delete, post_save, pre_delete, pre_save
+from tidings.sqlalchemy import _delete
+from tidings.sqlalchemy._registry import is_instrumented
+from tidings.sqlalchemy._send import send
+
+__all__ = ["FlushHook", "add_flush_hook", "changes_of", "install", "save", "using_for"]
+
+FlushHook = Callable[[Session, UOWTransaction], None]
+Stage = Literal["before_flush", "after_flush", "after_flush_postexec"]
+
+_STATE_KEY = "tidings.sqlalchemy"
+_SAVES_KEY = "tidings.sqlalchemy.saves"
+_DEPTH_KEY = "tidings.sqlalchemy.depth"
+_USING_OPTION = "tidings_using"
+_MAX_ROUNDS = 100
+
+_hooks: dict[str, list[FlushHook]] = {
+    "before_flush": [],
+    "after_flush": [],
+    "after_flush_postexec": [],
+}
+
+
+def add_flush_hook(stage: Stage, hook: FlushHook) -> None:
+    """Call ``hook(session, flush_context)`` at ``stage`` of every flush.
+
+    Hooks run after this module's own work at that stage: ``before_flush`` after the
+    ``pre_save``/``pre_delete`` rounds, ``after_flush`` once the rows are written (history still
+    present), ``after_flush_postexec`` after ``post_save``/``post_delete`` and before the
+    re-flush of what receivers left pending. Use :func:`tidings.sqlalchemy._send.send` to send
+    from a hook. Adding the same hook twice adds it once.
+
+    Args:
+        stage: The SessionEvents event name.
+        hook: The callable.
+    """
+    hooks = _hooks[stage]
+    if hook not in hooks:
+        hooks.append(hook)
+
+
+def install() -> None:
+    """Listen to the flush events of every Session (called once by ``instrument()``)."""
+    event.listen(Session, "before_flush", _before_flush)
+    event.listen(Session, "after_flush", _after_flush)
+    event.listen(Session, "after_flush_postexec", _after_flush_postexec)
+
+
+class _Save:
+    __slots__ = ("changes", "created", "instance", "sender", "update_fields", "using")
+
+    def __init__(
+        self, instance: Any, *, created: bool, update_fields: frozenset[str] | None, using: str
+    ) -> None:
+        self.instance = instance
+        self.sender: type = type(instance)
+        self.created = created
+        self.update_fields = update_fields
+        self.using = using
+        self.changes: dict[str, tuple[Any, Any]] = {}
+
+
+class _FlushState:
+    __slots__ = ("post_deletes", "saves", "seen", "using")
+
+    def __init__(self) -> None:
+        self.seen: set[InstanceState[Any]] = set()
+        self.saves: list[_Save] = []
+        self.post_deletes: list[tuple[_delete.Entry, str]] = []
+        self.using: dict[Mapper[Any], str] = {}
+
+
+def _listening() -> bool:
+    return bool(pre_save.receivers or post_save.receivers) or bool(
+        pre_delete.receivers or post_delete.receivers
+    )
+
+
+def using_for(session: Session, mapper: Mapper[Any]) -> str:
+    """Return the ``using`` value for ``mapper``'s objects in ``session``.
+
+    It is the ``tidings_using`` execution option of the engine or connection the session
+    binds the mapper to, and ``"default"`` when that option is not set.
+    """
+    bind = session.get_bind(mapper=mapper)
+    value = bind.get_execution_options().get(_USING_OPTION, "default")
+    return str(value)
+
+
+def changes_of(instance: Any) -> dict[str, tuple[Any, Any]]:
+    """Return ``{attribute: (old, new)}`` for the column and many-to-one attributes changed.
+
+    ``old`` is None when the old value was never loaded (for example expired by a commit).
+    """
+    state = instance_state(instance)
+    mapper = state.mapper
+    result: dict[str, tuple[Any, Any]] = {}
+    for key, attr in state.attrs.items():
+        prop = mapper.attrs[key]
+        if getattr(prop, "uselist", False):
+            continue  # collections are many-to-many or one-to-many, not this row's fields
+        history = attr.history
+        if history.added or history.deleted:
+            old = history.deleted[0] if history.deleted else None
+            new = history.added[0] if history.added else None
+            result[key] = (old, new)
+    return result
+
+
+def _before_flush(session: Session, flush_context: UOWTransaction, _instances: object) -> None:
+    explicit: dict[InstanceState[Any], frozenset[str] | None] = session.info.pop(_SAVES_KEY, {})
+    if explicit or _listening():
+        flush = _FlushState()
+        flush_context.attributes[_STATE_KEY] = flush
+        for _ in range(_MAX_ROUNDS):
+            saves = _new_saves(session, flush, explicit)
+            deletes = _new_deletes(session, flush)
+            if not saves and not deletes:
+                break
+            _send_pre(session, flush, saves, deletes)
+        else:
+            raise RuntimeError(
+                f"pre_save/pre_delete receivers kept changing the session for {_MAX_ROUNDS} "
+                "rounds of one flush; is a receiver saving the object it receives?"
+            )
+    for hook in _hooks["before_flush"]:
+        hook(session, flush_context)
+
+
+def _new_saves(
+    session: Session,
+    flush: _FlushState,
+    explicit: dict[InstanceState[Any], frozenset[str] | None],
+) -> list[_Save]:
+    found: list[_Save] = []
+    seen = flush.seen
+    for obj in session.new:
+        state = instance_state(obj)
+        if state in seen or not is_instrumented(type(obj)):
+            continue
+        seen.add(state)
+        if pre_save.has_listeners(type(obj)) or post_save.has_listeners(type(obj)):
+            using = _using(session, flush, state.mapper)
+            found.append(_Save(obj, created=True, update_fields=None, using=using))
+    for obj in session.dirty:
+        state = instance_state(obj)
+        if state in seen or not is_instrumented(type(obj)):
+            continue
+        if state in explicit:
+            fields = explicit[state]
+            if fields is not None:
+                _keep_only(state, fields)
+        elif session.is_modified(obj, include_collections=False):
+            fields = None
+        else:
+            continue  # unchanged, or only collections changed: Django would not save it
+        seen.add(state)
+        if pre_save.has_listeners(type(obj)) or post_save.has_listeners(type(obj)):
+            using = _using(session, flush, state.mapper)
+            found.append(_Save(obj, created=False, update_fields=fields, using=using))
+    return found
+
+
+def _keep_only(state: InstanceState[Any], fields: frozenset[str]) -> None:
+    """Leave unwritten the changes to attributes not in ``update_fields``, as Django does.
+
+    The in-memory values stay; they just become the committed ones, so SQLAlchemy does not
+    write them (Django too leaves such values in memory and out of the UPDATE).
+    """
+    mapper = state.mapper
+    for key, attr in state.attrs.items():
+        if key in fields or getattr(mapper.attrs[key], "uselist", False):
+            continue
+        if attr.history.added:
+            set_committed_value(state.obj(), key, attr.value)
+
+
+def _new_deletes(session: Session, flush: _FlushState) -> list[Any]:
+    found = []
+    for obj in session.deleted:
+        state = instance_state(obj)
+        if state in flush.seen or not is_instrumented(type(obj)):
+            continue
+        flush.seen.add(state)
+        found.append(obj)
+    if found and (pre_delete.receivers or post_delete.receivers):
+        return found
+    return []
+
+
+def _using(session: Session, flush: _FlushState, mapper: Mapper[Any]) -> str:
+    using = flush.using.get(mapper)
+    if using is None:
+        using = flush.using[mapper] = using_for(session, mapper)
+    return using
+
+
+def _send_pre(session: Session, flush: _FlushState, saves: list[_Save], deletes: list[Any]) -> None:
+    flush.saves.extend(saves)
+    for record in saves:
+        if pre_save.has_listeners(record.sender):
+            changes = {} if record.created else changes_of(record.instance)
+            send(
+                pre_save,
+                record.sender,
+                instance=record.instance,
+                raw=False,
+                using=record.using,
+                update_fields=record.update_fields,
+                changes=changes,
+            )
+    if not deletes:
+        return
+    pre, post = _delete.plan(deletes)
+    for sender, obj, origin in pre:
+        using = _using(session, flush, object_mapper(obj))
+        if pre_delete.has_listeners(sender):
+            send(pre_delete, sender, instance=obj, using=using, origin=origin)
+    flush.post_deletes.extend(
+        ((sender, obj, origin), _using(session, flush, object_mapper(obj)))
+        for sender, obj, origin in post
+    )
+
+
+def _after_flush(session: Session, flush_context: UOWTransaction) -> None:
+    flush: _FlushState | None = flush_context.attributes.get(_STATE_KEY)
+    if flush is not None:
+        for record in flush.saves:
+            if not record.created and post_save.has_listeners(record.sender):
+                record.changes = changes_of(record.instance)
+    for hook in _hooks["after_flush"]:
+        hook(session, flush_context)
+
+
+def _after_flush_postexec(session: Session, flush_context: UOWTransaction) -> None:
+    flush: _FlushState | None = flush_context.attributes.pop(_STATE_KEY, None)
+    if flush is not None:
+        _send_post(flush)
+    for hook in _hooks["after_flush_postexec"]:
+        hook(session, flush_context)
+    if flush is not None or _hooks["after_flush_postexec"]:
+        _flush_again(session)
+
+
+def _send_post(flush: _FlushState) -> None:
+    for record in flush.saves:
+        if post_save.has_listeners(record.sender):
+            send(
+                post_save,
+                record.sender,
+                instance=record.instance,
+                created=record.created,
+                raw=False,
+                using=record.using,
+                update_fields=record.update_fields,
+                changes=record.changes,
+            )
+    for (sender, obj, origin), using in flush.post_deletes:
+        if post_delete.has_listeners(sender):
+            send(post_delete, sender, instance=obj, using=using, origin=origin)
+
+
+def _flush_again(session: Session) -> None:
+    """Flush what receivers left pending, from inside the current flush.
+
+    ``Session.flush()`` refuses to run while a flush is in progress, and the outer flush has
+    no later hook, so this calls the flush body (``Session._flush``) directly: the nested
+    flush runs in a subtransaction of the outer one, like every flush does.
+    """
+    if session._is_clean():
+        return
+    depth = session.info.get(_DEPTH_KEY, 0)
+    if depth >= _MAX_ROUNDS:
+        raise RuntimeError(
+            f"post_save/post_delete receivers kept changing the session for {_MAX_ROUNDS} "
+            "nested flushes; is a receiver saving the object it receives?"
+        )
+    session.info[_DEPTH_KEY] = depth + 1
+    try:
+        session._flush()
+    finally:
+        if depth:
+            session.info[_DEPTH_KEY] = depth
+        else:
+            del session.info[_DEPTH_KEY]
+
+
+def save(
+    session: Session,
+    instance: Any,
+    *,
+    update_fields: Iterable[str] | None = None,
+    flush: bool = True,
+) -> None:
+    """Save ``instance`` like Django's ``Model.save()``: signals even when nothing changed.
+
+    The instance is added to ``session`` and marked as saved, so that the next flush sends
+    ``pre_save``/``post_save`` for it even if no attribute changed (a plain flush skips
+    unchanged objects, as SQLAlchemy writes nothing for them).
+
+    Args:
+        session: A sync ``Session`` (for an ``AsyncSession`` use :func:`asave`).
+        instance: A new or persistent instance of an instrumented class.
+        update_fields: Attribute names, as in Django: they reach the receivers as a
+            ``frozenset``, and changes to other attributes are left unwritten (they stay in
+            memory). An empty iterable returns at once: no signal, no SQL.
+        flush: Flush the session now (the whole session: SQLAlchemy's unit of work writes
+            every pending change). With ``False`` the next flush saves it.
+
+    Raises:
+        ValueError: ``update_fields`` names an attribute that is not a column or many-to-one
+            attribute, names a primary-key column, or is given for an object not yet in the
+            database.
+    """
+    state: InstanceState[Any] = inspect(instance)
+    fields: frozenset[str] | None = None
+    if update_fields is not None:
+        fields = frozenset(update_fields)
+        if not fields:
+            return
+        _check_update_fields(state, fields)
+    session.add(instance)
+    if state.persistent:
+        flag_dirty(instance)
+    session.info.setdefault(_SAVES_KEY, {})[state] = fields
+    if flush:
+        session.flush()
+
+
+def _check_update_fields(state: InstanceState[Any], fields: frozenset[str]) -> None:
+    mapper = state.mapper
+    cls = mapper.class_.__qualname__
+    if state.key is None:
+        raise ValueError(
+            f"Cannot save a new {cls} with update_fields={sorted(fields)}: it is not in the "
+            "database yet; save it without update_fields."
+        )
+    primary = {mapper.get_property_by_column(column).key for column in mapper.primary_key}
+    allowed = {prop.key for prop in mapper.column_attrs} | {
+        rel.key for rel in mapper.relationships if not rel.uselist
+    }
+    wrong = sorted(name for name in fields if name not in allowed or name in primary)
+    if wrong:
+        raise ValueError(
+            f"The following fields do not exist in model {cls}, or are m2m fields or primary "
+            f"keys: {', '.join(wrong)} (update_fields of tidings.sqlalchemy.save())"
+        )
