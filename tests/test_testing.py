@@ -499,17 +499,55 @@ def test_muted_handles_several_signals_and_repeats(signal: Signal) -> None:
 def test_a_receiver_collected_while_muted_is_not_restored(signal: Signal) -> None:
     """A weak receiver that dies while muted stays dead: restoring it calls nothing."""
     log: list[str] = []
-    a = make_receiver(log, "a")
+    a, gone, keep = (make_receiver(log, name) for name in ("a", "gone", "keep"))
     signal.connect(a)
-    signal.connect(make_receiver(log, "gone"))
-    gc.collect()
-    keep = make_receiver(log, "keep")
+    signal.connect(gone)
     signal.connect(keep)
     with muted(signal):
-        pass
+        del gone
+        gc.collect()
     signal.send("shop")
     assert log == ["a", "keep"]
     assert names(signal) == ["receiver_a", "receiver_keep"]
+
+
+def test_muted_restores_sender_plans_of_a_caching_signal() -> None:
+    """On a use_caching signal, per-sender receivers are reached again after muting."""
+    saved = ModelSignal(use_caching=True, name="saved")
+    log: list[str] = []
+    a, b = make_receiver(log, "a"), make_receiver(log, "b")
+
+    class Order:
+        pass
+
+    saved.connect(a, sender=Order)
+    saved.connect(b)
+    saved.send(Order)
+    with muted(saved):
+        saved.send(Order)
+    saved.send(Order)
+    assert log == ["a", "b", "a", "b"]
+
+
+def test_capture_records_sends_from_several_threads(signal: Signal) -> None:
+    """Sends made concurrently from several threads are all recorded."""
+    barrier = threading.Barrier(4)
+
+    def pay(worker: int) -> None:
+        barrier.wait(timeout=10)
+        for number in range(200):
+            signal.send(worker, number=number)
+
+    with capture(signal) as paid:
+        threads = [threading.Thread(target=pay, args=(worker,)) for worker in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+    assert paid.count == 800
+    for worker in range(4):
+        mine = [call.kwargs["number"] for call in paid.calls if call.sender == worker]
+        assert mine == list(range(200))
 
 
 def test_muted_never_silences_a_capture(signal: Signal) -> None:
@@ -699,6 +737,7 @@ def test_pytest_fixtures_capture_and_mute_until_teardown(pytester: pytest.Pytest
     pytester.makepyfile(
         """
         from tidings import Signal
+        from tidings.testing import muted
 
         paid = Signal(name="paid")
         log = []
@@ -736,10 +775,17 @@ def test_pytest_fixtures_capture_and_mute_until_teardown(pytester: pytest.Pytest
             log.clear()
             paid.send("shop")
             assert log == ["keep", "mail"]
+
+        @muted(paid)
+        def test_decorated_test_still_gets_fixtures(tmp_path):
+            log.clear()
+            paid.send("shop")
+            assert log == []
+            assert tmp_path.is_dir()
         """
     )
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
 
 
 def test_pytest_fixtures_are_listed(pytester: pytest.Pytester) -> None:
