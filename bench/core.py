@@ -19,7 +19,6 @@ Targets (reported, never asserted: a benchmark is not a test):
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -141,12 +140,8 @@ CASES = (
 )
 
 
-def _send_batches(case: Case) -> tuple[dict[str, Batch], list[Any]]:
-    """The contenders of one row, checked to call the right number of receivers.
-
-    Returns:
-        The batches by column, and the objects that must stay alive while they run.
-    """
+def _send_batches(case: Case) -> dict[str, Batch]:
+    """The contenders of one row by column, checked to call the right number of receivers."""
     tidings_signal = tidings.Signal(name="bench")
     django_signal = django.dispatch.Signal()
     django_cached = django.dispatch.Signal(use_caching=True)
@@ -176,7 +171,6 @@ def _send_batches(case: Case) -> tuple[dict[str, Batch], list[Any]]:
     batches[FLOOR] = statement_batch(
         FLOOR_STATEMENT, {"receivers": case.matching, "s": tidings_signal, "Sender": Sender}
     )
-    keep: list[Any] = [tidings_signal, django_signal, django_cached, blinker_signal]
     if case.all_match:
         emitter = _Emitter()
         instance = emitter.changed
@@ -184,10 +178,12 @@ def _send_batches(case: Case) -> tuple[dict[str, Batch], list[Any]]:
             instance.connect(VALUE_RECEIVERS[index])
         if len(instance) != expected:
             raise RuntimeError(f"psygnal holds {len(instance)} receivers, not {expected}")
-        batches[PSYGNAL] = statement_batch("emit(1)", {"emit": instance.emit})
-        batches[PSYGNAL_FAST] = statement_batch("emit(1)", {"emit": instance.emit_fast})
-        keep += [emitter, instance]
-    return batches, keep
+        # The emitter rides along in the namespace: psygnal references its owner weakly.
+        batches[PSYGNAL] = statement_batch("emit(1)", {"emit": instance.emit, "owner": emitter})
+        batches[PSYGNAL_FAST] = statement_batch(
+            "emit(1)", {"emit": instance.emit_fast, "owner": emitter}
+        )
+    return batches
 
 
 def _asend_batches(loop: asyncio.AbstractEventLoop) -> dict[tuple[str, str], Batch]:
@@ -276,8 +272,6 @@ def run(quick: bool = False) -> None:
         quick: A fast smoke run with fewer, shorter rounds (numbers are rougher).
     """
     settings = Settings.for_mode(quick=quick)
-    # django.dispatch logs nothing on send; silence its asyncio debug chatter just in case.
-    logging.getLogger("asyncio").setLevel(logging.ERROR)
     print("core: send() and asend(), nanoseconds per send (ratio to the floor of the row)")
     print(environment(["tidings", "django", "blinker", "psygnal"]))
     print(
@@ -286,11 +280,9 @@ def run(quick: bool = False) -> None:
     )
 
     batches: dict[tuple[str, str], Batch] = {}
-    keep: list[Any] = []
     for case in CASES:
-        row, alive = _send_batches(case)
+        row = _send_batches(case)
         batches.update(((case.label, column), batch) for column, batch in row.items())
-        keep += alive
     loop = asyncio.new_event_loop()
     try:
         batches.update(_asend_batches(loop))
@@ -318,4 +310,3 @@ def run(quick: bool = False) -> None:
         f"\nnoise: median round above best by {spreads[len(spreads) // 2][0]:.0%} "
         f"(typical), {worst:.0%} (worst: {' / '.join(worst_key)})"
     )
-    del keep
