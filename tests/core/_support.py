@@ -100,3 +100,10 @@ class Recorder:
 def names(responses: list[tuple[Any, Any]]) -> list[tuple[str, Any]]:
     """Map ``[(receiver, response)]`` to ``[(receiver name, response)]`` for comparisons."""
     return [(getattr(r, "__name__", repr(r)), value) for r, value in responses]
+
+
+def dispatch(signal: Any, method: str, sender: Any, **named: Any) -> list[tuple[Any, Any]]:
+    """Call ``signal.<method>(sender, **named)``, running the async methods to completion."""
+    if method.startswith("a"):
+        return asyncio.run(getattr(signal, method)(sender, **named))  # type: ignore[no-any-return]
+    return getattr(signal, method)(sender, **named)  # type: ignore[no-any-return]
