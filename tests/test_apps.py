@@ -202,6 +202,13 @@ def test_populate_reentry_is_an_error_and_the_registry_can_retry() -> None:
     assert apps.ready
 
 
+def test_populate_reentry_from_a_models_module_is_an_error() -> None:
+    """populate() called while phase 2 imports a models module raises RegistryError."""
+    with pytest.raises(RegistryError, match="isn't reentrant"):
+        apps.populate([f"{FIX}.reenter_models"])
+    assert not apps.models_ready
+
+
 def test_reentry_error_is_a_runtime_error() -> None:
     """The re-entry error is also a RuntimeError, as in Django."""
     assert issubclass(RegistryError, RuntimeError)

@@ -7,6 +7,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import tidings.models
 from tests.apps_fixtures import EVENTS, forget_modules
@@ -486,3 +489,103 @@ def test_empty_reference_parts_are_refused_unlike_django() -> None:
     for reference in ["blog.", ".Post"]:
         with pytest.raises(ValueError, match="Invalid model reference"):
             tidings.models.post_save.connect(handler, sender=reference)
+
+
+# -- random operation sequences against Django ---------------------------------------------
+
+MODEL_NAMES = [("shop", "Item"), ("shop", "Order"), ("blog", "Post")]
+log: list[tuple[object, str, str]] = []
+
+
+def _recorder(name: str) -> Callable[..., None]:
+    def record(signal: object, sender: type, **kwargs: Any) -> None:
+        log.append((signal, name, sender.__name__))
+
+    record.__name__ = record.__qualname__ = name
+    return record
+
+
+RECORDERS = [_recorder(f"r{i}") for i in range(3)]
+
+
+class LazySenderMachine(RuleBasedStateMachine):
+    """Drive tidings' and Django's ModelSignal through the same lazy operations."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from tests.oracle import setup_django
+
+        setup_django()
+        from django.apps.registry import Apps as DjangoApps
+        from django.db.models.signals import ModelSignal as DjangoModelSignal
+
+        self.django_apps = DjangoApps(installed_apps=[])
+        self.django_signal = DjangoModelSignal(use_caching=True)
+        self.our_apps = Apps()
+        self.our_signal = ModelSignal(use_caching=True, name="machine")
+        self.models: dict[tuple[str, str], tuple[type, type]] = {}
+
+    def _reference(self, index: int, upper: bool) -> str:
+        label, name = MODEL_NAMES[index]
+        return f"{label}.{name.upper() if upper else name}"
+
+    @rule(
+        receiver=st.integers(0, 2),
+        model=st.integers(0, 2),
+        upper=st.booleans(),
+        uid=st.sampled_from([None, "uid"]),
+        connect=st.booleans(),
+    )
+    def lazy(self, receiver: int, model: int, upper: bool, uid: str | None, connect: bool) -> None:
+        """Connect or disconnect a receiver with a string sender on both sides."""
+        reference = self._reference(model, upper)
+        method = "connect" if connect else "disconnect"
+        theirs = getattr(self.django_signal, method)(
+            RECORDERS[receiver], sender=reference, dispatch_uid=uid, apps=self.django_apps
+        )
+        ours = getattr(self.our_signal, method)(
+            RECORDERS[receiver], sender=reference, dispatch_uid=uid, apps=self.our_apps
+        )
+        assert ours == theirs
+
+    @rule(receiver=st.integers(0, 2), model=st.integers(0, 2), connect=st.booleans())
+    def by_class(self, receiver: int, model: int, connect: bool) -> None:
+        """Connect or disconnect a receiver with a registered model class as sender."""
+        key = MODEL_NAMES[model]
+        if key not in self.models:
+            return
+        theirs_model, our_model = self.models[key]
+        method = "connect" if connect else "disconnect"
+        theirs = getattr(self.django_signal, method)(RECORDERS[receiver], sender=theirs_model)
+        ours = getattr(self.our_signal, method)(RECORDERS[receiver], sender=our_model)
+        assert ours == theirs
+
+    @rule(model=st.integers(0, 2))
+    def register(self, model: int) -> None:
+        """Define the model on both sides, which resolves what waits for it."""
+        key = MODEL_NAMES[model]
+        if key in self.models:
+            return
+        theirs = _django_model(self.django_apps, *key)
+        ours = type(key[1], (), {})
+        self.our_apps.register_model(key[0], ours)
+        self.models[key] = (theirs, ours)
+
+    @invariant()
+    def same_dispatch(self) -> None:
+        """Every registered model reaches the same receivers, in the same order."""
+        for theirs_model, our_model in self.models.values():
+            log.clear()
+            self.django_signal.send(theirs_model)
+            theirs = [(name, sender) for _, name, sender in log]
+            log.clear()
+            self.our_signal.send(our_model)
+            ours = [(name, sender) for _, name, sender in log]
+            log.clear()
+            assert ours == theirs
+
+
+LazySenderMachine.TestCase.settings = settings(
+    max_examples=40, stateful_step_count=15, deadline=None
+)
+TestLazySendersAgainstDjango = LazySenderMachine.TestCase

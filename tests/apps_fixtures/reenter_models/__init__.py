@@ -1,0 +1,1 @@
+"""An app whose models module calls populate() again, which must be refused."""
