@@ -1,0 +1,492 @@
+"""``m2m_changed`` for SQLAlchemy many-to-many collections (``relationship(secondary=...)``).
+
+Django sends ``m2m_changed`` around the SQL of each ``add()``/``remove()``/``clear()`` call.
+SQLAlchemy changes collections in memory and writes the association rows at the next flush, so
+this module sends the signal per flush, for the *net* change of each collection since the
+previous flush:
+
+* The collection operations (``append``, ``remove``, assignment, ``clear()``, ``add``/
+  ``discard`` on sets) are recorded as they happen, on the side the call was made on (the
+  backref "echo" on the other side is ignored). Nothing is recorded while ``m2m_changed`` has no
+  receiver for the association's sender.
+* At flush, each changed collection gets, in the order its first operation happened: the
+  ``pre_clear``/``post_clear`` pair (``pk_set=None``) if ``.clear()`` removed linked objects,
+  else the ``pre_remove``/``post_remove`` pair for the objects whose link is deleted; then the
+  ``pre_add``/``post_add`` pair for the objects whose link is inserted. An object appended and
+  removed again before the flush, or appended while already there, sends nothing.
+* ``pre_*`` is sent in ``before_flush``, before the association rows are written, when every
+  primary key involved is known. When the flush itself must INSERT the instance or a target
+  (its primary key does not exist yet), ``pre_*`` is sent after the flush, right before
+  ``post_*``. ``post_*`` is sent in ``after_flush_postexec``: the rows are written, the
+  transaction is still open, and receivers may use the session; their changes go to the next
+  flush (``commit()`` runs it).
+* ``reverse`` is False on the side that declares the relationship: the one holding
+  ``backref=``; for a ``back_populates`` pair, the side whose foreign key comes first in the
+  association table (Django's through tables list the declaring model first). The ``info``
+  entry ``"tidings.m2m.reverse"`` of a ``relationship()`` overrides the rule.
+* ``sender`` is the association :class:`~sqlalchemy.schema.Table`, or the mapped class whose
+  table it is (the association-object pattern).
+
+Receivers run synchronously inside SQLAlchemy's flush (under ``AsyncSession`` too, where async
+receivers are awaited through :mod:`tidings.sqlalchemy._send`); an exception aborts the flush.
+The recorded operations live in a lock-guarded weak dictionary keyed by the object's state, so
+sessions in different threads do not interfere and unflushed objects are simply forgotten.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import threading
+import weakref
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any, cast
+
+from sqlalchemy import event
+from sqlalchemy.orm import Mapper, Session, UOWTransaction
+from sqlalchemy.orm import attributes as sa_attributes
+from sqlalchemy.orm.attributes import OP_BULK_REPLACE, AttributeEventToken
+from sqlalchemy.orm.base import PASSIVE_NO_INITIALIZE
+from sqlalchemy.orm.relationships import RelationshipProperty
+from sqlalchemy.orm.state import InstanceState
+from sqlalchemy.schema import Table
+
+from tidings.models import m2m_changed
+from tidings.sqlalchemy._send import send
+from tidings.sqlalchemy._session import add_flush_hook, using_for
+
+__all__ = ["REVERSE_INFO_KEY", "instrument_mapper"]
+
+REVERSE_INFO_KEY = "tidings.m2m.reverse"
+"""``relationship(info={REVERSE_INFO_KEY: True})`` marks the side reported as ``reverse``."""
+
+_ADD, _REMOVE, _CLEAR = "add", "remove", "clear"
+
+# Keys of ``UOWTransaction.attributes``, private to this module.
+_PRE_SENT = "tidings.m2m.pre_sent"
+_PLAN = "tidings.m2m.plan"
+
+# How far up the stack a remove event may be from the ``clear()`` that caused it: list and
+# dict ``clear`` are 4 frames away, set ``clear`` (which calls ``remove``) 7.
+_CLEAR_FRAME_DEPTH = 12
+
+_lock = threading.Lock()
+_sequence = itertools.count()
+_installed = False
+
+
+@dataclass(eq=False)
+class _Side:
+    """What one many-to-many relationship reports: resolved once, when first used."""
+
+    prop: RelationshipProperty[Any]
+    sender: object
+    model: type
+    reverse: bool
+    # The declaring side of the pair: links are keyed on it, so both sides agree on a link.
+    forward: RelationshipProperty[Any]
+
+
+@dataclass(eq=False)
+class _Track:
+    """The operations recorded for one collection (one object, one relationship) since a flush."""
+
+    side: _Side
+    first: int
+    # target state -> (sequence number, True for append) of its last operation.
+    last: dict[InstanceState[Any], tuple[int, bool]] = field(default_factory=dict)
+    # Sequence numbers of the first and of the latest clear() call that removed something.
+    first_clear: int | None = None
+    cleared_at: int | None = None
+    cleared: set[InstanceState[Any]] = field(default_factory=set)
+    # Whether the last operation was a remove made by clear(): the next one belongs to it.
+    clearing: bool = False
+    # Sequence number of the latest assignment: its removals are ordered at the assignment,
+    # before its appends, as Django's set() removes before it adds.
+    replaced_at: int | None = None
+
+
+@dataclass(eq=False)
+class _Change:
+    """One pre/post pair to send."""
+
+    order: tuple[int, int]
+    state: InstanceState[Any]
+    side: _Side
+    action: str
+    targets: list[InstanceState[Any]]
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return (self.state, self.side.prop, self.action, frozenset(self.targets))
+
+    def ready(self) -> bool:
+        """Whether every primary key involved is known (no INSERT pending)."""
+        if self.state.key is None:
+            return False
+        return all(target.key is not None for target in self.targets)
+
+
+_sides: weakref.WeakKeyDictionary[RelationshipProperty[Any], _Side] = weakref.WeakKeyDictionary()
+_logs: weakref.WeakKeyDictionary[InstanceState[Any], dict[_Side, _Track]] = (
+    weakref.WeakKeyDictionary()
+)
+_listened: weakref.WeakSet[RelationshipProperty[Any]] = weakref.WeakSet()
+
+
+def instrument_mapper(mapper: Mapper[Any]) -> None:
+    """Make the many-to-many relationships of ``mapper`` send ``m2m_changed``.
+
+    Relationships are instrumented once the mapper is configured (their ``secondary`` and
+    backrefs are resolved then): at once if it already is, else from its ``mapper_configured``
+    event. Calling it again for the same mapper does nothing more.
+
+    Args:
+        mapper: A mapper being instrumented by :func:`tidings.sqlalchemy.instrument`.
+    """
+    _install_session_hooks()
+    if mapper.configured:
+        _instrument_relationships(mapper)
+    else:
+        event.listen(mapper, "mapper_configured", _on_mapper_configured, once=True)
+
+
+def _on_mapper_configured(mapper: Mapper[Any], class_: type) -> None:
+    _instrument_relationships(mapper)
+
+
+def _instrument_relationships(mapper: Mapper[Any]) -> None:
+    for prop in mapper.relationships:
+        # A backref generated on another mapper appears here only through its partner.
+        for candidate in (prop, *prop._reverse_property):
+            if _writes_secondary(candidate):
+                _listen(candidate)
+
+
+def _writes_secondary(prop: RelationshipProperty[Any]) -> bool:
+    # ``secondary`` is set when the property is initialised: a partner on a mapper still
+    # being configured has none yet and is handled by its own mapper's event.
+    return getattr(prop, "secondary", None) is not None and not prop.viewonly
+
+
+def _listen(prop: RelationshipProperty[Any]) -> None:
+    with _lock:
+        if prop in _listened:
+            return
+        _listened.add(prop)
+    attribute = getattr(prop.parent.class_, prop.key)
+    event.listen(attribute, "append", _make_listener(prop, appended=True), propagate=True)
+    event.listen(attribute, "remove", _make_listener(prop, appended=False), propagate=True)
+    event.listen(attribute, "bulk_replace", _make_replace_listener(prop), propagate=True)
+
+
+def _make_listener(prop: RelationshipProperty[Any], *, appended: bool) -> Any:
+    def on_change(target: object, value: object, initiator: AttributeEventToken) -> None:
+        # The backref echo on the other side carries the originating side's token.
+        # The token's ``parent_token`` is the relationship property itself (typed loosely).
+        if cast(object, initiator.parent_token) is not prop or value is None:
+            return
+        side = _side_of(prop)
+        if not m2m_changed.has_listeners(side.sender):
+            return
+        state = sa_attributes.instance_state(target)
+        clearing = not appended and _inside_clear(state, prop.key)
+        replacing = initiator.op is OP_BULK_REPLACE
+        _record(state, side, sa_attributes.instance_state(value), appended, clearing, replacing)
+
+    return on_change
+
+
+def _make_replace_listener(prop: RelationshipProperty[Any]) -> Any:
+    def on_replace(target: object, values: object, initiator: AttributeEventToken) -> None:
+        if cast(object, initiator.parent_token) is not prop:
+            return
+        side = _side_of(prop)
+        if m2m_changed.has_listeners(side.sender):
+            _track(sa_attributes.instance_state(target), side).replaced_at = next(_sequence)
+
+    return on_replace
+
+
+def _inside_clear(state: InstanceState[Any], key: str) -> bool:
+    """Whether this remove event comes from ``clear()`` called on the collection itself.
+
+    SQLAlchemy reports ``clear()`` as one remove event per member, like single removals; the
+    instrumented ``clear`` method of the collection's class is on the stack only in the
+    first case.
+    """
+    collection = state.dict.get(key)
+    clear = getattr(type(collection), "clear", None)
+    code = getattr(clear, "__code__", None)
+    if code is None:
+        return False
+    frame: FrameType | None = sys._getframe(2)
+    for _ in range(_CLEAR_FRAME_DEPTH):
+        if frame is None:
+            return False
+        if frame.f_code is code and frame.f_locals.get("self") is collection:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _track(state: InstanceState[Any], side: _Side) -> _Track:
+    with _lock:
+        tracks = _logs.get(state)
+        if tracks is None:
+            tracks = _logs[state] = {}
+        track = tracks.get(side)
+        if track is None:
+            track = tracks[side] = _Track(side, next(_sequence))
+        return track
+
+
+def _record(
+    state: InstanceState[Any],
+    side: _Side,
+    target: InstanceState[Any],
+    appended: bool,
+    clearing: bool,
+    replacing: bool,
+) -> None:
+    track = _track(state, side)
+    seq = next(_sequence)
+    if replacing and not appended and track.replaced_at is not None:
+        seq = track.replaced_at
+    with _lock:
+        track.last[target] = (seq, appended)
+        if clearing:
+            if not track.clearing:
+                # A new clear() call; what an earlier one removed stays in ``cleared``.
+                track.cleared_at = seq
+                if track.first_clear is None:
+                    track.first_clear = seq
+            track.cleared.add(target)
+        track.clearing = clearing
+
+
+def _side_of(prop: RelationshipProperty[Any]) -> _Side:
+    side = _sides.get(prop)
+    if side is None:
+        side = _sides.setdefault(prop, _resolve_side(prop))
+    return side
+
+
+def _resolve_side(prop: RelationshipProperty[Any]) -> _Side:
+    reverse = _is_reverse(prop)
+    partner = _partner(prop)
+    forward = partner if reverse and partner is not None else prop
+    return _Side(
+        prop=prop,
+        sender=_sender_of(prop),
+        model=prop.mapper.class_,
+        reverse=reverse,
+        forward=forward,
+    )
+
+
+def _partner(prop: RelationshipProperty[Any]) -> RelationshipProperty[Any] | None:
+    for other in prop._reverse_property:
+        if _writes_secondary(other) and other.secondary is prop.secondary:
+            return other
+    return None
+
+
+def _is_reverse(prop: RelationshipProperty[Any]) -> bool:
+    explicit = prop.info.get(REVERSE_INFO_KEY)
+    if explicit is not None:
+        return bool(explicit)
+    partner = _partner(prop)
+    if partner is None:
+        return False
+    explicit = partner.info.get(REVERSE_INFO_KEY)
+    if explicit is not None:
+        return not explicit
+    if prop.backref is not None or partner.backref is not None:
+        return prop.backref is None
+    # Two back_populates sides: the one whose foreign key comes first in the table declares.
+    return _column_rank(partner) < _column_rank(prop)
+
+
+def _column_rank(prop: RelationshipProperty[Any]) -> tuple[int, str, str]:
+    columns = list(prop.secondary.columns) if isinstance(prop.secondary, Table) else []
+    positions = [
+        columns.index(column)
+        for _, column in prop.synchronize_pairs
+        if any(column is c for c in columns)
+    ]
+    # Equal ranks only for a contrived pair sharing its columns: fall back to the names.
+    return (min(positions, default=len(columns)), prop.parent.class_.__name__, prop.key)
+
+
+def _sender_of(prop: RelationshipProperty[Any]) -> object:
+    table = prop.secondary
+    for mapper in prop.parent.registry.mappers:
+        if mapper.local_table is table and not mapper.inherits:
+            return mapper.class_
+    return table
+
+
+def _install_session_hooks() -> None:
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        _installed = True
+    # The save/delete machinery owns the Session events; running inside it puts pre_* after
+    # pre_save/pre_delete and post_* after post_save/post_delete, and lets it flush again
+    # what post_* receivers leave pending.
+    add_flush_hook("before_flush", _before_flush)
+    add_flush_hook("after_flush", _after_flush)
+    add_flush_hook("after_flush_postexec", _after_flush_postexec)
+    event.listen(Session, "after_soft_rollback", _after_soft_rollback)
+
+
+def _before_flush(session: Session, context: UOWTransaction) -> None:
+    if not _logs:
+        return
+    sent: set[tuple[Any, ...]] = set()
+    context.attributes[_PRE_SENT] = sent
+    for change in _plan(session, forget=False):
+        if change.ready():
+            _send(change, "pre", session)
+            sent.add(change.key)
+
+
+def _after_flush(session: Session, context: UOWTransaction) -> None:
+    # History is still there (it is reset before after_flush_postexec); primary keys of the
+    # new objects are not registered yet, so the signals wait for the next hook.
+    if _logs:
+        context.attributes[_PLAN] = _plan(session, forget=True)
+
+
+def _after_flush_postexec(session: Session, context: UOWTransaction) -> None:
+    plan: list[_Change] | None = context.attributes.pop(_PLAN, None)
+    if not plan:
+        return
+    sent: set[tuple[Any, ...]] = context.attributes.get(_PRE_SENT, set())
+    # Deferred pre_* first, so every pre_* of the flush still comes before every post_*.
+    for change in plan:
+        if change.key not in sent:
+            _send(change, "pre", session)
+    for change in plan:
+        _send(change, "post", session)
+
+
+def _after_soft_rollback(session: Session, previous_transaction: object) -> None:
+    # A rollback expires the objects and their history: what was recorded is void.
+    if not _logs:
+        return
+    with _lock:
+        for state in [s for s in _logs if s.session_id == session.hash_key]:
+            del _logs[state]
+
+
+def _plan(session: Session, *, forget: bool) -> list[_Change]:
+    """Return the changes of the session's collections, in the order they were first made."""
+    deleted = {sa_attributes.instance_state(obj) for obj in session.deleted}
+    with _lock:
+        found: list[tuple[InstanceState[Any], dict[_Side, _Track]]] = []
+        for obj in itertools.chain(session.new, session.dirty):
+            state = sa_attributes.instance_state(obj)
+            tracks = _logs.pop(state, None) if forget else _logs.get(state)
+            # Deleting an object deletes its links silently, as Django does.
+            if tracks and state not in deleted:
+                found.append((state, dict(tracks)))
+    if not found:
+        return []
+    # The last operation on a link decides which side it is reported from.
+    origin: dict[tuple[Any, ...], tuple[int, InstanceState[Any], _Side]] = {}
+    for state, tracks in found:
+        for side, track in tracks.items():
+            for target, (seq, _) in track.last.items():
+                link = _link(side, state, target)
+                if link not in origin or origin[link][0] < seq:
+                    origin[link] = (seq, state, side)
+    changes: list[_Change] = []
+    for state, tracks in found:
+        for track in tracks.values():
+            changes.extend(_changes_of(state, track, origin))
+    changes.sort(key=lambda change: change.order)
+    return changes
+
+
+def _link(side: _Side, state: InstanceState[Any], target: InstanceState[Any]) -> tuple[Any, ...]:
+    if side.prop is side.forward:
+        return (side.forward, state, target)
+    return (side.forward, target, state)
+
+
+def _changes_of(
+    state: InstanceState[Any],
+    track: _Track,
+    origin: dict[tuple[Any, ...], tuple[int, InstanceState[Any], _Side]],
+) -> list[_Change]:
+    side = track.side
+    history = state.get_history(side.prop.key, PASSIVE_NO_INITIALIZE)
+
+    def mine(objects: Any) -> list[InstanceState[Any]]:
+        result = []
+        for obj in objects or ():
+            target = sa_attributes.instance_state(obj)
+            link = _link(side, state, target)
+            found = origin.get(link)
+            if found is None:
+                # Changed while nobody listened: report it once, from the first side seen.
+                found = origin[link] = (-1, state, side)
+            if found[1] is state and found[2] is side:
+                result.append(target)
+        return result
+
+    def made_at(targets: list[InstanceState[Any]]) -> int:
+        # The last operation on a net change is the one that made it.
+        return min((track.last[t][0] for t in targets if t in track.last), default=track.first)
+
+    added, removed = mine(history.added), mine(history.deleted)
+    changes = []
+    if track.cleared_at is not None and _clear_removed_links(track, history):
+        assert track.first_clear is not None
+        changes.append(_Change((track.first_clear, 0), state, side, _CLEAR, []))
+        # Linked objects put back after clear() are reported as added, as in Django.
+        kept = {sa_attributes.instance_state(obj) for obj in history.unchanged or ()}
+        for target, (seq, appended) in track.last.items():
+            if appended and seq > track.cleared_at and target in kept and target not in added:
+                added.append(target)
+    elif removed:
+        changes.append(_Change((made_at(removed), 0), state, side, _REMOVE, removed))
+    if added:
+        changes.append(_Change((made_at(added), 1), state, side, _ADD, added))
+    return changes
+
+
+def _clear_removed_links(track: _Track, history: Any) -> bool:
+    """Whether ``clear()`` removed an object that was linked at the last flush."""
+    linked = {
+        sa_attributes.instance_state(obj)
+        for obj in itertools.chain(history.deleted or (), history.unchanged or ())
+    }
+    return not linked.isdisjoint(track.cleared)
+
+
+def _send(change: _Change, phase: str, session: Session) -> None:
+    side = change.side
+    pk_set = None if change.action == _CLEAR else {_pk(target) for target in change.targets}
+    send(
+        m2m_changed,
+        side.sender,
+        instance=change.state.obj(),
+        action=f"{phase}_{change.action}",
+        reverse=side.reverse,
+        model=side.model,
+        pk_set=pk_set,
+        using=using_for(session, change.state.mapper),
+    )
+
+
+def _pk(state: InstanceState[Any]) -> Any:
+    if state.key is not None:
+        identity = state.key[1]
+    else:
+        identity = state.mapper.primary_key_from_instance(state.obj())
+    return identity[0] if len(identity) == 1 else tuple(identity)
