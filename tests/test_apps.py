@@ -269,6 +269,23 @@ def test_concurrent_populate_runs_ready_once() -> None:
     assert (calls, errors, apps.ready) == ([1], [], True)
 
 
+def test_other_threads_can_register_models_during_populate() -> None:
+    """A ready() that waits for a thread registering a model does not deadlock."""
+    post = model("Post")
+    finished: list[bool] = []
+
+    class Spawner(AppConfig):
+        def ready(self) -> None:
+            worker = threading.Thread(target=lambda: apps.register_model("blog", post))
+            worker.start()
+            worker.join(timeout=5)
+            finished.append(not worker.is_alive())
+
+    apps.populate([Spawner(f"{FIX}.plain", __import__(f"{FIX}.plain", fromlist=["_"]))])
+    assert finished == [True]
+    assert apps.get_model("blog.Post") is post
+
+
 def test_registry_created_with_installed_apps_is_populated() -> None:
     """Apps(installed_apps) populates at once; its configs point back to it."""
     registry = Apps([f"{FIX}.plain"])

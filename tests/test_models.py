@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -299,6 +300,24 @@ def test_pending_bound_method_does_not_keep_its_object_alive(signal: ModelSignal
     apps.register_model("blog", post)
     signal.send(post)
     assert calls == ["method"]
+
+
+def test_pending_disconnect_does_not_keep_its_receiver_alive(signal: ModelSignal) -> None:
+    """A lazy disconnect waiting for its model holds the receiver weakly."""
+
+    class Listener:
+        def on_save(self, **kwargs: Any) -> None:
+            calls.append("method")
+
+    listener = Listener()
+    alive = weakref.ref(listener)
+    signal.connect(listener.on_save, sender="blog.Post")
+    signal.disconnect(listener.on_save, sender="blog.Post")
+    del listener
+    gc.collect()
+    assert alive() is None
+    apps.register_model("blog", model("Post"))
+    assert len(apps.check()) == 0
 
 
 def test_module_level_receiver_stays_connected(signal: ModelSignal) -> None:

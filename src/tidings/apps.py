@@ -20,10 +20,10 @@ project that never calls ``populate()`` still gets lazy model references.
 once when they already are. Operations still waiting are what :meth:`Apps.check` reports, in
 the spirit of Django's ``signals.E001``.
 
-Threads: one re-entrant lock guards the bookkeeping. ``populate()`` holds it for its whole run
-(a second thread waits, then finds the registry ready). Lazy operations are taken off the
-registry under the lock but called after it is released, so user code never runs while the
-lock is held by a registration.
+Threads: ``populate()`` is serialised by its own lock (a second thread waits, then finds the
+registry ready). Another lock guards the bookkeeping of models and pending operations and is
+never held while user code runs: lazy operations are taken off the registry under it and
+called after it is released. Lookups take no lock.
 
 Tests: ``with apps.isolated():`` swaps the registry's whole state (apps, models, pending
 operations, flags) for a fresh empty one and restores it afterwards. It works on the default
@@ -384,7 +384,11 @@ class Apps:
         Args:
             installed_apps: Entries for :meth:`populate`, or None to populate later.
         """
-        self._lock = threading.RLock()
+        # Two locks: population runs user code (imports, ready()) for a long time, while
+        # bookkeeping must stay quick, so a thread registering a model during another
+        # thread's populate() is never blocked behind it.
+        self._populate_lock = threading.RLock()
+        self._lock = threading.Lock()
         self._state = _State()
         if installed_apps is not None:
             self.populate(installed_apps)
@@ -421,7 +425,7 @@ class Apps:
         """
         if self._state.ready:
             return
-        with self._lock:
+        with self._populate_lock:
             state = self._state
             if state.ready:
                 return

@@ -180,9 +180,19 @@ class ModelSignal(Signal):
         if not isinstance(sender, str):
             return super().disconnect(receiver, sender, dispatch_uid=dispatch_uid)
         key = make_model_key(sender)
+        # The receiver is held weakly where possible: if it dies first, so did any connection
+        # of it. A dispatch_uid alone identifies the connection, so nothing is held then.
+        getter: Callable[[], Any] | None = None
+        if receiver is not None and not dispatch_uid:
+            try:
+                getter = _hold(receiver, True, self)
+            except InvalidReceiverError:
+                getter = _hold(receiver, False, self)
 
         def disconnect_from(model: type) -> None:
-            Signal.disconnect(self, receiver, model, dispatch_uid=dispatch_uid)
+            target = None if getter is None else getter()
+            if getter is None or target is not None:
+                Signal.disconnect(self, target, model, dispatch_uid=dispatch_uid)
 
         what = (
             f"The receiver {describe(receiver)!r}"
