@@ -23,12 +23,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tidings.sqlalchemy._lifecycle import DEFERRED, Deferred
+from tidings.sqlalchemy._lifecycle import Deferred
 from tidings.sqlalchemy._registry import AppLabelError, instrument, is_instrumented
 from tidings.sqlalchemy._session import save
 
 __all__ = [
-    "DEFERRED",
     "AppLabelError",
     "Deferred",
     "asave",

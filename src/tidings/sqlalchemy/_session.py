@@ -185,6 +185,8 @@ def _new_saves(
         state = instance_state(obj)
         if state in seen or not is_instrumented(type(obj)):
             continue
+        if state.mapper._is_orphan(state):
+            continue  # the flush deletes it: _new_deletes signals it
         if state in explicit:
             fields = explicit[state]
             if fields is not None:
@@ -215,6 +217,8 @@ def _keep_only(state: InstanceState[Any], fields: frozenset[str]) -> None:
 
 
 def _new_deletes(session: Session, flush: _FlushState) -> list[Any]:
+    if not (pre_delete.receivers or post_delete.receivers):
+        return []
     found = []
     for obj in session.deleted:
         state = instance_state(obj)
@@ -222,9 +226,16 @@ def _new_deletes(session: Session, flush: _FlushState) -> list[Any]:
             continue
         flush.seen.add(state)
         found.append(obj)
-    if found and (pre_delete.receivers or post_delete.receivers):
-        return found
-    return []
+    for obj in session.dirty:
+        state = instance_state(obj)
+        if state in flush.seen or not is_instrumented(type(obj)):
+            continue
+        # A persistent object removed from a delete-orphan collection: the flush will delete
+        # it (the same test SQLAlchemy's flush applies), so it is signalled as a deletion.
+        if state.has_identity and state.mapper._is_orphan(state):
+            flush.seen.add(state)
+            found.append(obj)
+    return found
 
 
 def _using(session: Session, flush: _FlushState, mapper: Mapper[Any]) -> str:

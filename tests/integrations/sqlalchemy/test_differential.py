@@ -479,3 +479,29 @@ def test_profile_created_in_post_save_receiver_is_written(
         tm.post_save.disconnect(sqla_receiver, sender=sqla.models.User)
     # The nested save runs after the outer post_save in SQLAlchemy (documented difference).
     assert got == [expected[0], expected[3], expected[1], expected[2]]
+
+
+def test_orphan_removal_is_a_delete(django_side: DjangoSide, sqla_declarative: SqlaSide) -> None:
+    """A page removed from a delete-orphan collection gets pre/post_delete like Django's
+    page.delete(), and no save signals."""
+
+    def django(m: Any) -> None:
+        book = m.Book.objects.create(title="Emma")
+        page = m.Page.objects.create(book=book)
+        page.delete()
+
+    async def sqlalchemy(db: Db) -> None:
+        book = db.models.Book(title="Emma", pages=[])
+        db.add(book)
+        await db.flush()
+        page = db.models.Page(book=book)
+        db.add(page)
+        await db.flush()
+        book.pages.remove(page)
+        await db.flush()
+        assert await db.scalars(select(db.models.Page)) == []
+
+    expected = django_side.run(django, ("pre_save", "post_save", "pre_delete", "post_delete"))
+    assert [e[:2] for e in expected[-2:]] == [("pre_delete", "Page"), ("post_delete", "Page")]
+    got = sqla_declarative.run(sqlalchemy, ("pre_save", "post_save", "pre_delete", "post_delete"))
+    assert got == expected
