@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -98,6 +100,19 @@ def test_module_exports_are_sorted_and_complete() -> None:
     """tidings.models.__all__ is sorted and lists every signal and ModelSignal."""
     assert tidings.models.__all__ == sorted(tidings.models.__all__)
     assert set(tidings.models.__all__) == {"ModelSignal", *MODEL_SIGNALS, *PLAIN_SIGNALS}
+
+
+def test_import_loads_only_the_standard_library() -> None:
+    """Importing tidings.apps and tidings.models imports no third-party module (no ORM)."""
+    code = (
+        "import sys; before = set(sys.modules); import tidings.models, tidings.apps; "
+        "print('\\n'.join(sorted(set(sys.modules) - before)))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout.split()
+    roots = {name.split(".")[0] for name in loaded}
+    assert roots - set(sys.stdlib_module_names) == {"tidings"}
 
 
 def test_docstring_documents_every_signal() -> None:
