@@ -4,4 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-urlpatterns: list[Any] = []
+from django.urls import path
+
+from tests.oracle import webviews
+
+urlpatterns: list[Any] = [
+    path("ok", webviews.ok),
+    path("stream", webviews.stream),
+    path("stream-error", webviews.stream_error),
+    path("error", webviews.error),
+]
