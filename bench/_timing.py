@@ -127,7 +127,7 @@ def callable_batch(func: Callable[[], object]) -> Batch:
 def async_statement_batch(
     stmt: str, namespace: Mapping[str, Any], *, loop: asyncio.AbstractEventLoop
 ) -> Batch:
-    """A batch running ``stmt`` (which may ``await``) in a loop inside one coroutine.
+    """A batch running ``stmt`` (one line, which may ``await``) in a loop inside one coroutine.
 
     Each batch is one ``loop.run_until_complete()``; starting it costs a few microseconds,
     spread over the calibrated number of iterations.

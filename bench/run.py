@@ -75,9 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown section(s): {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     requested = set(args.sections) or set(SECTIONS)
     _fix_path()
+    started = time.perf_counter()
     failed = [
         name for name in SECTIONS if name in requested and not _run_section(name, quick=args.quick)
     ]
+    print(f"bench: finished in {time.perf_counter() - started:.1f} s")
     if failed:
         print(f"failed sections: {', '.join(failed)}", file=sys.stderr)
         return 1
