@@ -59,7 +59,7 @@ class _Unset(enum.Enum):
 _UNSET = _Unset.UNSET
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Call:
     """One recorded send.
 
@@ -265,13 +265,13 @@ def capture(signal: Signal, *, sender: Any = None) -> Capture:
     return Capture(signal, sender=sender)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Saved:
     """What one :class:`Muted` entry took out of one signal."""
 
     signal: Signal
     before: list[_Connection]
-    removed: set[int]  # ids of the removed connections, alive in ``before``
+    removed: set[int]  # ids of removed connections; ``before`` keeps them alive, ids stable
 
 
 def _restore(saved: _Saved) -> None:
@@ -312,7 +312,11 @@ class Muted:
         self._entries: list[list[_Saved]] = []
 
     def __repr__(self) -> str:
-        which = "all receivers" if self.receivers is None else "some receivers"
+        which = (
+            "all receivers"
+            if self.receivers is None
+            else ", ".join(describe(r) for r in self.receivers)
+        )
         return f"<Muted {which} of {', '.join(map(repr, self.signals))}>"
 
     def __enter__(self) -> Muted:
