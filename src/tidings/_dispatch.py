@@ -185,7 +185,8 @@ class Signal:
     def __init__(self, use_caching: bool = False, *, name: str | None = None) -> None:
         self.use_caching = use_caching
         self.name = name
-        self.lock = threading.Lock()
+        # Re-entrant, so that a caller can hold it to read and assign ``receivers`` atomically.
+        self.lock = threading.RLock()
         self._connections: tuple[_Connection, ...] = ()
         # (plans by sender key, plan for every other sender, whether any key is a method's)
         self._state: tuple[dict[Key, Plan], Plan, bool] | None = None
@@ -279,7 +280,8 @@ class Signal:
 
         Assigning a list previously read from this property restores those connections,
         which is how test helpers (tidings.testing's ``muted``, factory_boy's ``mute_signals``)
-        silence a signal and bring it back.
+        silence a signal and bring it back. Hold ``lock`` around the read and the assignment to
+        make the pair atomic with respect to other threads.
         """
         return list(self._connections)
 
