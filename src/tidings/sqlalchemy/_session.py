@@ -314,25 +314,25 @@ def _flush_again(session: Session) -> None:
     """Flush what receivers left pending, from inside the current flush.
 
     ``Session.flush()`` refuses to run while a flush is in progress, and the outer flush has
-    no later hook, so this calls the flush body (``Session._flush``) directly: the nested
-    flush runs in a subtransaction of the outer one, like every flush does.
+    no later hook, so this calls the flush body (``Session._flush``) directly: each extra
+    flush runs in a subtransaction of the outer one, like every flush does. Only the
+    outermost flush loops; the extra flushes' own hooks leave the work to it, which keeps the
+    stack flat however long receivers keep saving.
     """
-    if session._is_clean():
+    if session.info.get(_DEPTH_KEY) or session._is_clean():
         return
-    depth = session.info.get(_DEPTH_KEY, 0)
-    if depth >= _MAX_ROUNDS:
+    session.info[_DEPTH_KEY] = True
+    try:
+        for _ in range(_MAX_ROUNDS):
+            session._flush()
+            if session._is_clean():
+                return
         raise RuntimeError(
             f"post_save/post_delete receivers kept changing the session for {_MAX_ROUNDS} "
-            "nested flushes; is a receiver saving the object it receives?"
+            "flushes in a row; is a receiver saving the object it receives?"
         )
-    session.info[_DEPTH_KEY] = depth + 1
-    try:
-        session._flush()
     finally:
-        if depth:
-            session.info[_DEPTH_KEY] = depth
-        else:
-            del session.info[_DEPTH_KEY]
+        del session.info[_DEPTH_KEY]
 
 
 def save(
@@ -379,7 +379,7 @@ def save(
 
 def _check_update_fields(state: InstanceState[Any], fields: frozenset[str]) -> None:
     mapper = state.mapper
-    cls = mapper.class_.__qualname__
+    cls = mapper.class_.__name__
     if state.key is None:
         raise ValueError(
             f"Cannot save a new {cls} with update_fields={sorted(fields)}: it is not in the "

@@ -225,7 +225,7 @@ class SqlaSide:
         self.flavor = flavor
         self.url: str | None = None
         if flavor.startswith("postgres"):
-            self.url = request.getfixturevalue("postgres_url")
+            self.url = request.getfixturevalue("shared_postgres_url")
         if flavor == "sqlmodel":
             from tests.integrations.sqlalchemy.sqlmodel_twins import MODELS
 
@@ -300,6 +300,37 @@ class SqlaSide:
                 await connection.run_sync(self.metadata.drop_all)
         finally:
             await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def shared_postgres_url() -> Iterator[str]:
+    """One new PostgreSQL database for all the tests here (each run drops its tables).
+
+    Creating a database per test, as the ``postgres_url`` fixture does, would cost most of the
+    time of these tests; the skip-or-fail rule is the same.
+    """
+    import uuid
+
+    import psycopg
+
+    from tests.conftest import POSTGRES_URL, _server_missing
+
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        _server_missing(
+            f"PostgreSQL at {POSTGRES_URL} ({exc.__class__.__name__})",
+            "install and start PostgreSQL or set TIDINGS_POSTGRES_URL",
+        )
+        raise
+    name = f"tidings_sa_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            base, _, _ = POSTGRES_URL.rpartition("/")
+            yield f"{base}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(autouse=True)

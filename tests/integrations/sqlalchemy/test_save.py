@@ -1,0 +1,266 @@
+"""Save and delete signals: what tidings adds to Django's arguments and where SQLAlchemy differs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
+
+import tidings.models as tm
+from tests.integrations.sqlalchemy.twins import build, declarative_base
+from tidings.sqlalchemy import instrument, save
+from tidings.sqlalchemy._lifecycle import DEFERRED
+
+
+class Log:
+    """Connects one receiver to the given signals and keeps (name, sender, kwargs)."""
+
+    def __init__(self, *signals: Any) -> None:
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+        self.signals = signals
+        for signal in signals:
+            signal.connect(self.receive)
+
+    def receive(self, signal: Any, sender: Any, **kwargs: Any) -> None:
+        """Record one send."""
+        self.calls.append((signal.name, sender.__name__, kwargs))
+
+    def close(self) -> None:
+        """Disconnect from every signal."""
+        for signal in self.signals:
+            signal.disconnect(self.receive)
+
+
+@pytest.fixture
+def m() -> Any:
+    """Fresh instrumented twin models."""
+    base = declarative_base()
+    instrument(base)
+    return build(base)
+
+
+@pytest.fixture
+def session(m: Any) -> Iterator[Session]:
+    """A Session on a new SQLite database with the twin tables."""
+    engine = create_engine("sqlite://", poolclass=StaticPool)
+    m.Base.metadata.create_all(engine)
+    with Session(engine) as session:
+        yield session
+    engine.dispose()
+
+
+@pytest.fixture
+def log() -> Iterator[Log]:
+    """A log of the four save/delete signals."""
+    log = Log(tm.pre_save, tm.post_save, tm.pre_delete, tm.post_delete)
+    yield log
+    log.close()
+
+
+def test_changes_are_old_new_pairs_and_empty_for_inserts(
+    m: Any, session: Session, log: Log
+) -> None:
+    """pre_save/post_save carry changes: {} for an insert, {field: (old, new)} for an update."""
+    person = m.Person(first_name="Ada")
+    session.add(person)
+    session.flush()
+    person.first_name = "Grace"
+    session.flush()
+    assert [(name, kw["changes"]) for name, _, kw in log.calls] == [
+        ("pre_save", {}),
+        ("post_save", {}),
+        ("pre_save", {"first_name": ("Ada", "Grace")}),
+        ("post_save", {"first_name": ("Ada", "Grace")}),
+    ]
+
+
+def test_pre_save_receivers_may_change_the_instance(m: Any, session: Session) -> None:
+    """A change made by a pre_save receiver is written and shows in post_save's changes."""
+
+    def shout(instance: Any, **kwargs: Any) -> None:
+        instance.last_name = instance.first_name.upper()
+
+    seen: list[Any] = []
+
+    def after(changes: Any, **kwargs: Any) -> None:
+        seen.append(changes)
+
+    tm.pre_save.connect(shout, sender=m.Person)
+    tm.post_save.connect(after, sender=m.Person)
+    try:
+        person = m.Person(first_name="Ada")
+        session.add(person)
+        session.flush()
+        person.first_name = "Grace"
+        session.flush()
+    finally:
+        tm.pre_save.disconnect(shout, sender=m.Person)
+        tm.post_save.disconnect(after, sender=m.Person)
+    session.expire_all()
+    assert session.scalars(select(m.Person.last_name)).one() == "GRACE"
+    assert seen[1] == {"first_name": ("Ada", "Grace"), "last_name": ("ADA", "GRACE")}
+
+
+def test_unchanged_and_collection_only_changes_send_no_save(
+    m: Any, session: Session, log: Log
+) -> None:
+    """Setting a value to itself, or changing only a collection, sends no save for that object."""
+    book = m.Book(title="Emma", pages=[])
+    session.add(book)
+    session.flush()
+    log.calls.clear()
+    book.title = "Emma"
+    session.flush()
+    assert log.calls == []
+    page = m.Page()
+    book.pages.append(page)
+    session.add(page)
+    session.flush()
+    assert [(name, sender) for name, sender, _ in log.calls] == [
+        ("pre_save", "Page"),
+        ("post_save", "Page"),
+    ]
+
+
+def test_update_fields_are_validated_before_any_signal(m: Any, session: Session, log: Log) -> None:
+    """Unknown, collection or primary-key names, or update_fields on a new object: ValueError."""
+    person = m.Person(first_name="Ada")
+    with pytest.raises(ValueError, match="new Person"):
+        save(session, person, update_fields=["first_name"])
+    save(session, person)
+    book = m.Book(title="Emma")
+    save(session, book)
+    log.calls.clear()
+    with pytest.raises(ValueError, match="nope"):
+        save(session, person, update_fields=["first_name", "nope"])
+    with pytest.raises(ValueError, match="id"):
+        save(session, person, update_fields=["id"])
+    with pytest.raises(ValueError, match="pages"):
+        save(session, book, update_fields=["pages"])
+    assert log.calls == []
+
+
+def test_save_without_flush_waits_for_the_next_flush(m: Any, session: Session, log: Log) -> None:
+    """save(flush=False) marks the object; the next flush sends the pair with update_fields."""
+    person = m.Person(first_name="Ada")
+    save(session, person)
+    log.calls.clear()
+    save(session, person, update_fields={"last_name"}, flush=False)
+    assert log.calls == []
+    session.flush()
+    assert [kw["update_fields"] for _, _, kw in log.calls] == [frozenset({"last_name"})] * 2
+
+
+def test_using_is_the_engine_tidings_using_option(m: Any, log: Log) -> None:
+    """using is the bind's "tidings_using" execution option, "default" without it."""
+    engine = create_engine(
+        "sqlite://", poolclass=StaticPool, execution_options={"tidings_using": "replica"}
+    )
+    m.Base.metadata.create_all(engine)
+    with Session(engine) as session:
+        person = m.Person(first_name="Ada")
+        session.add(person)
+        session.flush()
+        session.delete(person)
+        session.flush()
+    engine.dispose()
+    assert {kw["using"] for _, _, kw in log.calls} == {"replica"}
+
+
+def test_post_save_is_sent_before_commit_and_kept_on_rollback(
+    m: Any, session: Session, log: Log
+) -> None:
+    """Signals are not transactional: a rollback after the flush does not undo post_save."""
+    session.add(m.Person(first_name="Ada"))
+    session.flush()
+    session.rollback()
+    assert [name for name, _, _ in log.calls] == ["pre_save", "post_save"]
+    assert session.scalars(select(m.Person)).all() == []
+
+
+def test_receivers_that_save_forever_are_stopped(m: Any, session: Session) -> None:
+    """A post_save receiver that changes its instance on every save hits a clear RuntimeError."""
+
+    def again(instance: Any, **kwargs: Any) -> None:
+        instance.last_name += "x"
+
+    tm.post_save.connect(again, sender=m.Person)
+    try:
+        session.add(m.Person(first_name="Ada"))
+        with pytest.raises(RuntimeError, match="post_save/post_delete receivers kept changing"):
+            session.flush()
+    finally:
+        tm.post_save.disconnect(again, sender=m.Person)
+
+
+def test_refresh_and_expired_reload_send_no_init(m: Any, session: Session) -> None:
+    """Reloading an existing instance (refresh, expired attributes) sends no init signals."""
+    person = m.Person(first_name="Ada")
+    session.add(person)
+    session.commit()
+    log = Log(tm.pre_init, tm.post_init)
+    try:
+        assert person.first_name == "Ada"
+        session.refresh(person)
+    finally:
+        log.close()
+    assert log.calls == []
+
+
+def test_deferred_columns_are_deferred_in_pre_init_args(m: Any, session: Session) -> None:
+    """A column not loaded (defer) appears as DEFERRED in pre_init's args."""
+    from sqlalchemy.orm import defer
+
+    session.add(m.Book(title="Emma"))
+    session.commit()
+    session.expunge_all()
+    log = Log(tm.pre_init)
+    try:
+        session.scalars(select(m.Book).options(defer(m.Book.title))).one()
+    finally:
+        log.close()
+    assert log.calls[0][2]["args"] == (1, DEFERRED)
+
+
+def test_bulk_statements_send_no_per_object_signals(m: Any, session: Session, log: Log) -> None:
+    """ORM update()/delete() statements send no save/delete signals (like QuerySet.update)."""
+    from sqlalchemy import delete, update
+
+    session.add(m.Person(first_name="Ada"))
+    session.flush()
+    log.calls.clear()
+    session.execute(update(m.Person).values(last_name="L"))
+    session.execute(delete(m.Person))
+    assert log.calls == []
+
+
+def test_objects_deleted_by_a_pre_delete_receiver_are_signalled_too(
+    m: Any, session: Session, log: Log
+) -> None:
+    """Deletions made by a pre_delete receiver join the flush and get their own signals."""
+    book = m.Book(title="Emma")
+    review = m.Review(book=book)
+    session.add_all([book, review])
+    session.flush()
+
+    def cleanup(instance: Any, **kwargs: Any) -> None:
+        session.delete(review)
+
+    tm.pre_delete.connect(cleanup, sender=m.Book)
+    try:
+        log.calls.clear()
+        session.delete(book)
+        session.flush()
+    finally:
+        tm.pre_delete.disconnect(cleanup, sender=m.Book)
+    assert [(name, sender) for name, sender, _ in log.calls] == [
+        ("pre_delete", "Book"),
+        ("pre_delete", "Review"),
+        ("post_delete", "Book"),
+        ("post_delete", "Review"),
+    ]
+    assert session.scalars(select(m.Review)).all() == []
