@@ -1,0 +1,70 @@
+"""The Django differential scenarios under AsyncSession and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.pool import StaticPool
+
+from tests.oracle.m2m.harness import (
+    by_phase,
+    fresh_models,
+    run_django,
+    run_sqla,
+    sqla_engine_url,
+)
+from tests.oracle.m2m.scenarios import SCENARIOS
+from tidings.models import m2m_changed
+
+
+@pytest.mark.parametrize("flavor", ["sqlite-async", "postgres", "postgres-async"])
+def test_same_signals_as_django(flavor: str, request: pytest.FixtureRequest) -> None:
+    """Every differential scenario sends Django's sequence on this backend too."""
+    postgres_url = request.getfixturevalue("postgres_url") if "postgres" in flavor else None
+    url = sqla_engine_url(flavor, postgres_url)
+    models = fresh_models()
+    mismatches = {}
+    for scenario in SCENARIOS:
+        expected = by_phase(run_django(scenario))
+        got = by_phase(run_sqla(scenario, models, url))
+        if got != expected:
+            mismatches[scenario.name] = (got, expected)
+    assert mismatches == {}
+
+
+def test_async_receivers_are_awaited_inside_the_flush() -> None:
+    """Under AsyncSession an async receiver is awaited before flush() returns, pre then post."""
+    models = fresh_models()
+    seen: list[tuple[str, Any]] = []
+
+    async def receiver(sender: Any, action: str, pk_set: Any, **kwargs: Any) -> None:
+        await asyncio.sleep(0)
+        seen.append((action, pk_set))
+
+    async def main() -> None:
+        engine = create_async_engine("sqlite+aiosqlite://", poolclass=StaticPool)
+        async with engine.begin() as connection:
+            await connection.run_sync(models.Base.metadata.create_all)
+        async with AsyncSession(engine, expire_on_commit=False) as session:
+            book, author = models.Book(id=1), models.Author(id=7)
+            set_committed_value(book, "authors", [])
+            session.add_all([book, author])
+            await session.flush()
+            m2m_changed.connect(receiver, sender=models.book_authors)
+            try:
+                book.authors.append(author)
+                await session.flush()
+                assert seen == [("pre_add", {7}), ("post_add", {7})]
+                rows = await session.execute(select(models.book_authors))
+                assert rows.all() == [(1, 7)]
+            finally:
+                m2m_changed.disconnect(receiver, sender=models.book_authors)
+        await engine.dispose()
+
+    asyncio.run(main())
+    assert len(seen) == 2
