@@ -28,6 +28,7 @@ import django.dispatch
 import psygnal
 from bench._timing import (
     Batch,
+    CpuShare,
     Settings,
     Timing,
     async_statement_batch,
@@ -286,7 +287,8 @@ def run(quick: bool = False) -> None:
     loop = asyncio.new_event_loop()
     try:
         batches.update(_asend_batches(loop))
-        timings = measure(batches, settings=settings)
+        with CpuShare() as cpu:
+            timings = measure(batches, settings=settings)
     finally:
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
@@ -310,3 +312,4 @@ def run(quick: bool = False) -> None:
         f"\nnoise: median round above best by {spreads[len(spreads) // 2][0]:.0%} "
         f"(typical), {worst:.0%} (worst: {' / '.join(worst_key)})"
     )
+    print(cpu.describe())
