@@ -2,10 +2,10 @@
 
 Every contender sends one keyword argument (``value=1``) from a class sender to trivial
 module-level receivers connected for that sender, in one process, interleaved (see
-``bench/_timing.py``). The *floor* is a plain function doing the unavoidable work of a send:
-calling each matching receiver as ``r(signal=s, sender=x, value=1)`` and collecting the
-``[(receiver, response)]`` list. Each figure is the best of the rounds, in nanoseconds per
-send, with its ratio to the floor of its row.
+``bench/_timing.py``). The *floor* of a row is the receivers' own cost: a bare loop calling
+each matching receiver as ``r(signal=s, sender=x, value=1)``, with no dispatcher and no result
+list. Each figure is the best of the rounds, in nanoseconds per send, with its ratio to the
+floor of its row. Every contender is checked to call the right receivers before it is timed.
 
 Targets (reported, never asserted: a benchmark is not a test):
 
