@@ -94,12 +94,16 @@ class _Track:
 
     side: _Side
     first: int
-    # target state -> (sequence number, True for append) of its last operation.
-    last: dict[InstanceState[Any], tuple[int, bool]] = field(default_factory=dict)
+    # target state -> (sequence number, True for append) of its last operation. Weak, as
+    # ``_logs`` holds tracks strongly: a track naming its own key (self-referential links)
+    # or a key naming this one back would otherwise keep the states alive forever.
+    last: weakref.WeakKeyDictionary[InstanceState[Any], tuple[int, bool]] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
     # Sequence numbers of the first and of the latest clear() call that removed something.
     first_clear: int | None = None
     cleared_at: int | None = None
-    cleared: set[InstanceState[Any]] = field(default_factory=set)
+    cleared: weakref.WeakSet[InstanceState[Any]] = field(default_factory=weakref.WeakSet)
     # Whether the last operation was a remove made by clear(): the next one belongs to it.
     clearing: bool = False
     # Sequence number of the latest assignment: its removals are ordered at the assignment,
@@ -400,7 +404,7 @@ def _plan(session: Session, *, forget: bool) -> list[_Change]:
     origin: dict[tuple[Any, ...], tuple[int, InstanceState[Any], _Side]] = {}
     for state, tracks in found:
         for side, track in tracks.items():
-            for target, (seq, _) in track.last.items():
+            for target, (seq, _) in list(track.last.items()):
                 link = _link(side, state, target)
                 if link not in origin or origin[link][0] < seq:
                     origin[link] = (seq, state, side)
@@ -441,7 +445,8 @@ def _changes_of(
 
     def made_at(targets: list[InstanceState[Any]]) -> int:
         # The last operation on a net change is the one that made it.
-        return min((track.last[t][0] for t in targets if t in track.last), default=track.first)
+        made = [track.last[t][0] for t in targets if t in track.last]
+        return min(made, default=track.first)
 
     added, removed = mine(history.added), mine(history.deleted)
     changes = []
@@ -450,7 +455,7 @@ def _changes_of(
         changes.append(_Change((track.first_clear, 0), state, side, _CLEAR, []))
         # Linked objects put back after clear() are reported as added, as in Django.
         kept = {sa_attributes.instance_state(obj) for obj in history.unchanged or ()}
-        for target, (seq, appended) in track.last.items():
+        for target, (seq, appended) in list(track.last.items()):
             if appended and seq > track.cleared_at and target in kept and target not in added:
                 added.append(target)
     elif removed:

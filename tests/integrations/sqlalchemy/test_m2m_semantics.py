@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -529,3 +530,14 @@ def test_subclass_instances_and_write_only_collections() -> None:
         ("pre_remove", "Shelf", 1, [5], False, "Book"),
         ("post_remove", "Shelf", 1, [5], False, "Book"),
     ]
+
+
+def test_unflushed_changes_do_not_keep_objects_alive(db: Db) -> None:
+    """Objects changed but never flushed, even linked to themselves, are garbage collected."""
+    person, other = db.models.Person(id=10), db.models.Person(id=11)
+    person.following.extend([person, other])
+    other.followers.append(other)
+    assert len(_m2m._logs) == 2
+    del person, other
+    gc.collect()
+    assert len(_m2m._logs) == 0

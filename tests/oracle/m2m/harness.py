@@ -145,11 +145,9 @@ def reset_django() -> None:
             cursor.execute(f'DELETE FROM "{model._meta.db_table}"')
 
 
-def run_django(scenario: Scenario) -> list[list[Entry]]:
-    """Run ``scenario`` on Django's ORM and return its log, one list per step."""
+def django_world() -> SimpleNamespace:
+    """Empty the Django tables and create the scenario objects there."""
     reset_django()
-    from django.db.models.signals import m2m_changed
-
     from tests.oracle.m2m import models
 
     world = SimpleNamespace(models=models)
@@ -157,6 +155,14 @@ def run_django(scenario: Scenario) -> list[list[Entry]]:
         model = getattr(models, model_name)
         for pk, name in enumerate(names, start=1):
             setattr(world, name, model.objects.create(id=pk))
+    return world
+
+
+def run_django(scenario: Scenario) -> list[list[Entry]]:
+    """Run ``scenario`` on Django's ORM and return its log, one list per step."""
+    world = django_world()
+    from django.db.models.signals import m2m_changed
+
     for owner, relation, targets in scenario.setup:
         getattr(getattr(world, owner), relation).add(*(getattr(world, t) for t in targets))
     recorder = Recorder(m2m_changed)

@@ -1,0 +1,180 @@
+"""Random sequences of many-to-many operations, run on Django and SQLAlchemy in lockstep.
+
+Each operation is one Django manager call and the SQLAlchemy collection operation a user would
+write for it, followed by a flush; after each one the two ``m2m_changed`` logs must agree (pre
+entries, then post entries, as in :func:`tests.oracle.m2m.harness.by_phase`). Operations whose
+outcome differs on purpose (adding only linked objects, removing unlinked ones, clearing an empty
+collection; see ``docs/sqlalchemy-m2m.md``) are not generated.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
+
+from tests.oracle.m2m.harness import Recorder, build_world, by_phase, django_world, fresh_models
+from tidings.models import m2m_changed
+
+# (owner names, relationship, target names, forward relationship or None when it is forward)
+RELATIONS = [
+    (("b1", "b2"), "authors", ("a1", "a2", "a3"), None),
+    (("a1", "a2", "a3"), "books", ("b1", "b2"), "authors"),
+    (("art1",), "topics", ("t1", "t2", "t3"), None),
+    (("t1", "t2", "t3"), "articles", ("art1",), "topics"),
+    (("p1", "p2", "p3"), "following", ("p1", "p2", "p3"), None),
+    (("p1", "p2", "p3"), "followers", ("p1", "p2", "p3"), "following"),
+]
+
+relation_and_owner = st.sampled_from(RELATIONS).flatmap(
+    lambda r: st.tuples(st.just(r), st.sampled_from(r[0]))
+)
+
+
+class M2MMachine(RuleBasedStateMachine):
+    """Both ORMs over the same objects; the model is the set of links per forward relation."""
+
+    models: SimpleNamespace
+
+    def __init__(self) -> None:
+        super().__init__()
+        from django.db.models.signals import m2m_changed as django_m2m_changed
+
+        self.django = django_world()
+        self.engine = create_engine("sqlite://", poolclass=StaticPool)
+        self.models.Base.metadata.create_all(self.engine)
+        self.session = Session(self.engine)
+        self.sqla = build_world(self.models, self.session)
+        self.session.flush()
+        self.links: set[tuple[str, str, str]] = set()
+        self.theirs = Recorder(django_m2m_changed)
+        self.ours = Recorder(m2m_changed)
+
+    def teardown(self) -> None:
+        """Disconnect and drop the SQLAlchemy database."""
+        self.theirs.close()
+        self.ours.close()
+        self.session.close()
+        self.engine.dispose()
+
+    def _linked(self, relation: Any, owner: str) -> set[str]:
+        _, name, _, forward = relation
+        if forward is None:
+            return {t for rel, o, t in self.links if rel == name and o == owner}
+        return {o for rel, o, t in self.links if rel == forward and t == owner}
+
+    def _set_links(self, relation: Any, owner: str, targets: set[str]) -> None:
+        _, name, _, forward = relation
+        if forward is None:
+            self.links = {link for link in self.links if link[:2] != (name, owner)}
+            self.links |= {(name, owner, t) for t in targets}
+        else:
+            self.links = {link for link in self.links if (link[0], link[2]) != (forward, owner)}
+            self.links |= {(forward, t, owner) for t in targets}
+
+    def _step(self, django_call: Any, sqla_call: Any) -> None:
+        self.theirs.next_step()
+        self.ours.next_step()
+        django_call(self.django)
+        sqla_call(self.sqla)
+        self.session.flush()
+        assert by_phase(self.ours.steps[-1:]) == by_phase(self.theirs.steps[-1:])
+
+    @rule(where=relation_and_owner, data=st.data())
+    def add(self, where: Any, data: st.DataObject) -> None:
+        """add(*targets) with at least one target not linked yet."""
+        relation, owner = where
+        linked = self._linked(relation, owner)
+        new = [t for t in relation[2] if t not in linked]
+        if not new:
+            return
+        targets = data.draw(st.lists(st.sampled_from(relation[2]), min_size=1, unique=True))
+        if not set(targets) - linked:
+            targets = [*targets, new[0]]
+        name = relation[1]
+
+        def on_sqla(w: Any) -> None:
+            collection = getattr(getattr(w, owner), name)
+            for target in targets:
+                if target not in linked:
+                    if isinstance(collection, set):
+                        collection.add(getattr(w, target))
+                    else:
+                        collection.append(getattr(w, target))
+
+        self._step(
+            lambda w: getattr(getattr(w, owner), name).add(*(getattr(w, t) for t in targets)),
+            on_sqla,
+        )
+        self._set_links(relation, owner, linked | set(targets))
+
+    @rule(where=relation_and_owner, data=st.data())
+    def remove(self, where: Any, data: st.DataObject) -> None:
+        """remove(*targets) of linked targets only."""
+        relation, owner = where
+        linked = sorted(self._linked(relation, owner))
+        if not linked:
+            return
+        targets = data.draw(st.lists(st.sampled_from(linked), min_size=1, unique=True))
+        name = relation[1]
+
+        def on_sqla(w: Any) -> None:
+            collection = getattr(getattr(w, owner), name)
+            for target in targets:
+                collection.remove(getattr(w, target))
+
+        self._step(
+            lambda w: getattr(getattr(w, owner), name).remove(*(getattr(w, t) for t in targets)),
+            on_sqla,
+        )
+        self._set_links(relation, owner, set(linked) - set(targets))
+
+    @rule(where=relation_and_owner, data=st.data())
+    def assign(self, where: Any, data: st.DataObject) -> None:
+        """set(targets) in Django, assignment in SQLAlchemy."""
+        relation, owner = where
+        targets = data.draw(st.lists(st.sampled_from(relation[2]), unique=True))
+        name = relation[1]
+
+        def on_sqla(w: Any) -> None:
+            objs = [getattr(w, t) for t in targets]
+            current = getattr(getattr(w, owner), name)
+            setattr(getattr(w, owner), name, set(objs) if isinstance(current, set) else objs)
+
+        self._step(
+            lambda w: getattr(getattr(w, owner), name).set([getattr(w, t) for t in targets]),
+            on_sqla,
+        )
+        self._set_links(relation, owner, set(targets))
+
+    @precondition(lambda self: bool(self.links))
+    @rule(where=relation_and_owner)
+    def clear(self, where: Any) -> None:
+        """clear() of a non-empty collection."""
+        relation, owner = where
+        if not self._linked(relation, owner):
+            return
+        name = relation[1]
+        self._step(
+            lambda w: getattr(getattr(w, owner), name).clear(),
+            lambda w: getattr(getattr(w, owner), name).clear(),
+        )
+        self._set_links(relation, owner, set())
+
+
+def test_random_operation_sequences_match_django() -> None:
+    """Any sequence of add/remove/set/clear from either side signals as Django does."""
+    M2MMachine.models = fresh_models()
+    M2MMachine.TestCase.settings = settings(
+        max_examples=40,
+        stateful_step_count=15,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    M2MMachine.TestCase().runTest()
