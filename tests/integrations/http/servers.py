@@ -19,7 +19,9 @@ START_TIMEOUT = 10.0
 @contextmanager
 def serve_asgi(app: Any, *, lifespan: str = "off") -> Iterator[str]:
     """Serve an ASGI app with uvicorn on 127.0.0.1:<free port>; yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP matters: asyncio enables TCP_NODELAY only on sockets that say TCP,
+    # and without it every response waits out the client's delayed ACK (about 40 ms).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
