@@ -345,6 +345,8 @@ def _install_session_hooks() -> None:
     add_flush_hook("after_flush", _after_flush)
     add_flush_hook("after_flush_postexec", _after_flush_postexec)
     event.listen(Session, "after_soft_rollback", _after_soft_rollback)
+    event.listen(Session, "pending_to_transient", _forget)
+    event.listen(Session, "persistent_to_transient", _forget)
 
 
 def _before_flush(session: Session, context: UOWTransaction) -> None:
@@ -379,12 +381,19 @@ def _after_flush_postexec(session: Session, context: UOWTransaction) -> None:
 
 
 def _after_soft_rollback(session: Session, previous_transaction: object) -> None:
-    # A rollback expires the objects and their history: what was recorded is void.
+    # A rollback expires the objects and their history: what was recorded is void. Objects
+    # the rollback evicts from the session are handled by ``_forget``.
     if not _logs:
         return
     with _lock:
         for state in [s for s in _logs if s.session_id == session.hash_key]:
             del _logs[state]
+
+
+def _forget(session: Session, instance: object) -> None:
+    if _logs:
+        with _lock:
+            _logs.pop(sa_attributes.instance_state(instance), None)
 
 
 def _plan(session: Session, *, forget: bool) -> list[_Change]:
@@ -395,9 +404,12 @@ def _plan(session: Session, *, forget: bool) -> list[_Change]:
         for obj in itertools.chain(session.new, session.dirty):
             state = sa_attributes.instance_state(obj)
             tracks = _logs.pop(state, None) if forget else _logs.get(state)
-            # Deleting an object deletes its links silently, as Django does.
-            if tracks and state not in deleted:
+            if tracks:
                 found.append((state, dict(tracks)))
+        # Deleting an object deletes its links silently, as Django does.
+        for state in deleted:
+            if forget:
+                _logs.pop(state, None)
     if not found:
         return []
     # The last operation on a link decides which side it is reported from.
