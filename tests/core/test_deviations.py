@@ -1,0 +1,274 @@
+"""Where tidings deliberately differs from django.dispatch 5.2, each shown against Django itself.
+
+Every test runs the same scenario on a Django signal and on a tidings signal and asserts both
+behaviours, so that a change on either side is noticed. The differential state machine
+(``test_differential.py``) keeps these scenarios out of its comparison.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import gc
+import threading
+import time
+from typing import Any
+
+import django.dispatch
+import pytest
+
+import tidings
+from tests.core._support import Thing
+
+counter: contextvars.ContextVar[int] = contextvars.ContextVar("deviation_counter", default=0)
+
+
+def _answer(**kwargs: Any) -> str:
+    """A receiver that answers ``"answer"``."""
+    return "answer"
+
+
+def test_deviation_dead_sender_id_reuse() -> None:
+    """Django 5.2 lets a new object at a dead sender's address inherit its receivers; tidings not.
+
+    Deviation (a), Django ticket #35801 (fixed in Django 6.0).
+    """
+    inherited = {}
+    for name, module in (("django", django.dispatch), ("tidings", tidings)):
+        signal = module.Signal()
+        hits = 0
+        for _ in range(20):
+            sender = Thing()
+            old_id = id(sender)
+            signal.connect(_answer, sender=sender)
+            del sender
+            gc.collect()
+            candidates = [Thing() for _ in range(50)]
+            hits += sum(bool(signal.send(c)) for c in candidates if id(c) == old_id)
+        inherited[name] = hits
+    assert inherited["django"] > 0
+    assert inherited["tidings"] == 0
+
+
+@pytest.mark.parametrize("kind", ["none", "object", "int"])
+def test_deviation_use_caching_with_any_sender(kind: str) -> None:
+    """With ``use_caching=True`` Django 5.2 rejects senders without weak references; tidings not.
+
+    Deviation (b).
+    """
+    sender = {"none": None, "object": object(), "int": int("77777")}[kind]
+    oracle = django.dispatch.Signal(use_caching=True)
+    oracle.connect(_answer)
+    with pytest.raises(TypeError, match="weak reference"):
+        oracle.send(sender)
+    signal = tidings.Signal(use_caching=True)
+    signal.connect(_answer)
+    assert signal.send(sender) == [(_answer, "answer")]
+
+
+class _ValueEqual:
+    """Instances equal to each other by value, and hashable."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ValueEqual)
+
+    def __hash__(self) -> int:
+        return 1
+
+
+def test_deviation_caching_confuses_equal_senders() -> None:
+    """Django 5.2's cache is keyed by equality, so an equal sender's entry hides the real one.
+
+    Deviation (d): a sender with no receivers caches "none" for every sender equal to it.
+    """
+    results = {}
+    for name, module in (("django", django.dispatch), ("tidings", tidings)):
+        signal = module.Signal(use_caching=True)
+        connected, lookalike = _ValueEqual(), _ValueEqual()
+        signal.connect(_answer, sender=connected)
+        results[name] = (len(signal.send(lookalike)), len(signal.send(connected)))
+    assert results["django"] == (0, 0)
+    assert results["tidings"] == (0, 1)
+
+
+@pytest.mark.parametrize("sender", [[1, 2], {"a": 1}], ids=["list", "dict"])
+def test_deviation_unhashable_sender(sender: Any) -> None:
+    """Django 5.2 cannot send from an unhashable sender once receivers exist; tidings can.
+
+    Deviation (d).
+    """
+    oracle = django.dispatch.Signal()
+    oracle.connect(_answer, sender=sender)
+    with pytest.raises(TypeError, match="unhashable"):
+        oracle.send(sender)
+    signal = tidings.Signal()
+    signal.connect(_answer, sender=sender)
+    assert signal.send(sender) == [(_answer, "answer")]
+
+
+class _Failing:
+    """A failing callable instance: it has no ``__qualname__``."""
+
+    def __call__(self, **kwargs: Any) -> None:
+        raise ValueError("failed")
+
+
+def test_deviation_robust_failure_without_qualname(caplog: pytest.LogCaptureFixture) -> None:
+    """Django 5.2's ``send_robust`` crashes logging a receiver without ``__qualname__``.
+
+    Deviation (d), statement #26: tidings logs the receiver's repr instead.
+    """
+    failing = _Failing()
+    oracle = django.dispatch.Signal()
+    oracle.connect(failing)
+    with pytest.raises(AttributeError, match="__qualname__"):
+        oracle.send_robust(None)
+    signal = tidings.Signal()
+    signal.connect(failing)
+    [(receiver, error)] = signal.send_robust(None)
+    assert receiver is failing
+    assert isinstance(error, ValueError)
+    assert repr(failing) in caplog.text
+
+
+def test_deviation_send_in_running_loop_refuses_first() -> None:
+    """In a running loop Django 5.2 fails after calling the sync receivers; tidings before.
+
+    Deviation (d), statement #22.
+    """
+    calls: list[str] = []
+
+    def sync_receiver(**kwargs: Any) -> None:
+        calls.append("sync")
+
+    async def async_receiver(**kwargs: Any) -> None:
+        calls.append("async")
+
+    outcome = {}
+    for name, module in (("django", django.dispatch), ("tidings", tidings)):
+        signal = module.Signal()
+        signal.connect(sync_receiver)
+        signal.connect(async_receiver)
+
+        async def main(signal: Any = signal) -> None:
+            with pytest.raises(RuntimeError):
+                signal.send(None)
+
+        calls.clear()
+        asyncio.run(main())
+        outcome[name] = list(calls)
+    assert outcome == {"django": ["sync"], "tidings": []}
+
+
+def test_deviation_asend_runs_sync_receivers_first() -> None:
+    """Django 5.2's ``asend`` overlaps sync and async receivers; tidings runs sync ones first.
+
+    Deviation (c), statements #29 and #30 (tidings follows Django 6.1 here).
+    """
+    seen = {}
+    for name, module in (("django", django.dispatch), ("tidings", tidings)):
+        async_ran = threading.Event()
+        patience = 2.0 if name == "django" else 0.05
+
+        def sync_receiver(
+            event: threading.Event = async_ran, patience: float = patience, **kwargs: Any
+        ) -> bool:
+            # True when the async receiver ran while this sync receiver was still running.
+            return event.wait(timeout=patience)
+
+        async def async_receiver(event: threading.Event = async_ran, **kwargs: Any) -> None:
+            event.set()
+
+        signal = module.Signal()
+        signal.connect(sync_receiver)
+        signal.connect(async_receiver)
+        responses = asyncio.run(signal.asend(None))
+        seen[name] = responses[0][1]
+    assert seen == {"django": True, "tidings": False}
+
+
+def test_deviation_asend_failure_leaves_no_sync_receiver_running() -> None:
+    """Django 5.2's ``asend`` may raise while its sync receivers still run; tidings never does.
+
+    Deviation (c): a failing async receiver makes Django's asend return while the sync batch
+    goes on in its worker thread; in tidings the async receivers start only after it.
+    """
+    logs = {}
+    for name, module in (("django", django.dispatch), ("tidings", tidings)):
+        log: list[str] = []
+        gate = threading.Event()
+        patience = 2.0 if name == "django" else 0.0
+
+        def slow(
+            log: list[str] = log,
+            gate: threading.Event = gate,
+            patience: float = patience,
+            **kwargs: Any,
+        ) -> None:
+            log.append("slow-start")
+            gate.wait(timeout=patience)
+            log.append("slow-end")
+
+        async def failing(**kwargs: Any) -> None:
+            # Long enough for Django's worker thread to have started the sync receiver.
+            await asyncio.sleep(0.2)
+            raise ValueError("async failure")
+
+        signal = module.Signal()
+        signal.connect(slow)
+        signal.connect(failing)
+        with pytest.raises(ValueError, match="async failure"):
+            asyncio.run(signal.asend(None))
+        log.append("asend-raised")
+        gate.set()
+        deadline = time.monotonic() + 5
+        while "slow-end" not in log and time.monotonic() < deadline:
+            time.sleep(0.01)
+        logs[name] = log
+    assert logs["django"] == ["slow-start", "asend-raised", "slow-end"]
+    assert logs["tidings"] == ["slow-start", "slow-end", "asend-raised"]
+
+
+def _increment(**kwargs: Any) -> int:
+    """A sync receiver that increments the ``counter`` context variable."""
+    counter.set(counter.get() + 1)
+    return counter.get()
+
+
+def test_deviation_asend_keeps_sync_context_changes() -> None:
+    """Django 5.2's ``asend`` loses context changes of sync receivers; tidings keeps them.
+
+    Deviation (d), statement #33 (tidings follows Django 6.1 here).
+    """
+    seen = {}
+    for name, module in (("django", django.dispatch), ("tidings", tidings)):
+        signal = module.Signal()
+        signal.connect(_increment)
+
+        async def main(signal: Any = signal) -> int:
+            counter.set(1)
+            await signal.asend(None)
+            return counter.get()
+
+        seen[name] = contextvars.Context().run(asyncio.run, main())
+    assert seen == {"django": 1, "tidings": 2}
+
+
+def _no_kwargs(sender: Any) -> None:
+    """A receiver without ``**kwargs``."""
+
+
+def test_deviation_connect_always_validates() -> None:
+    """Django validates receivers only under DEBUG; tidings always does.
+
+    Deviation (d), statement #5: Django, unconfigured or with DEBUG off, registers the bad
+    receiver and fails only when sending.
+    """
+    oracle = django.dispatch.Signal()
+    oracle.connect(_no_kwargs)
+    with pytest.raises(TypeError):
+        oracle.send(None)
+    signal = tidings.Signal()
+    with pytest.raises(tidings.ReceiverSignatureError):
+        signal.connect(_no_kwargs)
+    assert signal.receivers == []
