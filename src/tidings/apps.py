@@ -148,6 +148,8 @@ class AppConfig:
         models_module: The app's ``models`` submodule, set in phase 2, or None.
         path: The app's directory on disk.
         apps: The registry holding this config, or None before it is installed.
+        default: Set on a subclass in an app's ``apps`` module: ``False`` keeps it from being
+            chosen for the app's module path, ``True`` picks it among several.
     """
 
     name: str
