@@ -103,7 +103,10 @@ class _Track:
     # Sequence numbers of the first and of the latest clear() call that removed something.
     first_clear: int | None = None
     cleared_at: int | None = None
-    cleared: weakref.WeakSet[InstanceState[Any]] = field(default_factory=weakref.WeakSet)
+    # target state -> sequence number of the clear() that removed it.
+    cleared: weakref.WeakKeyDictionary[InstanceState[Any], int] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
     # Whether the last operation was a remove made by clear(): the next one belongs to it.
     clearing: bool = False
     # Sequence number of the latest assignment: its removals are ordered at the assignment,
@@ -266,7 +269,7 @@ def _record(
                 track.cleared_at = seq
                 if track.first_clear is None:
                     track.first_clear = seq
-            track.cleared.add(target)
+            track.cleared[target] = seq
         track.clearing = clearing
 
 
@@ -414,16 +417,20 @@ def _plan(session: Session, *, forget: bool) -> list[_Change]:
         return []
     # The last operation on a link decides which side it is reported from.
     origin: dict[tuple[Any, ...], tuple[int, InstanceState[Any], _Side]] = {}
+    cleared: dict[tuple[Any, ...], int] = {}
     for state, tracks in found:
         for side, track in tracks.items():
             for target, (seq, _) in list(track.last.items()):
                 link = _link(side, state, target)
                 if link not in origin or origin[link][0] < seq:
                     origin[link] = (seq, state, side)
+            for target, seq in list(track.cleared.items()):
+                link = _link(side, state, target)
+                cleared[link] = max(seq, cleared.get(link, seq))
     changes: list[_Change] = []
     for state, tracks in found:
         for track in tracks.values():
-            changes.extend(_changes_of(state, track, origin))
+            changes.extend(_changes_of(state, track, origin, cleared))
     changes.sort(key=lambda change: change.order)
     return changes
 
@@ -438,6 +445,7 @@ def _changes_of(
     state: InstanceState[Any],
     track: _Track,
     origin: dict[tuple[Any, ...], tuple[int, InstanceState[Any], _Side]],
+    cleared: dict[tuple[Any, ...], int],
 ) -> list[_Change]:
     side = track.side
     history = state.get_history(side.prop.key, PASSIVE_NO_INITIALIZE)
@@ -461,15 +469,18 @@ def _changes_of(
         return min(made, default=track.first)
 
     added, removed = mine(history.added), mine(history.deleted)
+    if cleared:
+        # A linked object put back after a clear() (from either side) is reported as added,
+        # as Django does, although its row never changes.
+        kept = mine(history.unchanged)
+        for target in kept:
+            seq, appended = track.last.get(target, (-1, False))
+            if appended and seq > cleared.get(_link(side, state, target), seq):
+                added.append(target)
     changes = []
     if track.cleared_at is not None and _clear_removed_links(track, history):
         assert track.first_clear is not None
         changes.append(_Change((track.first_clear, 0), state, side, _CLEAR, []))
-        # Linked objects put back after clear() are reported as added, as in Django.
-        kept = {sa_attributes.instance_state(obj) for obj in history.unchanged or ()}
-        for target, (seq, appended) in list(track.last.items()):
-            if appended and seq > track.cleared_at and target in kept and target not in added:
-                added.append(target)
     elif removed:
         changes.append(_Change((made_at(removed), 0), state, side, _REMOVE, removed))
     if added:
@@ -483,7 +494,7 @@ def _clear_removed_links(track: _Track, history: Any) -> bool:
         sa_attributes.instance_state(obj)
         for obj in itertools.chain(history.deleted or (), history.unchanged or ())
     }
-    return not linked.isdisjoint(track.cleared)
+    return any(target in track.cleared for target in linked)
 
 
 def _send(change: _Change, phase: str, session: Session) -> None:

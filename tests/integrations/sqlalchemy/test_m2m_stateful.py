@@ -167,6 +167,32 @@ class M2MMachine(RuleBasedStateMachine):
         )
         self._set_links(relation, owner, set())
 
+    @rule(where=relation_and_owner, data=st.data())
+    def clear_and_add(self, where: Any, data: st.DataObject) -> None:
+        """clear() then add(*targets) on a non-empty collection, in one flush."""
+        relation, owner = where
+        if not self._linked(relation, owner):
+            return
+        targets = data.draw(st.lists(st.sampled_from(relation[2]), min_size=1, unique=True))
+        name = relation[1]
+
+        def on_django(w: Any) -> None:
+            collection = getattr(getattr(w, owner), name)
+            collection.clear()
+            collection.add(*(getattr(w, t) for t in targets))
+
+        def on_sqla(w: Any) -> None:
+            collection = getattr(getattr(w, owner), name)
+            collection.clear()
+            for target in targets:
+                if isinstance(collection, set):
+                    collection.add(getattr(w, target))
+                else:
+                    collection.append(getattr(w, target))
+
+        self._step(on_django, on_sqla)
+        self._set_links(relation, owner, set(targets))
+
 
 def test_random_operation_sequences_match_django() -> None:
     """Any sequence of add/remove/set/clear from either side signals as Django does."""

@@ -111,6 +111,18 @@ SCENARIOS = [
         sqla=[lambda w: (w.b1.authors.clear(), w.b1.authors.extend([w.a1, w.a3]))],
     ),
     Scenario(
+        "clear-then-add-everything-back",
+        setup=[("b1", "authors", ("a1", "a2"))],
+        django=[lambda w: (w.b1.authors.clear(), w.b1.authors.add(w.a2, w.a1))],
+        sqla=[lambda w: (w.b1.authors.clear(), w.b1.authors.extend([w.a2, w.a1]))],
+    ),
+    Scenario(
+        "clear-then-other-side-adds-back",
+        setup=[("b1", "authors", ("a1", "a2"))],
+        django=[lambda w: (w.b1.authors.clear(), w.a1.books.add(w.b1))],
+        sqla=[lambda w: (w.b1.authors.clear(), w.a1.books.append(w.b1))],
+    ),
+    Scenario(
         "several-instances-keep-call-order",
         setup=[("b2", "authors", ("a3",))],
         django=[
