@@ -227,13 +227,7 @@ class Signal:
                 although ``weak`` is true, or is async while ``inline`` is true.
             ReceiverSignatureError: ``receiver`` does not accept ``**kwargs``.
         """
-        check_receiver(receiver, self)
-        is_async = _is_async(receiver)
-        if inline and is_async:
-            raise InvalidReceiverError(
-                f"Cannot connect {describe(receiver)} to {self!r} with inline=True: inline only "
-                "applies to sync receivers; async receivers always run on the event loop."
-            )
+        is_async = self._check_connectable(receiver, inline)
         sender_key = None if sender is None else id_of(sender)
         key = (dispatch_uid or id_of(receiver), sender_key)
         connection = _Connection(
@@ -404,6 +398,22 @@ class Signal:
         return infos
 
     # -- internals --------------------------------------------------------------------------
+
+    def _check_connectable(self, receiver: object, inline: bool) -> bool:
+        """Validate a receiver for :meth:`connect`; return whether it is async.
+
+        Raises:
+            InvalidReceiverError: not callable, or async while ``inline`` is true.
+            ReceiverSignatureError: no ``**kwargs`` parameter.
+        """
+        check_receiver(receiver, self)
+        is_async = _is_async(receiver)
+        if inline and is_async:
+            raise InvalidReceiverError(
+                f"Cannot connect {describe(receiver)} to {self!r} with inline=True: inline only "
+                "applies to sync receivers; async receivers always run on the event loop."
+            )
+        return is_async
 
     def _flag_dead(self, _ref: object) -> None:
         # Runs inside garbage collection, possibly while this thread holds the lock: only flag.

@@ -46,14 +46,12 @@ resolved (``signals.E001``).
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Hashable
 from typing import Any
 
 from tidings import Signal
-from tidings._dispatch import _is_async
 from tidings._errors import InvalidReceiverError
-from tidings._refs import check_receiver, describe
+from tidings._refs import describe, receiver_getter
 from tidings.apps import Apps, make_model_key
 from tidings.apps import apps as _default_apps
 
@@ -76,19 +74,12 @@ __all__ = [
 
 def _hold(receiver: Callable[..., Any], weak: bool, signal: ModelSignal) -> Callable[[], Any]:
     """Return a getter for a receiver waiting on a lazy sender, weak when the connection is."""
-    if not weak:
-        return lambda: receiver
-    try:
-        if hasattr(receiver, "__self__") and hasattr(receiver, "__func__"):
-            # A bound method object is a temporary; reference its object and function.
-            return weakref.WeakMethod(receiver)
-        return weakref.ref(receiver)
-    except TypeError:
-        raise InvalidReceiverError(
-            f"Cannot connect {describe(receiver)} to {signal!r} weakly: objects of type "
-            f"{type(receiver).__qualname__!r} cannot be weakly referenced. "
-            "Connect it with weak=False."
-        ) from None
+    return receiver_getter(receiver, weak, _ignore_death, signal)
+
+
+def _ignore_death(_ref: object) -> None:
+    # A waiting receiver that dies simply finds nothing to connect when its model arrives.
+    pass
 
 
 class ModelSignal(Signal):
@@ -131,13 +122,7 @@ class ModelSignal(Signal):
             return
         key = make_model_key(sender)
         # Validate now: the real connect may run much later, far from the mistake.
-        check_receiver(receiver, self)
-        if inline and _is_async(receiver):
-            # Same rule as the core's connect, raised now rather than at resolution.
-            raise InvalidReceiverError(
-                f"Cannot connect {describe(receiver)} to {self!r} with inline=True: inline only "
-                "applies to sync receivers; async receivers always run on the event loop."
-            )
+        self._check_connectable(receiver, inline)
         getter = _hold(receiver, weak, self)
 
         def connect_to(model: type) -> None:
