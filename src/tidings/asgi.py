@@ -14,8 +14,8 @@ Timing, per ``http`` request:
    then ``request_finished(sender=<middleware class>)`` is awaited.
 3. If an exception escapes the application, ``got_request_exception(sender=None,
    request=Request, exception=exc)`` is awaited and the exception is re-raised unchanged.
-   Failures of the server's own ``send`` (the client went away) are not reported as
-   application errors.
+   An ``OSError`` from the server's own ``send`` (the client went away) is not reported as an
+   application error.
 4. If the request ends without a complete response (the application raised, returned early
    after the client disconnected, or the task was cancelled), ``request_finished`` is sent as
    the middleware exits, shielded from a repeated cancellation so it still runs exactly once.
@@ -129,7 +129,9 @@ class SignalsMiddleware:
             nonlocal send_failed, trailers
             try:
                 await send(message)
-            except BaseException:
+            except OSError:
+                # ASGI 2.4: a server raises an OSError subclass when the client has gone away.
+                # That is not the application's error; a RuntimeError about a bad message is.
                 send_failed = True
                 raise
             kind = message["type"]

@@ -376,3 +376,23 @@ def test_custom_sender(recorder: Recorder):
     assert calls == ["Site", "Site"]
     senders = [e.data["sender"] for e in recorder.events(signals_only=True)]
     assert senders == [Site, Site, SignalsMiddleware, SignalsMiddleware]
+
+
+def test_a_protocol_error_from_the_server_is_an_application_error(recorder: Recorder):
+    """uvicorn's RuntimeError for a body sent before the start is the app's bug: reported."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        from .recording import REQUEST_ID
+
+        REQUEST_ID.set("proto")
+        await send({"type": "http.response.body", "body": b"no start first"})
+
+    with (
+        serve_asgi(SignalsMiddleware(app)) as url,
+        httpx.Client(trust_env=False) as client,
+    ):
+        assert client.get(f"{url}/?id=proto").status_code == 500
+        recorder.wait_finished("proto")
+    assert recorder.kinds("proto") == ["started", "exception", "finished"]
+    error = recorder.events("proto", signals_only=True)[1].data["exception"]
+    assert isinstance(error, RuntimeError)
