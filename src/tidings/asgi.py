@@ -174,11 +174,12 @@ class SignalsMiddleware:
 async def report_exception(exc: Exception, scope: Scope) -> None:
     """Send ``got_request_exception`` for an exception a framework turned into a response.
 
-    For frameworks that catch errors before an ASGI middleware can see them. The argument order
-    matches Litestar's ``after_exception`` hooks, so ``Litestar(..., after_exception=
-    [report_exception])`` is the whole bridge. The exception is recorded in the scope under
-    :data:`REPORTED_KEY`, so the middleware does not report it again if it propagates later. A
-    receiver that raises is logged (``tidings`` logger); ``exc`` stays the error.
+    For frameworks that catch errors before an ASGI middleware can see them. The signature is
+    that of Litestar's ``after_exception`` hooks: a hook that skips Litestar's 4xx HTTP
+    exceptions and awaits this is the whole bridge (see the http docs). The exception is
+    recorded in the scope under :data:`REPORTED_KEY`, so the middleware does not report it again
+    if it propagates later. A receiver that raises is logged (``tidings`` logger); ``exc`` stays
+    the error.
 
     Args:
         exc: The exception the application raised.
