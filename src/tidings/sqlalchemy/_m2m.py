@@ -189,12 +189,16 @@ def _listen(prop: RelationshipProperty[Any]) -> None:
 
 
 def _make_listener(prop: RelationshipProperty[Any], *, appended: bool) -> Any:
+    resolved: list[_Side] = []
+
     def on_change(target: object, value: object, initiator: AttributeEventToken) -> None:
         # The backref echo on the other side carries the originating side's token.
         # The token's ``parent_token`` is the relationship property itself (typed loosely).
         if cast(object, initiator.parent_token) is not prop or value is None:
             return
-        side = _side_of(prop)
+        if not resolved:
+            resolved.append(_side_of(prop))
+        side = resolved[0]
         if not m2m_changed.has_listeners(side.sender):
             return
         state = sa_attributes.instance_state(target)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import (
     Mapped,
     Session,
     WriteOnlyMapped,
+    attribute_keyed_dict,
     mapped_column,
     relationship,
 )
@@ -548,3 +549,64 @@ def test_unflushed_changes_do_not_keep_objects_alive(db: Db) -> None:
     del person, other
     gc.collect()
     assert len(states) == 0
+
+
+def test_del_and_pop_remove(db: Db) -> None:
+    """``del collection[i]`` and ``pop()`` send the remove pair, not the clear pair."""
+    db.b1.authors.extend([db.a1, db.a2])
+    db.session.flush()
+    db.log.clear()
+    del db.b1.authors[0]
+    db.session.flush()
+    db.b1.authors.pop()
+    db.session.flush()
+    assert db.log == [
+        ("pre_remove", "Book", 1, [1]),
+        ("post_remove", "Book", 1, [1]),
+        ("pre_remove", "Book", 1, [2]),
+        ("post_remove", "Book", 1, [2]),
+    ]
+
+
+def test_dict_collections() -> None:
+    """A dict collection (attribute_keyed_dict) sends add, remove and clear like a list."""
+
+    class Base(DeclarativeBase):
+        __app_label__ = "keyed"
+
+    instrument(Base)
+    table = Table(
+        "tagged",
+        Base.metadata,
+        Column("post_id", ForeignKey("post.id"), primary_key=True),
+        Column("tag_id", ForeignKey("tag.id"), primary_key=True),
+    )
+
+    class Tag(Base):
+        __tablename__ = "tag"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str]
+
+    class Post(Base):
+        __tablename__ = "post"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        tags: Mapped[dict[str, Tag]] = relationship(
+            secondary=table, collection_class=attribute_keyed_dict("name")
+        )
+
+    post, red, blue = Post(id=1), Tag(id=1, name="red"), Tag(id=2, name="blue")
+    log = _reverses(
+        SimpleNamespace(Base=Base),
+        lambda session: session.add_all([post, red, blue]),
+        lambda session: post.tags.update({"red": red, "blue": blue}),
+        lambda session: post.tags.pop("red"),
+        lambda session: post.tags.clear(),
+    )
+    assert [entry[:4] for entry in log] == [
+        ("pre_add", "Post", 1, [1, 2]),
+        ("post_add", "Post", 1, [1, 2]),
+        ("pre_remove", "Post", 1, [1]),
+        ("post_remove", "Post", 1, [1]),
+        ("pre_clear", "Post", 1, None),
+        ("post_clear", "Post", 1, None),
+    ]
