@@ -14,6 +14,9 @@ Django's ``QuerySet.update()``. When a receiver listens for the statement's mode
 * ``rowcount``: the driver's row count, -1 when unknown.
 
 Nothing happens, and the statement runs untouched, when nobody listens.
+
+The same hook keeps the per-row ``load`` listeners in step with the init receivers before each
+SELECT (:func:`tidings.sqlalchemy._lifecycle.sync_load_listeners`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from tidings.models import post_bulk_delete, post_bulk_update
+from tidings.sqlalchemy._lifecycle import sync_load_listeners
 from tidings.sqlalchemy._registry import is_instrumented
 from tidings.sqlalchemy._send import send
 from tidings.sqlalchemy._session import using_for
@@ -37,6 +41,9 @@ def install() -> None:
 
 
 def _on_execute(orm_state: ORMExecuteState) -> Any:
+    if orm_state.is_select:
+        sync_load_listeners()
+        return None
     if orm_state.is_update:
         signal = post_bulk_update
     elif orm_state.is_delete:

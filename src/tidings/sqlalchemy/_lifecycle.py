@@ -1,24 +1,32 @@
 """``pre_init`` and ``post_init`` for construction and for loading rows.
 
-Construction: SQLAlchemy's ``init`` event (once per outermost constructor call, before the
-constructor body) sends ``pre_init(args, kwargs)``. SQLAlchemy has no event after the
-constructor, so the class's instrumented ``__init__`` is wrapped; the wrapper sends
-``post_init`` when the outermost constructor returns, and not when it raises (Django sends no
-``post_init`` either). A subclass constructor calling ``super().__init__()`` reaches the parent's
-wrapper with the instance already initialised, which is how the wrapper knows it is not the
-outermost one.
+Construction: SQLAlchemy has no event after the constructor, so the class's instrumented
+``__init__`` is wrapped. For the outermost constructor call the wrapper sends
+``pre_init(args, kwargs)`` before anything is assigned, then runs the constructor, then sends
+``post_init``; when the constructor raises, ``post_init`` is not sent (as in Django). A subclass
+constructor calling ``super().__init__()`` reaches the parent's wrapper with the instance
+already initialised, which is how the wrapper knows it is not the outermost one. (SQLAlchemy's
+own ``init`` event would also do for ``pre_init``, but its dispatch costs more per object.)
 
 Loading: SQLAlchemy's ``load`` event (a row became a new instance) sends ``pre_init`` with
 ``args`` = the column attribute values in mapper order (``DEFERRED`` for columns not loaded) and
 ``kwargs={}``, then ``post_init``, back to back: Django sends ``pre_init`` before the values are
 assigned, SQLAlchemy can only do it after. Refreshing an existing instance (expired attributes,
 ``Session.refresh``) sends nothing.
+
+Cost: SQLAlchemy's per-row ``load`` dispatch alone would add over 5% to loading rows, so the
+``load`` listeners are installed only while a receiver is connected to ``pre_init`` or
+``post_init``. :func:`sync_load_listeners` checks that before each ORM statement (from the
+``do_orm_execute`` hook): a receiver connected while rows are being iterated takes effect
+from the next statement.
 """
 
 from __future__ import annotations
 
 import enum
 import functools
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
@@ -26,9 +34,9 @@ from sqlalchemy.orm import Mapper
 from sqlalchemy.orm.state import InstanceState
 
 from tidings.models import post_init, pre_init
-from tidings.sqlalchemy._send import send
+from tidings.sqlalchemy._send import quiet, send
 
-__all__ = ["DEFERRED", "Deferred", "instrument_class"]
+__all__ = ["DEFERRED", "Deferred", "instrument_class", "sync_load_listeners"]
 
 
 class Deferred(enum.Enum):
@@ -44,34 +52,53 @@ DEFERRED = Deferred.DEFERRED
 
 _STATE_ATTR = "_sa_instance_state"
 
+_lock = threading.Lock()
+_load_listeners: dict[type, Callable[..., None]] = {}
+_loading = False  # whether the listeners in _load_listeners are installed
+
 
 def instrument_class(mapper: Mapper[Any]) -> None:
     """Install the init/load hooks on the class of ``mapper`` (only that class)."""
     cls = mapper.class_
-    event.listen(cls, "init", _on_init)
-    event.listen(cls, "load", _make_on_load(mapper))
+    on_load = _make_on_load(mapper)
+    with _lock:
+        _load_listeners[cls] = on_load
+        if _loading:
+            event.listen(cls, "load", on_load, raw=True)  # raw: no per-row wrapper call
     inner = cls.__dict__.get("__init__")
     if inner is not None:
         type.__setattr__(cls, "__init__", _wrap_init(inner))
 
 
-def _on_init(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    sender = type(target)
-    if pre_init.has_listeners(sender):
-        send(pre_init, sender, args=args, kwargs=kwargs)
+def sync_load_listeners() -> None:
+    """Install the ``load`` listeners if init receivers exist, remove them if none do."""
+    global _loading
+    wanted = not (quiet(pre_init) and quiet(post_init))
+    if wanted is _loading:
+        return
+    with _lock:
+        if wanted is _loading:
+            return
+        for cls, on_load in _load_listeners.items():
+            if wanted:
+                event.listen(cls, "load", on_load, raw=True)
+            else:
+                event.remove(cls, "load", on_load)
+        _loading = wanted
 
 
 def _wrap_init(inner: Any) -> Any:
     @functools.wraps(inner)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        if hasattr(self, _STATE_ATTR):
-            # A subclass constructor is running: its own wrapper sends post_init.
+        if _STATE_ATTR in self.__dict__:
+            # A subclass constructor is running: its own wrapper sends the signals.
             inner(self, *args, **kwargs)
             return
+        if not quiet(pre_init) and pre_init.has_listeners(type(self)):
+            send(pre_init, type(self), args=args, kwargs=kwargs)
         inner(self, *args, **kwargs)
-        sender = type(self)
-        if post_init.has_listeners(sender):
-            send(post_init, sender, instance=self)
+        if not quiet(post_init) and post_init.has_listeners(type(self)):
+            send(post_init, type(self), instance=self)
 
     return __init__
 
@@ -81,16 +108,15 @@ def _make_on_load(mapper: Mapper[Any]) -> Any:
     # while the classes they refer to may not exist yet.
     keys: list[str] = []
 
-    def on_load(target: Any, context: Any) -> None:
-        sender = type(target)
+    def on_load(state: InstanceState[Any], context: Any) -> None:
+        sender = state.class_
         if pre_init.has_listeners(sender):
             if not keys:
                 keys.extend(prop.key for prop in mapper.column_attrs)
-            state: InstanceState[Any] = getattr(target, _STATE_ATTR)
             values = state.dict
             args = tuple(values.get(key, DEFERRED) for key in keys)
             send(pre_init, sender, args=args, kwargs={})
         if post_init.has_listeners(sender):
-            send(post_init, sender, instance=target)
+            send(post_init, sender, instance=state.obj())
 
     return on_load
