@@ -32,10 +32,10 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from tidings.http import REPORTED_KEY as _REPORTED_KEY
 from tidings.http import Request, got_request_exception, request_finished, request_started
 
 __all__ = [
-    "REPORTED_KEY",
     "ASGIApp",
     "Message",
     "Receive",
@@ -56,10 +56,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 """An ASGI 3 application."""
 
-REPORTED_KEY = "tidings.reported_exception"
-"""Scope key holding the exception got_request_exception was already sent for."""
-
-logger = logging.getLogger("tidings.asgi")
+_logger = logging.getLogger("tidings.asgi")
 
 _BODY_TYPES = frozenset({"http.response.body", "http.response.zerocopysend"})
 
@@ -68,7 +65,7 @@ def _log_orphan(task: asyncio.Task[Any]) -> None:
     # The waiter of a shielded request_finished was cancelled again; nobody else will look at
     # the outcome, so log a failure here instead of letting asyncio complain at GC time.
     if not task.cancelled() and (exc := task.exception()) is not None:
-        logger.error("request_finished receiver failed", exc_info=exc)
+        _logger.error("request_finished receiver failed", exc_info=exc)
 
 
 class SignalsMiddleware:
@@ -166,7 +163,7 @@ class SignalsMiddleware:
             task = finish()
             error = None if task is None else await _settle(task)
             if error is not None and not completed:
-                logger.error("request_finished receiver failed", exc_info=error)
+                _logger.error("request_finished receiver failed", exc_info=error)
         if error is not None:
             raise error
 
@@ -177,17 +174,17 @@ async def report_exception(exc: Exception, scope: Scope) -> None:
     For frameworks that catch errors before an ASGI middleware can see them. The signature is
     that of Litestar's ``after_exception`` hooks: a hook that skips Litestar's 4xx HTTP
     exceptions and awaits this is the whole bridge (see the http docs). The exception is
-    recorded in the scope under :data:`REPORTED_KEY`, so the middleware does not report it again
-    if it propagates later. A receiver that raises is logged (``tidings`` logger); ``exc`` stays
-    the error.
+    recorded in the scope under :data:`tidings.http.REPORTED_KEY`, so the middleware does not
+    report it again if it propagates later. A receiver that raises is logged (``tidings``
+    logger); ``exc`` stays the error.
 
     Args:
         exc: The exception the application raised.
         scope: The ASGI scope of the failing request.
     """
-    if scope.get(REPORTED_KEY) is exc or not got_request_exception.has_listeners(None):
+    if scope.get(_REPORTED_KEY) is exc or not got_request_exception.has_listeners(None):
         return
-    scope[REPORTED_KEY] = exc
+    scope[_REPORTED_KEY] = exc
     # asend_robust logs a failing receiver; the application's exception must stay the error.
     await got_request_exception.asend_robust(None, request=Request.from_scope(scope), exception=exc)
 

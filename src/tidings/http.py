@@ -30,6 +30,7 @@ from typing import Any
 from tidings import Signal
 
 __all__ = [
+    "REPORTED_KEY",
     "Request",
     "got_request_exception",
     "request_finished",
@@ -44,6 +45,13 @@ request_finished = Signal(name="request_finished")
 
 got_request_exception = Signal(name="got_request_exception")
 """Sent with ``sender=None``, ``request=`` and ``exception=`` when the application raises."""
+
+REPORTED_KEY = "tidings.reported_exception"
+"""The scope or environ key under which the exception already reported for a request is kept.
+
+Set by ``report_exception`` in :mod:`tidings.asgi` and :mod:`tidings.wsgi` (which framework
+bridges call), so the middleware does not send got_request_exception twice for one exception.
+"""
 
 
 def _latin1(value: bytes) -> str:

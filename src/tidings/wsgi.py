@@ -16,9 +16,9 @@ every request:
    never calls ``close()`` never gets ``request_finished``, as with Django.
 
 An exception already reported by a framework bridge (see :mod:`tidings.flask`) is marked in the
-environ under :data:`REPORTED_KEY` and not reported twice. With no receiver connected for any of
-the three signals the application's own response is returned untouched, so the server keeps its
-``wsgi.file_wrapper`` and ``len()`` optimisations.
+environ under :data:`tidings.http.REPORTED_KEY` and not reported twice. With no receiver
+connected for any of the three signals the application's own response is returned untouched,
+so the server keeps its ``wsgi.file_wrapper`` and ``len()`` optimisations.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from tidings.http import REPORTED_KEY as _REPORTED_KEY
 from tidings.http import Request, got_request_exception, request_finished, request_started
 
 __all__ = [
-    "REPORTED_KEY",
     "SignalsMiddleware",
     "StartResponse",
     "WSGIApp",
@@ -46,25 +46,23 @@ StartResponse = Callable[..., Callable[[bytes], object]]
 WSGIApp = Callable[[WSGIEnviron, StartResponse], Iterable[bytes]]
 """A WSGI application."""
 
-REPORTED_KEY = "tidings.reported_exception"
-"""Environ key holding the exception a framework bridge already sent got_request_exception for."""
-
 
 def report_exception(exc: Exception, environ: WSGIEnviron) -> None:
     """Send ``got_request_exception`` for an exception a framework turned into a response.
 
     For frameworks that catch errors before a WSGI middleware can see them (Flask's bridge in
     :mod:`tidings.flask` uses this). The exception is recorded in ``environ`` under
-    :data:`REPORTED_KEY`, so the middleware does not report it again if it propagates later.
-    A receiver that raises is logged (``tidings`` logger); ``exc`` stays the error.
+    :data:`tidings.http.REPORTED_KEY`, so the middleware does not report it again if it
+    propagates later. A receiver that raises is logged (``tidings`` logger); ``exc`` stays the
+    error.
 
     Args:
         exc: The exception the application raised.
         environ: The WSGI environ of the failing request.
     """
-    if environ.get(REPORTED_KEY) is exc or not got_request_exception.has_listeners(None):
+    if environ.get(_REPORTED_KEY) is exc or not got_request_exception.has_listeners(None):
         return
-    environ[REPORTED_KEY] = exc
+    environ[_REPORTED_KEY] = exc
     # send_robust logs a failing receiver; the application's exception must stay the error.
     got_request_exception.send_robust(None, request=Request.from_environ(environ), exception=exc)
 

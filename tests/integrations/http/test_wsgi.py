@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 import tidings.flask
-from tidings.http import got_request_exception, request_finished, request_started
-from tidings.wsgi import REPORTED_KEY, SignalsMiddleware
+from tidings.http import REPORTED_KEY, got_request_exception, request_finished, request_started
+from tidings.wsgi import SignalsMiddleware
 
 from .recording import REQUEST_ID, Recorder
 from .servers import serve_wsgi
