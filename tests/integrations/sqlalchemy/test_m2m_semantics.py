@@ -610,3 +610,26 @@ def test_dict_collections() -> None:
         ("pre_clear", "Post", 1, None),
         ("post_clear", "Post", 1, None),
     ]
+
+
+def test_instrumenting_configured_classes() -> None:
+    """instrument() on classes already configured (and used) covers their collections too."""
+    from sqlalchemy.orm import configure_mappers
+
+    from tests.oracle.m2m import twins
+
+    base = twins.declarative_base("late")
+    models = twins.build(base)
+    configure_mappers()
+    models.Book(id=1).authors.append(models.Author(id=1))
+    instrument(base)
+    book, author = models.Book(id=2), models.Author(id=2)
+    log = _reverses(
+        models,
+        lambda session: session.add_all([book, author]),
+        lambda session: author.books.append(book),
+    )
+    assert log == [
+        ("pre_add", "Author", 2, [2], True, "Book"),
+        ("post_add", "Author", 2, [2], True, "Book"),
+    ]

@@ -197,10 +197,15 @@ class SqlaWorld(SimpleNamespace):
 
 
 def build_world(models: SimpleNamespace, session: Session | AsyncSession) -> SqlaWorld:
-    """Create the scenario objects with their collections loaded (empty), added to session."""
+    """Create the scenario objects with their collections loaded (empty), added to session.
+
+    Models missing from ``models`` (a twin set covering fewer relationships) are skipped.
+    """
     world = SqlaWorld(models=models, session=session)
     for model_name, names in _WORLD.items():
-        model = getattr(models, model_name)
+        model = getattr(models, model_name, None)
+        if model is None:
+            continue
         for pk, name in enumerate(names, start=1):
             obj = model(id=pk)
             # Mark each collection of the new object as loaded and empty, so that no step
