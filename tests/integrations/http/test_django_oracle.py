@@ -7,8 +7,10 @@ bare tidings test apps; the signal sequences (names and arguments) must be the s
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -138,3 +140,37 @@ def test_error_mid_stream_is_reported_where_django_is_silent(servers: dict[str, 
     _, ours = _sequence(Recorder(), servers[f"tidings-{protocol}"], "/stream-error", "td")
     assert [e.kind for e in theirs] == ["started", "finished"]
     assert [e.kind for e in ours] == ["started", "exception", "finished"]
+
+
+def _hang_up_mid_stream(url: str, rid: str) -> None:
+    parts = urlsplit(url)
+    assert parts.hostname is not None
+    assert parts.port is not None
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        target = f"/stream?id={rid}&n=300&delay=0.01"
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
+        received = b""
+        while b"chunk" not in received:
+            data = sock.recv(4096)
+            assert data, "server closed before the first chunk"
+            received += data
+
+
+@pytest.mark.parametrize("protocol", ["wsgi", "asgi"])
+def test_client_disconnect_mid_stream_like_django(servers: dict[str, str], protocol: str):
+    """A client hanging up mid-stream gets request_finished once, early, in Django and tidings."""
+    for rec, name in [(DjangoRecorder(), "django"), (Recorder(), "tidings")]:
+        CURRENT.append(rec)
+        rec.connect()
+        try:
+            _hang_up_mid_stream(servers[f"{name}-{protocol}"], f"{name}-gone")
+            rec.wait_for(lambda r=rec: "finished" in [e.kind for e in r.events()])
+        finally:
+            rec.disconnect()
+            CURRENT.remove(rec)
+        kinds = [e.kind for e in rec.events()]
+        assert [k for k in kinds if k in ("started", "exception", "finished")] == [
+            "started",
+            "finished",
+        ], name
+        assert "last_chunk" not in kinds, name
