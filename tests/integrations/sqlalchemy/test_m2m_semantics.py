@@ -633,3 +633,58 @@ def test_instrumenting_configured_classes() -> None:
         ("pre_add", "Author", 2, [2], True, "Book"),
         ("post_add", "Author", 2, [2], True, "Book"),
     ]
+
+
+def test_linking_a_new_object_follows_its_save_signals(db: Db) -> None:
+    """A new target gets pre_save/post_save, then the add pair: Django's manager.create()."""
+    from django.db.models import signals as django_signals
+
+    from tidings.models import post_save, pre_save
+
+    def record(log: Log, name: str) -> Any:
+        def receiver(sender: Any, **kwargs: Any) -> None:
+            log.append((name, "through" if name == "m2m" else sender.__name__))
+
+        return receiver
+
+    ours: Log = []
+    receivers = [
+        (signal, record(ours, name))
+        for name, signal in (("pre_save", pre_save), ("post_save", post_save), ("m2m", m2m_changed))
+    ]
+    for signal, receiver in receivers:
+        signal.connect(receiver)
+    try:
+        db.b1.authors.append(db.models.Author(id=9))
+        db.session.flush()
+    finally:
+        for signal, receiver in receivers:
+            signal.disconnect(receiver)
+
+    theirs: Log = []
+    oracle = [
+        (signal, record(theirs, name))
+        for name, signal in (
+            ("pre_save", django_signals.pre_save),
+            ("post_save", django_signals.post_save),
+            ("m2m", django_signals.m2m_changed),
+        )
+    ]
+
+    def create(w: Any) -> None:
+        for signal, receiver in oracle:
+            signal.connect(receiver)
+        try:
+            w.b1.authors.create(id=9)
+        finally:
+            for signal, receiver in oracle:
+                signal.disconnect(receiver)
+
+    _django(create)
+    expected = [
+        ("pre_save", "Author"),
+        ("post_save", "Author"),
+        ("m2m", "through"),
+        ("m2m", "through"),
+    ]
+    assert ours == theirs == expected
