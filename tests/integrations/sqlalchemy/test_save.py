@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ForeignKey, create_engine, event, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from sqlalchemy.pool import StaticPool
 
 import tidings.models as tm
@@ -264,3 +264,75 @@ def test_objects_deleted_by_a_pre_delete_receiver_are_signalled_too(
         ("post_delete", "Review"),
     ]
     assert session.scalars(select(m.Review)).all() == []
+
+
+def test_init_receivers_connected_between_queries_see_later_loads(m: Any, session: Session) -> None:
+    """Load signals follow receivers connected after earlier queries, and stop once they go."""
+    session.add_all([m.Book(title="Emma"), m.Book(title="Persuasion")])
+    session.commit()
+    session.expunge_all()
+    session.get(m.Book, 1)  # a load with nobody listening
+    log = Log(tm.post_init)
+    try:
+        session.get(m.Book, 2)
+    finally:
+        log.close()
+    session.expunge_all()
+    session.scalars(select(m.Book)).all()
+    assert [(name, sender) for name, sender, _ in log.calls] == [("post_init", "Book")]
+
+
+def test_insert_statements_and_legacy_bulk_methods_send_nothing(
+    m: Any, session: Session, log: Log
+) -> None:
+    """insert() statements and bulk_save_objects() bypass the unit of work: no signals."""
+    from sqlalchemy import insert
+
+    bulk_log = Log(tm.post_bulk_update, tm.post_bulk_delete)
+    try:
+        session.execute(insert(m.Person), [{"first_name": "Ada"}, {"first_name": "Bob"}])
+        session.bulk_save_objects([m.Person(first_name="Cy")])
+    finally:
+        bulk_log.close()
+    assert log.calls == []
+    assert bulk_log.calls == []
+    assert len(session.scalars(select(m.Person)).all()) == 3
+
+
+def test_database_cascades_of_passive_deletes_are_not_signalled(log: Log) -> None:
+    """Children removed by ON DELETE CASCADE with passive_deletes get no delete signals."""
+    base = declarative_base()
+    instrument(base)
+
+    class Album(base):  # type: ignore[misc,valid-type]
+        __tablename__ = "album"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        tracks: Mapped[list[Track]] = relationship(
+            cascade="all, delete-orphan", passive_deletes=True
+        )
+
+    class Track(base):  # type: ignore[misc,valid-type]
+        __tablename__ = "track"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        album_id: Mapped[int] = mapped_column(ForeignKey("album.id", ondelete="CASCADE"))
+
+    engine = create_engine("sqlite://", poolclass=StaticPool)
+
+    @event.listens_for(engine, "connect")
+    def foreign_keys(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+    base.metadata.create_all(engine)
+    with Session(engine) as session:
+        session.add(Album(id=1, tracks=[Track(id=1), Track(id=2)]))
+        session.commit()
+        session.expunge_all()
+        log.calls.clear()
+        session.delete(session.get(Album, 1))
+        session.commit()
+        assert session.scalars(select(Track)).all() == []
+    engine.dispose()
+    assert [(name, sender) for name, sender, _ in log.calls] == [
+        ("pre_delete", "Album"),
+        ("post_delete", "Album"),
+    ]
