@@ -23,7 +23,14 @@ from tests.oracle.m2m.scenarios import SCENARIOS
 from tidings.models import m2m_changed
 
 
-@pytest.mark.parametrize("flavor", ["sqlite-async", "postgres", "postgres-async"])
+@pytest.mark.parametrize(
+    "flavor",
+    [
+        "sqlite-async",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("postgres-async", marks=pytest.mark.postgres),
+    ],
+)
 def test_same_signals_as_django(flavor: str, request: pytest.FixtureRequest) -> None:
     """Every differential scenario sends Django's sequence on this backend too."""
     postgres_url = request.getfixturevalue("postgres_url") if "postgres" in flavor else None
