@@ -26,8 +26,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.orm import Mapper, registry
 
-from tidings import TidingsError
-from tidings.apps import apps
+from tidings.apps import ImproperlyConfigured, apps
 from tidings.models import class_prepared
 
 __all__ = ["AppLabelError", "instrument", "is_instrumented"]
@@ -38,7 +37,7 @@ _classes: weakref.WeakSet[type] = weakref.WeakSet()
 _installed = False
 
 
-class AppLabelError(TidingsError, LookupError):
+class AppLabelError(ImproperlyConfigured, LookupError):
     """A mapped class has no app label: no ``__app_label__`` and no installed app holds it."""
 
 
@@ -144,10 +143,7 @@ def _instrument_mapper(mapper: Mapper[Any]) -> None:
 
 
 def _instrument_m2m(mapper: Mapper[Any]) -> None:
-    try:
-        from tidings.sqlalchemy._m2m import instrument_mapper
-    except ImportError as exc:  # the many-to-many module is optional while it is written
-        if exc.name != "tidings.sqlalchemy._m2m":
-            raise
-        return
+    # Imported here: the many-to-many module imports this one.
+    from tidings.sqlalchemy._m2m import instrument_mapper
+
     instrument_mapper(mapper)

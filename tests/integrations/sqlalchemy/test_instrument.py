@@ -233,3 +233,42 @@ def test_subclass_constructor_chain_sends_post_init_once() -> None:
         post_init.disconnect(events)
     assert events.seen == [("pre_init", "Dog"), ("post_init", "Dog")]
     assert dog.kind == "dog"
+
+
+def test_instrumenting_sqlmodel_itself_covers_its_table_models() -> None:
+    """instrument(SQLModel) covers SQLModel's default registry (run in a fresh interpreter)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        from typing import Optional
+        from sqlmodel import Field, Session, SQLModel, create_engine
+        from tidings.apps import apps
+        from tidings.models import post_save
+        from tidings.sqlalchemy import instrument
+
+        instrument(SQLModel)
+
+        class Hero(SQLModel, table=True):
+            __app_label__ = "heroes"
+            id: Optional[int] = Field(default=None, primary_key=True)
+            name: str
+
+        seen = []
+        post_save.connect(lambda sender, created, **kw: seen.append((sender, created)), weak=False)
+        engine = create_engine("sqlite://")
+        SQLModel.metadata.create_all(engine)
+        with Session(engine) as session:
+            session.add(Hero(name="Ada"))
+            session.commit()
+        assert seen == [(Hero, True)], seen
+        assert apps.get_model("heroes.Hero") is Hero
+        print("ok")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "ok", result.stderr
