@@ -18,8 +18,8 @@ previous flush:
   primary key involved is known. When the flush itself must INSERT the instance or a target
   (its primary key does not exist yet), ``pre_*`` is sent after the flush, right before
   ``post_*``. ``post_*`` is sent in ``after_flush_postexec``: the rows are written, the
-  transaction is still open, and receivers may use the session; their changes go to the next
-  flush (``commit()`` runs it).
+  transaction is still open, and receivers may use the session; what they leave pending is
+  flushed at once, inside the same ``flush()`` call (:mod:`tidings.sqlalchemy._session`).
 * ``reverse`` is False on the side that declares the relationship: the one holding
   ``backref=``; for a ``back_populates`` pair, the side whose foreign key comes first in the
   association table (Django's through tables list the declaring model first). The ``info``
@@ -130,9 +130,7 @@ class _Change:
 
     def ready(self) -> bool:
         """Whether every primary key involved is known (no INSERT pending)."""
-        if self.state.key is None:
-            return False
-        return all(target.key is not None for target in self.targets)
+        return self.state.key is not None and all(t.key is not None for t in self.targets)
 
 
 _sides: weakref.WeakKeyDictionary[RelationshipProperty[Any], _Side] = weakref.WeakKeyDictionary()
@@ -156,14 +154,10 @@ def instrument_mapper(mapper: Mapper[Any]) -> None:
     if mapper.configured:
         _instrument_relationships(mapper)
     else:
-        event.listen(mapper, "mapper_configured", _on_mapper_configured, once=True)
+        event.listen(mapper, "mapper_configured", _instrument_relationships, once=True)
 
 
-def _on_mapper_configured(mapper: Mapper[Any], class_: type) -> None:
-    _instrument_relationships(mapper)
-
-
-def _instrument_relationships(mapper: Mapper[Any]) -> None:
+def _instrument_relationships(mapper: Mapper[Any], class_: object = None) -> None:
     for prop in mapper.relationships:
         # A backref generated on another mapper appears here only through its partner.
         for candidate in (prop, *prop._reverse_property):
@@ -494,11 +488,8 @@ def _changes_of(
 
 def _clear_removed_links(track: _Track, history: Any) -> bool:
     """Whether ``clear()`` removed an object that was linked at the last flush."""
-    linked = {
-        sa_attributes.instance_state(obj)
-        for obj in itertools.chain(history.deleted or (), history.unchanged or ())
-    }
-    return any(target in track.cleared for target in linked)
+    linked = itertools.chain(history.deleted or (), history.unchanged or ())
+    return any(sa_attributes.instance_state(obj) in track.cleared for obj in linked)
 
 
 def _send(change: _Change, phase: str, session: Session) -> None:
