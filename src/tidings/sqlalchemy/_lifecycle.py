@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 import functools
 import threading
-from collections.abc import Callable
+import weakref
 from typing import Any
 
 from sqlalchemy import event
@@ -53,18 +53,19 @@ DEFERRED = Deferred.DEFERRED
 _STATE_ATTR = "_sa_instance_state"
 
 _lock = threading.Lock()
-_load_listeners: dict[type, Callable[..., None]] = {}
-_loading = False  # whether the listeners in _load_listeners are installed
+# Weak: a class that goes away takes its listeners with it.
+_load_classes: weakref.WeakSet[type] = weakref.WeakSet()
+_loading = False  # whether _on_load is installed on the classes in _load_classes
+_column_keys: weakref.WeakKeyDictionary[Mapper[Any], tuple[str, ...]] = weakref.WeakKeyDictionary()
 
 
 def instrument_class(mapper: Mapper[Any]) -> None:
     """Install the init/load hooks on the class of ``mapper`` (only that class)."""
     cls = mapper.class_
-    on_load = _make_on_load(mapper)
     with _lock:
-        _load_listeners[cls] = on_load
+        _load_classes.add(cls)
         if _loading:
-            event.listen(cls, "load", on_load, raw=True)  # raw: no per-row wrapper call
+            event.listen(cls, "load", _on_load, raw=True)  # raw: no per-row wrapper call
     inner = cls.__dict__.get("__init__")
     if inner is not None:
         type.__setattr__(cls, "__init__", _wrap_init(inner))
@@ -79,11 +80,11 @@ def sync_load_listeners() -> None:
     with _lock:
         if wanted is _loading:
             return
-        for cls, on_load in _load_listeners.items():
+        for cls in list(_load_classes):
             if wanted:
-                event.listen(cls, "load", on_load, raw=True)
+                event.listen(cls, "load", _on_load, raw=True)
             else:
-                event.remove(cls, "load", on_load)
+                event.remove(cls, "load", _on_load)
         _loading = wanted
 
 
@@ -103,20 +104,17 @@ def _wrap_init(inner: Any) -> Any:
     return __init__
 
 
-def _make_on_load(mapper: Mapper[Any]) -> Any:
-    # Read the attributes at the first load: listing them now would configure every mapper,
-    # while the classes they refer to may not exist yet.
-    keys: list[str] = []
-
-    def on_load(state: InstanceState[Any], context: Any) -> None:
-        sender = state.class_
-        if pre_init.has_listeners(sender):
-            if not keys:
-                keys.extend(prop.key for prop in mapper.column_attrs)
-            values = state.dict
-            args = tuple(values.get(key, DEFERRED) for key in keys)
-            send(pre_init, sender, args=args, kwargs={})
-        if post_init.has_listeners(sender):
-            send(post_init, sender, instance=state.obj())
-
-    return on_load
+def _on_load(state: InstanceState[Any], context: Any) -> None:
+    sender = state.class_
+    if pre_init.has_listeners(sender):
+        mapper = state.mapper
+        keys = _column_keys.get(mapper)
+        if keys is None:
+            # Listed at the first load: at instrumentation time, listing them would configure
+            # every mapper, while the classes they refer to may not exist yet.
+            keys = _column_keys[mapper] = tuple(prop.key for prop in mapper.column_attrs)
+        values = state.dict
+        args = tuple(values.get(key, DEFERRED) for key in keys)
+        send(pre_init, sender, args=args, kwargs={})
+    if post_init.has_listeners(sender):
+        send(post_init, sender, instance=state.obj())
