@@ -1,28 +1,36 @@
 """Request-signal middleware overhead: real HTTP requests over loopback, side by side.
 
-A minimal bare ASGI app on uvicorn and a minimal bare WSGI app on waitress are each served
-three times in this process, on free loopback ports: plain, wrapped in tidings'
-``SignalsMiddleware`` with no receiver connected, and wrapped with a no-op receiver on each of
-the three request signals. A keep-alive ``http.client`` connection per server sends ``GET /``
-in a bounded loop; the contenders are timed in interleaved, shuffled rounds (see
-``bench/_timing.py``) and each keeps its best round.
+A minimal bare ASGI app on uvicorn and a minimal bare WSGI app on waitress are each served in
+this process on a free loopback port, at two paths: ``/`` calls the app directly, ``/wrapped``
+calls it through tidings' ``SignalsMiddleware``. One keep-alive ``http.client`` connection per
+server sends bounded loops of ``GET`` requests, in paired rounds: a batch to each path, in a
+random order, round after round; the overhead is the median of the per-round ratios. This is
+done with no receiver connected, then with a no-op receiver on each of the three signals.
 
-Loopback requests jitter by a few percent from round to round, more than the middleware costs
-when nothing listens; so the table also times the middleware's own per-request cost directly
-(the wrapped app called in-process against the plain one), which is the precise figure, and
-states it as a share of a real request.
+Serving both paths from one server over one connection leaves the middleware as the only
+difference (two server instances differ by a few percent on their own; the same paths served
+without the middleware measure +0.0%). Single rounds still jitter by several percent, hence the
+median over many rounds and the interquartile range printed next to it.
+
+The table ends with the middleware's cost timed in-process (the wrapped app called in a warm
+loop against the plain one): a lower bound, since inside a real server the middleware's code
+and data are colder than in a tight loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import http.client
 import logging
+import random
 import socket
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
@@ -108,16 +116,43 @@ def _waitress(app: Any) -> Iterator[int]:
         server.task_dispatcher.shutdown()
 
 
-def _requester(port: int) -> Callable[[], None]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+def _requester(connection: http.client.HTTPConnection, path: str) -> Callable[[], None]:
+    port = connection.port
 
     def get() -> None:
-        connection.request("GET", "/")
+        connection.request("GET", path)
         response = connection.getresponse()
         if response.read() != b"ok":  # pragma: no cover - a broken contender
             raise RuntimeError(f"unexpected response {response.status} from port {port}")
 
     return get
+
+
+def _routed_asgi(wrapped: Any) -> Any:
+    """One server for both contenders: ``/wrapped`` goes through the middleware, ``/`` not.
+
+    Serving both from the same server over the same connection leaves the middleware as the
+    only difference between them: two server instances differ by a few percent on their own.
+    """
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"] == "/wrapped":
+            await wrapped(scope, receive, send)
+        else:
+            await asgi_app(scope, receive, send)
+
+    return app
+
+
+def _routed_wsgi(wrapped: Any) -> Any:
+    """The WSGI twin of :func:`_routed_asgi`."""
+
+    def app(environ: Any, start_response: Any) -> Any:
+        if environ["PATH_INFO"] == "/wrapped":
+            return wrapped(environ, start_response)
+        return wsgi_app(environ, start_response)
+
+    return app
 
 
 def _connect(sink: _Sink, *, asynchronous: bool) -> Callable[[], None]:
@@ -199,48 +234,100 @@ def _pct(value: float, base: float) -> str:
     return f"{(value / base - 1) * 100:+.1f}%"
 
 
+@dataclass
+class _Pair:
+    """Paired rounds of two contenders: µs per request of each, and their ratio, per round."""
+
+    plain: list[float] = field(default_factory=list)
+    other: list[float] = field(default_factory=list)
+    ratios: list[float] = field(default_factory=list)
+
+    def overhead(self) -> str:
+        """The median per-round overhead, with its interquartile range."""
+        low, mid, high = statistics.quantiles(self.ratios, n=4)
+        return f"{(mid - 1) * 100:+.1f}% ({(low - 1) * 100:+.1f}…{(high - 1) * 100:+.1f})"
+
+
+def _paired(
+    plain: Callable[[], None], other: Callable[[], None], *, rounds: int, batch: int
+) -> _Pair:
+    """Time ``batch`` requests of each contender back to back, in a random order, per round.
+
+    Pairing cancels the slow drifts of a shared machine (another process starting, the CPU
+    clocking down): each round's ratio compares two batches taken a few milliseconds apart,
+    and the median ratio ignores the rounds a burst of load spoiled.
+    """
+    pair = _Pair()
+    rng = random.Random(20260)
+    for _ in range(batch * 5):  # warm both up: connections, caches, lazily built state
+        plain()
+        other()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            times = {}
+            for name in rng.sample(("plain", "other"), 2):
+                get = plain if name == "plain" else other
+                start = time.perf_counter()
+                for _ in range(batch):
+                    get()
+                times[name] = (time.perf_counter() - start) / batch * 1e6
+            pair.plain.append(times["plain"])
+            pair.other.append(times["other"])
+            pair.ratios.append(times["other"] / times["plain"])
+    finally:
+        if enabled:
+            gc.enable()
+    return pair
+
+
 def run(quick: bool = False) -> None:
-    """Measure and print the table (about 30 s; ``quick``: a few seconds, rough numbers)."""
+    """Measure and print the table (about 20 s; ``quick``: a few seconds, rough numbers)."""
     # waitress warns whenever a request waits for a worker thread, which a busy shared machine
     # makes routine; it says nothing about the middleware.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    http_settings = (
-        Settings(rounds=7, min_time=0.02, quick=True)
-        if quick
-        else Settings(rounds=21, min_time=0.04)
-    )
+    rounds, batch = (100, 5) if quick else (1000, 5)
     sink = _Sink()
+    pairs: dict[tuple[str, str], _Pair] = {}
     with ExitStack() as stack:
         ports = {
-            ("uvicorn", "plain"): stack.enter_context(_uvicorn(asgi_app)),
-            ("uvicorn", "wrapped"): stack.enter_context(_uvicorn(asgi.SignalsMiddleware(asgi_app))),
-            ("waitress", "plain"): stack.enter_context(_waitress(wsgi_app)),
-            ("waitress", "wrapped"): stack.enter_context(
-                _waitress(wsgi.SignalsMiddleware(wsgi_app))
+            "uvicorn": stack.enter_context(
+                _uvicorn(_routed_asgi(asgi.SignalsMiddleware(asgi_app)))
+            ),
+            "waitress": stack.enter_context(
+                _waitress(_routed_wsgi(wsgi.SignalsMiddleware(wsgi_app)))
             ),
         }
-        get = {key: _requester(port) for key, port in ports.items()}
+        get = {}
+        for server, port in ports.items():
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            stack.callback(connection.close)
+            get[(server, "plain")] = _requester(connection, "/")
+            get[(server, "wrapped")] = _requester(connection, "/wrapped")
         with CpuShare() as cpu:
-            bare = measure({key: callable_batch(get[key]) for key in get}, settings=http_settings)
-            results: dict[tuple[str, str], Timing] = {}
             for server, asynchronous in (("uvicorn", True), ("waitress", False)):
+                plain, wrapped = get[(server, "plain")], get[(server, "wrapped")]
+                pairs[(server, "bare")] = _paired(plain, wrapped, rounds=rounds, batch=batch)
                 disconnect = _connect(sink, asynchronous=asynchronous)
                 try:
-                    _check_receivers(sink, get[(server, "wrapped")], server)
-                    pair = {
-                        (server, "plain"): callable_batch(get[(server, "plain")]),
-                        (server, "receivers"): callable_batch(get[(server, "wrapped")]),
-                    }
-                    results |= measure(pair, settings=http_settings)
+                    _check_receivers(sink, wrapped, server)
+                    pairs[(server, "receivers")] = _paired(
+                        plain, wrapped, rounds=rounds, batch=batch
+                    )
                 finally:
                     disconnect()
         direct = _direct_overhead(Settings.for_mode(quick=quick))
 
     print(f"env: {environment(['uvicorn', 'waitress'])}")
-    print("µs per GET / over loopback (best round; keep-alive http.client; one process)")
+    print(
+        f"µs per GET / over loopback, keep-alive http.client, one process: best of {rounds} "
+        f"paired rounds of {batch} requests;"
+    )
+    print("overhead: median of the per-round ratios to the plain app (interquartile range)")
     header = (
-        f"{'server (bare app)':<18}{'plain':>9}{'middleware':>12}{'overhead':>10}"
-        f"{'  │ plain':>10}{'+3 receivers':>14}{'overhead':>10}"
+        f"{'server (bare app)':<17}{'plain':>7}{'middleware':>12}{'overhead':>22}"
+        f"{'  │':>3}{'plain':>7}{'+3 receivers':>14}{'overhead':>22}"
     )
     print(header)
     print("-" * len(header))
@@ -248,30 +335,26 @@ def run(quick: bool = False) -> None:
         ("uvicorn", "uvicorn (ASGI)", "async"),
         ("waitress", "waitress (WSGI)", "sync"),
     ):
-        plain = bare[(server, "plain")].best / 1000
-        wrapped = bare[(server, "wrapped")].best / 1000
-        plain2 = results[(server, "plain")].best / 1000
-        loaded = results[(server, "receivers")].best / 1000
+        bare, loaded = pairs[(server, "bare")], pairs[(server, "receivers")]
         print(
-            f"{label:<18}{plain:>9.1f}{wrapped:>12.1f}{_pct(wrapped, plain):>10}"
-            f"{'  │ ':>4}{plain2:>6.1f}{loaded:>14.1f}{_pct(loaded, plain2):>10}"
-            f"   ({kind} receivers)"
+            f"{label:<17}{min(bare.plain):>7.1f}{min(bare.other):>12.1f}{bare.overhead():>22}"
+            f"{'  │':>3}{min(loaded.plain):>7.1f}{min(loaded.other):>14.1f}"
+            f"{loaded.overhead():>22}   ({kind} receivers)"
         )
     print()
-    print("middleware's own cost per request, no receiver connected (in-process, best round)")
+    print("middleware's cost per request in a warm in-process loop, no receiver (a lower bound)")
     for server, proto in (("uvicorn", "asgi"), ("waitress", "wsgi")):
         plain_ns = direct[f"{proto} plain"].best
         wrapped_ns = direct[f"{proto} wrapped"].best
         extra = wrapped_ns - plain_ns
         # The fastest plain request of the run: the smallest denominator, the largest share.
-        request_ns = min(bare[(server, "plain")].best, results[(server, "plain")].best)
+        request_ns = min(min(p.plain) for (s, _), p in pairs.items() if s == server) * 1000
         print(
             f"  {proto.upper()}: app {plain_ns:,.0f} ns, wrapped {wrapped_ns:,.0f} ns: "
             f"+{extra:,.0f} ns = {extra / request_ns:.2%} of a {request_ns / 1000:.0f} µs "
             f"{server} request (budget: 2%)"
         )
-    noise = max(t.spread for t in (*bare.values(), *results.values()))
-    print(f"noise: median round up to {noise:.0%} above the best; {cpu.describe()}")
+    print(cpu.describe())
 
 
 if __name__ == "__main__":  # pragma: no cover
