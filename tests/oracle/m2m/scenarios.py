@@ -117,6 +117,12 @@ SCENARIOS = [
         sqla=[lambda w: (w.b1.authors.clear(), w.b1.authors.extend([w.a2, w.a1]))],
     ),
     Scenario(
+        "set-with-clear",
+        setup=[("b1", "authors", ("a1", "a2"))],
+        django=[lambda w: w.b1.authors.set([w.a1, w.a3], clear=True)],
+        sqla=[lambda w: (w.b1.authors.clear(), w.b1.authors.extend([w.a1, w.a3]))],
+    ),
+    Scenario(
         "clear-then-other-side-adds-back",
         setup=[("b1", "authors", ("a1", "a2"))],
         django=[lambda w: (w.b1.authors.clear(), w.a1.books.add(w.b1))],
