@@ -290,7 +290,7 @@ def _after_flush_postexec(session: Session, flush_context: UOWTransaction) -> No
         _send_post(flush)
     for hook in _hooks["after_flush_postexec"]:
         hook(session, flush_context)
-    if flush is not None or _hooks["after_flush_postexec"]:
+    if flush is not None or any(_hooks.values()):
         _flush_again(session)
 
 
