@@ -17,12 +17,15 @@ every request:
 
 An exception already reported by a framework bridge (see :mod:`tidings.flask`) is marked in the
 environ under :data:`tidings.http.REPORTED_KEY` and not reported twice. With no receiver
-connected for any of the three signals the application's own response is returned untouched,
-so the server keeps its ``wsgi.file_wrapper`` and ``len()`` optimisations.
+connected for any of the three signals the application's own response is returned untouched.
+With receivers, a response made with the server's ``wsgi.file_wrapper`` is still returned as
+is, its ``close()`` hooked, so the server keeps its file fast path; other responses are
+wrapped, keeping ``len()`` (which servers use to set ``Content-Length``).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -98,6 +101,27 @@ class _ClosingIterable:
             request_finished.send(self._sender)
 
 
+class _FinishingClose:
+    """A replacement ``close()`` for a server's file wrapper: the original, then the signal."""
+
+    __slots__ = ("_close", "_closed", "_sender")
+
+    def __init__(self, close: Callable[[], object] | None, sender: object) -> None:
+        self._close = close
+        self._sender = sender
+        self._closed = False
+
+    def __call__(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._close is not None:
+                self._close()
+        finally:
+            request_finished.send(self._sender)
+
+
 class _SizedClosingIterable(_ClosingIterable):
     """A :class:`_ClosingIterable` that keeps ``len()``, which servers use for Content-Length."""
 
@@ -151,6 +175,14 @@ class SignalsMiddleware:
         except BaseException:
             request_finished.send(sender)
             raise
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
+            # Wrapping the server's own file wrapper would lose its sendfile fast path; hook
+            # its close() instead, as Django does.
+            closer = _FinishingClose(getattr(result, "close", None), sender)
+            with contextlib.suppress(AttributeError):  # a wrapper with __slots__: wrap it
+                result.close = closer  # type: ignore[attr-defined]
+                return result
         if hasattr(result, "__len__"):
             return _SizedClosingIterable(result, environ, sender)
         return _ClosingIterable(result, environ, sender)

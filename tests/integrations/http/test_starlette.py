@@ -37,6 +37,14 @@ async def _background(request: StarletteRequest) -> Response:
     return PlainTextResponse("ok", background=BackgroundTask(note, "background", rid))
 
 
+def _failing_task() -> None:
+    raise RuntimeError("background task failed")
+
+
+async def _background_fails(request: StarletteRequest) -> Response:
+    return PlainTextResponse("ok", background=BackgroundTask(_failing_task))
+
+
 async def _key_error(request: StarletteRequest, exc: Exception) -> Response:
     return PlainTextResponse("bad key", status_code=400)
 
@@ -52,6 +60,7 @@ def _app(**kwargs: Any) -> Starlette:
             Route("/handled", _handled),
             Route("/crash", _crash),
             Route("/background", _background),
+            Route("/background-fails", _background_fails),
         ],
         exception_handlers={KeyError: _key_error, Exception: _server_error},
         **kwargs,
@@ -92,3 +101,12 @@ def test_wrapping_the_whole_app_reports_after_finishing(recorder: Recorder):
         assert client.get(f"{url}/crash?id=outer").text == "custom 500"
         recorder.wait_for(lambda: len(recorder.kinds("outer")) == 3)
     assert recorder.kinds("outer") == ["started", "finished", "exception"]
+
+
+def test_background_task_errors_are_reported_after_finishing(recorder: Recorder):
+    """A failing background task runs after request_finished and is still reported."""
+    app = _app(middleware=[Middleware(Tag), Middleware(SignalsMiddleware)])
+    with serve_asgi(app) as url, httpx.Client(trust_env=False) as client:
+        assert client.get(f"{url}/background-fails?id=bgf").status_code == 200
+        recorder.wait_for(lambda: len(recorder.kinds("bgf")) == 3)
+    assert recorder.kinds("bgf") == ["started", "finished", "exception"]

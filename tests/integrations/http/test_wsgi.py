@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
-from wsgiref.util import setup_testing_defaults
+from wsgiref.util import FileWrapper, setup_testing_defaults
 
 import flask
 import httpx
@@ -223,3 +223,29 @@ def test_request_finished_has_no_arguments(recorder: Recorder):
     finally:
         request_finished.disconnect(spy)
     assert [sorted(k) for k in seen] == [["sender", "signal"]]
+
+
+def test_server_file_wrapper_is_kept_and_its_close_finishes(recorder: Recorder, tmp_path):
+    """A ``wsgi.file_wrapper`` response reaches the server as is; its close() finishes once."""
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"0123456789" * 1000)
+
+    def app(environ: Any, start_response: Any) -> Iterable[bytes]:
+        REQUEST_ID.set(environ["QUERY_STRING"][3:])
+        start_response("200 OK", [("Content-Length", "10000")])
+        return environ["wsgi.file_wrapper"](data.open("rb"), 4096)
+
+    environ = _environ()
+    environ["wsgi.file_wrapper"] = FileWrapper
+    result = SignalsMiddleware(app)(environ, _start_response)
+    assert isinstance(result, FileWrapper)
+    assert b"".join(result) == data.read_bytes()
+    result.close()
+    result.close()
+    assert recorder.kinds("direct") == ["started", "finished"]
+
+    with serve_wsgi(SignalsMiddleware(app)) as url, httpx.Client(trust_env=False) as client:
+        response = client.get(f"{url}/?id=file1")
+        recorder.wait_finished("file1")
+    assert response.content == data.read_bytes()
+    assert recorder.kinds("file1") == ["started", "finished"]
