@@ -70,39 +70,8 @@ def report_exception(exc: Exception, environ: WSGIEnviron) -> None:
     got_request_exception.send_robust(None, request=Request.from_environ(environ), exception=exc)
 
 
-class _ClosingIterable:
-    """The response body, passed through, whose ``close()`` sends request_finished."""
-
-    __slots__ = ("_closed", "_environ", "_inner", "_sender")
-
-    def __init__(self, inner: Iterable[bytes], environ: WSGIEnviron, sender: object) -> None:
-        self._inner = inner
-        self._environ = environ
-        self._sender = sender
-        self._closed = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        try:
-            yield from self._inner
-        except Exception as exc:
-            report_exception(exc, self._environ)
-            raise
-
-    def close(self) -> None:
-        """Close the application's iterable, then send request_finished (once)."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            close = getattr(self._inner, "close", None)
-            if close is not None:
-                close()
-        finally:
-            request_finished.send(self._sender)
-
-
 class _FinishingClose:
-    """A replacement ``close()`` for a server's file wrapper: the original, then the signal."""
+    """A ``close()`` that closes the application's response, then sends request_finished once."""
 
     __slots__ = ("_close", "_closed", "_sender")
 
@@ -120,6 +89,28 @@ class _FinishingClose:
                 self._close()
         finally:
             request_finished.send(self._sender)
+
+
+class _ClosingIterable:
+    """The response body, passed through, whose ``close()`` sends request_finished."""
+
+    __slots__ = ("_environ", "_finish", "_inner")
+
+    def __init__(self, inner: Iterable[bytes], environ: WSGIEnviron, sender: object) -> None:
+        self._inner = inner
+        self._environ = environ
+        self._finish = _FinishingClose(getattr(inner, "close", None), sender)
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._inner
+        except Exception as exc:
+            report_exception(exc, self._environ)
+            raise
+
+    def close(self) -> None:
+        """Close the application's iterable, then send request_finished (once)."""
+        self._finish()
 
 
 class _SizedClosingIterable(_ClosingIterable):
