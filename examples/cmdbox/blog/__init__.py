@@ -1,0 +1,1 @@
+"""The blog app: posts written by users."""

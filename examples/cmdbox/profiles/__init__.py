@@ -1,0 +1,1 @@
+"""The profiles app: users and the one-to-one profile created for each of them."""

@@ -1,0 +1,55 @@
+"""Keep a Profile next to every User, as in the classic Django tutorial.
+
+Django's version::
+
+    @receiver(post_save, sender=User)
+    def create_user_profile(sender, instance, created, **kwargs):
+        if created:
+            Profile.objects.create(user=instance)
+
+    @receiver(post_save, sender=User)
+    def save_user_profile(sender, instance, **kwargs):
+        instance.profile.save()
+
+With SQLAlchemy the receivers add to the instance's session instead of writing themselves:
+tidings flushes what ``post_save`` receivers leave pending within the same ``commit()``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy.orm import object_session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from profiles.models import Profile, User
+from tidings import receiver
+from tidings.models import post_save
+from tidings.sqlalchemy import save
+
+logger = logging.getLogger(__name__)
+
+
+@receiver(post_save, sender=User)
+def create_user_profile(sender: type[User], instance: User, created: bool, **kwargs: Any) -> None:
+    """Give a newly created user its profile."""
+    if created:
+        # Django: Profile.objects.create(user=instance). Assigning ``instance.profile`` would
+        # also work, but would make the flush report the user as changed once more.
+        profile = Profile(user_id=instance.id)
+        session = object_session(instance)
+        assert session is not None
+        session.add(profile)
+        set_committed_value(instance, "profile", profile)
+        logger.info("added a Profile for %r", instance)
+
+
+@receiver(post_save, sender=User)
+def save_user_profile(sender: type[User], instance: User, **kwargs: Any) -> None:
+    """Save the user's profile whenever the user is saved."""
+    session = object_session(instance)
+    if session is not None and instance.profile is not None:
+        # flush=False: we are inside a flush; the profile is written right after it.
+        save(session, instance.profile, flush=False)
+        logger.info("saving %r too", instance.profile)
