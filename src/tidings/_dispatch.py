@@ -372,6 +372,8 @@ class Signal:
 
     def has_listeners(self, sender: Any = None) -> bool:
         """Whether a send from ``sender`` would reach at least one live receiver."""
+        if self._state is None:
+            return False  # integrations call this per request or per row: keep it cheap
         sync, asynchronous, _ = self._plan(sender)
         return bool(sync or asynchronous)
 
