@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) examples/core_demo.py
+	$(PY) examples/cmdbox/main.py
+	$(PY) examples/web/demo.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q
