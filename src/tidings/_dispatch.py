@@ -362,11 +362,16 @@ class Signal:
         connected with ``inline=True``); then async receivers run concurrently. Results come
         in the same order as from :meth:`send`. The first exception propagates.
         """
-        return await self._asend(sender, named, robust=False)
+        _, asynchronous, runs = self._plan(sender)
+        if not asynchronous and len(runs) == 1 and runs[0][0]:
+            # Only inline receivers: nothing to await, so this is send() without the loop check.
+            return self._call(_alive(runs[0][1]), self._arguments(sender, named))
+        return await self._asend(asynchronous, runs, sender, named, robust=False)
 
     async def asend_robust(self, sender: Any, **named: Any) -> Responses:
         """Like :meth:`asend`, catching and logging each receiver's :class:`Exception`."""
-        return await self._asend(sender, named, robust=True)
+        _, asynchronous, runs = self._plan(sender)
+        return await self._asend(asynchronous, runs, sender, named, robust=True)
 
     # -- introspection ----------------------------------------------------------------------
 
@@ -517,8 +522,15 @@ class Signal:
             responses.extend(zip(async_receivers, results, strict=True))
         return responses
 
-    async def _asend(self, sender: Any, named: dict[str, Any], *, robust: bool) -> Responses:
-        _, asynchronous, runs = self._plan(sender)
+    async def _asend(
+        self,
+        asynchronous: tuple[Getter, ...],
+        runs: tuple[tuple[bool, tuple[Getter, ...]], ...],
+        sender: Any,
+        named: dict[str, Any],
+        *,
+        robust: bool,
+    ) -> Responses:
         if not runs and not asynchronous:
             return []
         kwargs = self._arguments(sender, named)
