@@ -16,7 +16,7 @@ Django's ``QuerySet.update()``. When a receiver listens for the statement's mode
 Nothing happens, and the statement runs untouched, when nobody listens.
 
 The same hook keeps the per-row ``load`` listeners in step with the init receivers before each
-SELECT (:func:`tidings.sqlalchemy._lifecycle.sync_load_listeners`).
+SELECT (:func:`tidings.sqlalchemy._lifecycle.sync_load_listener`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from tidings.models import post_bulk_delete, post_bulk_update
-from tidings.sqlalchemy._lifecycle import sync_load_listeners
+from tidings.sqlalchemy._lifecycle import sync_load_listener
 from tidings.sqlalchemy._registry import is_instrumented
 from tidings.sqlalchemy._send import send
 from tidings.sqlalchemy._session import using_for
@@ -42,7 +42,7 @@ def install() -> None:
 
 def _on_execute(orm_state: ORMExecuteState) -> Any:
     if orm_state.is_select:
-        sync_load_listeners()
+        sync_load_listener(orm_state.session)
         return None
     if orm_state.is_update:
         signal = post_bulk_update
