@@ -177,8 +177,8 @@ def _new_saves(
         state = instance_state(obj)
         if state in seen or not is_instrumented(type(obj)):
             continue
-        if state.mapper._is_orphan(state):
-            continue  # the flush expunges it (or refuses it): it will not be inserted
+        if state._orphaned_outside_of_session and state.mapper._is_orphan(state):
+            continue  # removed from its parent before ever being flushed: the flush expunges it
         seen.add(state)
         if pre_save.has_listeners(type(obj)) or post_save.has_listeners(type(obj)):
             using = _using(session, flush, state.mapper)

@@ -336,3 +336,34 @@ def test_database_cascades_of_passive_deletes_are_not_signalled(log: Log) -> Non
         ("pre_delete", "Album"),
         ("post_delete", "Album"),
     ]
+
+
+def test_child_added_by_foreign_key_value_is_saved(m: Any, session: Session, log: Log) -> None:
+    """A child linked by setting its foreign-key column (no parent object) gets its save pair."""
+    session.add(m.Book(id=1))
+    session.flush()
+    log.calls.clear()
+    session.add(m.Page(book_id=1))
+    session.flush()
+    assert [(name, sender) for name, sender, _ in log.calls] == [
+        ("pre_save", "Page"),
+        ("post_save", "Page"),
+    ]
+
+
+def test_child_detached_before_its_first_flush_is_not_saved(
+    m: Any, session: Session, log: Log
+) -> None:
+    """A new child removed from its delete-orphan parent before any flush is never inserted,
+    and gets no save signals."""
+    book = m.Book(pages=[])
+    session.add(book)
+    session.flush()
+    page = m.Page()
+    book.pages.append(page)
+    session.add(page)
+    book.pages.remove(page)
+    log.calls.clear()
+    session.flush()
+    assert log.calls == []
+    assert session.scalars(select(m.Page)).all() == []
