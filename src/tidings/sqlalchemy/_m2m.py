@@ -9,11 +9,13 @@ previous flush:
   ``discard`` on sets) are recorded as they happen, on the side the call was made on (the
   backref "echo" on the other side is ignored). Nothing is recorded while ``m2m_changed`` has no
   receiver for the association's sender.
-* At flush, each changed collection gets, in the order its first operation happened: the
-  ``pre_clear``/``post_clear`` pair (``pk_set=None``) if ``.clear()`` removed linked objects,
-  else the ``pre_remove``/``post_remove`` pair for the objects whose link is deleted; then the
-  ``pre_add``/``post_add`` pair for the objects whose link is inserted. An object appended and
-  removed again before the flush, or appended while already there, sends nothing.
+* At flush, each changed collection gets the ``pre_clear``/``post_clear`` pair
+  (``pk_set=None``) if ``.clear()`` removed linked objects, the ``pre_remove``/``post_remove``
+  pair for the other objects whose link is deleted, and the ``pre_add``/``post_add`` pair for
+  the objects whose link is inserted, ordered by the operations that made them. Replayed in
+  that order on the links before the flush, the signals give exactly the links after it, and
+  none is a no-op: an object appended and removed again, or appended while already there,
+  sends nothing.
 * ``pre_*`` is sent in ``before_flush``, before the association rows are written, when every
   primary key involved is known. When the flush itself must INSERT the instance or a target
   (its primary key does not exist yet), ``pre_*`` is sent after the flush, right before
@@ -100,15 +102,9 @@ class _Track:
     last: weakref.WeakKeyDictionary[InstanceState[Any], tuple[int, bool]] = field(
         default_factory=weakref.WeakKeyDictionary
     )
-    # Sequence numbers of the first and of the latest clear() call that removed something.
+    # Sequence number of the first clear() that removed something, and what clear() removed.
     first_clear: int | None = None
-    cleared_at: int | None = None
-    # target state -> sequence number of the clear() that removed it.
-    cleared: weakref.WeakKeyDictionary[InstanceState[Any], int] = field(
-        default_factory=weakref.WeakKeyDictionary
-    )
-    # Whether the last operation was a remove made by clear(): the next one belongs to it.
-    clearing: bool = False
+    cleared: weakref.WeakSet[InstanceState[Any]] = field(default_factory=weakref.WeakSet)
     # Sequence number of the latest assignment: its removals are ordered at the assignment,
     # before its appends, as Django's set() removes before it adds.
     replaced_at: int | None = None
@@ -179,7 +175,13 @@ def _listen(prop: RelationshipProperty[Any]) -> None:
     attribute = getattr(prop.parent.class_, prop.key)
     event.listen(attribute, "append", _make_listener(prop, appended=True), propagate=True)
     event.listen(attribute, "remove", _make_listener(prop, appended=False), propagate=True)
-    event.listen(attribute, "bulk_replace", _make_replace_listener(prop), propagate=True)
+
+    def on_replace(target: object, values: object, initiator: AttributeEventToken) -> None:
+        side = _side_of(prop)
+        if cast(object, initiator.parent_token) is prop and m2m_changed.has_listeners(side.sender):
+            _track(sa_attributes.instance_state(target), side).replaced_at = next(_sequence)
+
+    event.listen(attribute, "bulk_replace", on_replace, propagate=True)
 
 
 def _make_listener(prop: RelationshipProperty[Any], *, appended: bool) -> Any:
@@ -201,17 +203,6 @@ def _make_listener(prop: RelationshipProperty[Any], *, appended: bool) -> Any:
         _record(state, side, sa_attributes.instance_state(value), appended, clearing, replacing)
 
     return on_change
-
-
-def _make_replace_listener(prop: RelationshipProperty[Any]) -> Any:
-    def on_replace(target: object, values: object, initiator: AttributeEventToken) -> None:
-        if cast(object, initiator.parent_token) is not prop:
-            return
-        side = _side_of(prop)
-        if m2m_changed.has_listeners(side.sender):
-            _track(sa_attributes.instance_state(target), side).replaced_at = next(_sequence)
-
-    return on_replace
 
 
 def _inside_clear(state: InstanceState[Any], key: str) -> bool:
@@ -262,13 +253,9 @@ def _record(
     with _lock:
         track.last[target] = (seq, appended)
         if clearing:
-            if not track.clearing:
-                # A new clear() call; what an earlier one removed stays in ``cleared``.
-                track.cleared_at = seq
-                if track.first_clear is None:
-                    track.first_clear = seq
-            track.cleared[target] = seq
-        track.clearing = clearing
+            if track.first_clear is None:
+                track.first_clear = seq
+            track.cleared.add(target)
 
 
 def _side_of(prop: RelationshipProperty[Any]) -> _Side:
@@ -397,8 +384,12 @@ def _forget(session: Session, instance: object) -> None:
             _logs.pop(sa_attributes.instance_state(instance), None)
 
 
+Link = tuple[Any, ...]
+Origin = tuple[int, InstanceState[Any], _Side]
+
+
 def _plan(session: Session, *, forget: bool) -> list[_Change]:
-    """Return the changes of the session's collections, in the order they were first made."""
+    """Return the changes of the session's collections, in the order they were made."""
     deleted = {sa_attributes.instance_state(obj) for obj in session.deleted}
     with _lock:
         found: list[tuple[InstanceState[Any], dict[_Side, _Track]]] = []
@@ -414,26 +405,78 @@ def _plan(session: Session, *, forget: bool) -> list[_Change]:
     if not found:
         return []
     # The last operation on a link decides which side it is reported from.
-    origin: dict[tuple[Any, ...], tuple[int, InstanceState[Any], _Side]] = {}
-    cleared: dict[tuple[Any, ...], int] = {}
+    origin: dict[Link, Origin] = {}
     for state, tracks in found:
         for side, track in tracks.items():
             for target, (seq, _) in list(track.last.items()):
                 link = _link(side, state, target)
                 if link not in origin or origin[link][0] < seq:
                     origin[link] = (seq, state, side)
-            for target, seq in list(track.cleared.items()):
-                link = _link(side, state, target)
-                cleared[link] = max(seq, cleared.get(link, seq))
     changes: list[_Change] = []
+    before: set[Link] = set()
+    after: dict[Link, bool] = {}
     for state, tracks in found:
         for track in tracks.values():
-            changes.extend(_changes_of(state, track, origin, cleared))
-    changes.sort(key=lambda change: change.order)
-    return changes
+            changes.extend(_changes_of(state, track, origin, before, after))
+    return _replayed(changes, before, after, origin)
 
 
-def _link(side: _Side, state: InstanceState[Any], target: InstanceState[Any]) -> tuple[Any, ...]:
+def _replayed(
+    changes: list[_Change], before: set[Link], after: dict[Link, bool], origin: dict[Link, Origin]
+) -> list[_Change]:
+    """Make ``changes``, applied in order to the links ``before``, give exactly ``after``.
+
+    Changes computed per collection can be redundant or incomplete when both sides of the same
+    links change around a clear() (a second clear() of links already cleared, a link put back
+    after a clear()): receivers must never see a no-op nor miss a link that stays. Redundant
+    targets are dropped; a link that ends up wrong gets its own change, at its last operation.
+    """
+    replayed, linked = _simulate(changes, before)
+    fixes = []
+    for link, present in after.items():
+        if (link in linked) is not present and link in origin:
+            seq, state, side = origin[link]
+            target = link[2] if side.prop is side.forward else link[1]
+            action = _ADD if present else _REMOVE
+            fixes.append(_Change((seq, 1 if present else 0), state, side, action, [target]))
+    if fixes:
+        replayed, linked = _simulate(changes + fixes, before)
+    merged: list[_Change] = []
+    for change in replayed:
+        same = merged and merged[-1].state is change.state and merged[-1].side is change.side
+        if same and merged[-1].action == change.action:
+            merged[-1].targets.extend(change.targets)
+        else:
+            merged.append(change)
+    return merged
+
+
+def _simulate(changes: list[_Change], before: set[Link]) -> tuple[list[_Change], set[Link]]:
+    """Apply ``changes`` in order to ``before``; return those that changed something."""
+    linked = set(before)
+    kept = []
+    for change in sorted(changes, key=lambda change: change.order):
+        side, state = change.side, change.state
+        if change.action == _CLEAR:
+            end = 1 if side.prop is side.forward else 2
+            gone = {link for link in linked if link[0] is side.forward and link[end] is state}
+            if gone:
+                linked -= gone
+                kept.append(change)
+            continue
+        adding = change.action == _ADD
+        targets = [t for t in change.targets if (_link(side, state, t) in linked) is not adding]
+        links = {_link(side, state, target) for target in targets}
+        if adding:
+            linked |= links
+        else:
+            linked -= links
+        if targets:
+            kept.append(_Change(change.order, state, side, change.action, targets))
+    return kept, linked
+
+
+def _link(side: _Side, state: InstanceState[Any], target: InstanceState[Any]) -> Link:
     if side.prop is side.forward:
         return (side.forward, state, target)
     return (side.forward, target, state)
@@ -442,11 +485,23 @@ def _link(side: _Side, state: InstanceState[Any], target: InstanceState[Any]) ->
 def _changes_of(
     state: InstanceState[Any],
     track: _Track,
-    origin: dict[tuple[Any, ...], tuple[int, InstanceState[Any], _Side]],
-    cleared: dict[tuple[Any, ...], int],
+    origin: dict[Link, Origin],
+    before: set[Link],
+    after: dict[Link, bool],
 ) -> list[_Change]:
+    """Return the changes made from one collection; note its links before and after."""
     side = track.side
     history = state.get_history(side.prop.key, PASSIVE_NO_INITIALIZE)
+    for obj in history.unchanged or ():
+        link = _link(side, state, sa_attributes.instance_state(obj))
+        before.add(link)
+        after[link] = True
+    for obj in history.deleted or ():
+        link = _link(side, state, sa_attributes.instance_state(obj))
+        before.add(link)
+        after[link] = False
+    for obj in history.added or ():
+        after[_link(side, state, sa_attributes.instance_state(obj))] = True
 
     def mine(objects: Any) -> list[InstanceState[Any]]:
         result = []
@@ -462,34 +517,26 @@ def _changes_of(
         return result
 
     def made_at(targets: list[InstanceState[Any]]) -> int:
-        # The last operation on a net change is the one that made it.
+        # When the last of these changes was made: after any clear() it depends on.
         made = [track.last[t][0] for t in targets if t in track.last]
-        return min(made, default=track.first)
+        return max(made, default=track.first)
 
     added, removed = mine(history.added), mine(history.deleted)
-    if cleared:
-        # A linked object put back after a clear() (from either side) is reported as added,
-        # as Django does, although its row never changes.
-        kept = mine(history.unchanged)
-        for target in kept:
-            seq, appended = track.last.get(target, (-1, False))
-            if appended and seq > cleared.get(_link(side, state, target), seq):
-                added.append(target)
     changes = []
-    if track.cleared_at is not None and _clear_removed_links(track, history):
-        assert track.first_clear is not None
+    linked = itertools.chain(history.deleted or (), history.unchanged or ())
+    # A clear() is reported when it removed an object that was linked at the last flush.
+    if track.first_clear is not None and any(
+        sa_attributes.instance_state(obj) in track.cleared for obj in linked
+    ):
         changes.append(_Change((track.first_clear, 0), state, side, _CLEAR, []))
-    elif removed:
+        # Only what was removed before the clear() is not covered by it.
+        first_clear = track.first_clear
+        removed = [t for t in removed if track.last.get(t, (first_clear, False))[0] < first_clear]
+    if removed:
         changes.append(_Change((made_at(removed), 0), state, side, _REMOVE, removed))
     if added:
         changes.append(_Change((made_at(added), 1), state, side, _ADD, added))
     return changes
-
-
-def _clear_removed_links(track: _Track, history: Any) -> bool:
-    """Whether ``clear()`` removed an object that was linked at the last flush."""
-    linked = itertools.chain(history.deleted or (), history.unchanged or ())
-    return any(sa_attributes.instance_state(obj) in track.cleared for obj in linked)
 
 
 def _send(change: _Change, phase: str, session: Session) -> None:

@@ -9,16 +9,18 @@ collection; see ``docs/sqlalchemy-m2m.md``) are not generated.
 
 from __future__ import annotations
 
+import os
 from types import SimpleNamespace
 from typing import Any
 
-from hypothesis import HealthCheck, settings
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
-from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
+from sqlalchemy import create_engine, select
 from tests.oracle.m2m.harness import Recorder, build_world, by_phase, django_world, fresh_models
 from tidings.models import m2m_changed
 
@@ -198,9 +200,119 @@ def test_random_operation_sequences_match_django() -> None:
     """Any sequence of add/remove/set/clear from either side signals as Django does."""
     M2MMachine.models = fresh_models()
     M2MMachine.TestCase.settings = settings(
-        max_examples=40,
+        max_examples=int(os.environ.get("M2M_EXAMPLES", "40")),
         stateful_step_count=15,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow],
     )
     M2MMachine.TestCase().runTest()
+
+
+# -- Several operations per flush: the signals must describe exactly what the flush wrote --------
+
+#: Per pair of relationships: (owner, collection, targets) for each way to change the links.
+PAIRS = {
+    "books": [(b, "authors", ("a1", "a2", "a3")) for b in ("b1", "b2")]
+    + [(a, "books", ("b1", "b2")) for a in ("a1", "a2", "a3")],
+    "persons": [
+        (p, key, ("p1", "p2", "p3"))
+        for p in ("p1", "p2", "p3")
+        for key in ("following", "followers")
+    ],
+}
+operation = st.tuples(
+    st.sampled_from(["append", "remove", "clear", "assign"]),
+    st.integers(0, 11),
+    st.lists(st.integers(0, 2), max_size=3),
+)
+
+
+def _apply(world: Any, pair: str, op: tuple[str, int, list[int]]) -> None:
+    kind, which, picks = op
+    owner_name, key, others = PAIRS[pair][which % len(PAIRS[pair])]
+    owner = getattr(world, owner_name)
+    collection = getattr(owner, key)
+    chosen = [
+        getattr(world, name) for name in dict.fromkeys(others[i % len(others)] for i in picks)
+    ]
+    if kind == "clear":
+        collection.clear()
+    elif kind == "assign":
+        setattr(owner, key, chosen)
+    else:
+        for target in chosen:
+            if kind == "append" and target not in collection:
+                collection.append(target)
+            elif kind == "remove" and target in collection:
+                collection.remove(target)
+
+
+def _replay(links: set[tuple[int, int]], sends: list[dict[str, Any]]) -> set[tuple[int, int]]:
+    """Apply the post_* signals to ``links``; no signal may be a no-op."""
+    links = set(links)
+    for send in sends:
+        action, instance, reverse = send["action"], send["instance"], send["reverse"]
+        if not action.startswith("post_"):
+            continue
+        if action == "post_clear":
+            mine = {link for link in links if link[1 if reverse else 0] == instance.id}
+            assert mine, f"clear of {instance.id} removed nothing"
+            links -= mine
+            continue
+        pairs = {(pk, instance.id) if reverse else (instance.id, pk) for pk in send["pk_set"]}
+        if action == "post_add":
+            assert not pairs & links, f"add of linked {pairs & links}"
+            links |= pairs
+        else:
+            assert pairs <= links, f"remove of unlinked {pairs - links}"
+            links -= pairs
+    return links
+
+
+@pytest.mark.parametrize("pair", sorted(PAIRS))
+def test_signals_of_one_flush_replay_to_the_written_rows(pair: str) -> None:
+    """Replaying one flush's post_* signals on the rows before gives the rows after, no no-ops."""
+    models = fresh_models()
+    table = models.book_authors if pair == "books" else models.person_following
+    owners = (1, 2) if pair == "books" else (1, 2, 3)
+
+    @settings(
+        max_examples=int(os.environ.get("M2M_EXAMPLES", "100")),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(
+        initial=st.sets(st.tuples(st.sampled_from(owners), st.integers(1, 3))),
+        operations=st.lists(operation, min_size=1, max_size=8),
+    )
+    def check(initial: set[tuple[int, int]], operations: list[Any]) -> None:
+        engine = create_engine("sqlite://", poolclass=StaticPool)
+        models.Base.metadata.create_all(engine)
+        sends: list[dict[str, Any]] = []
+
+        def receiver(sender: Any, **kwargs: Any) -> None:
+            sends.append(kwargs)
+
+        with Session(engine) as session:
+            world = build_world(models, session)
+            for left, right in sorted(initial):
+                if pair == "books":
+                    world.__dict__[f"b{left}"].authors.append(world.__dict__[f"a{right}"])
+                else:
+                    world.__dict__[f"p{left}"].following.append(world.__dict__[f"p{right}"])
+            session.flush()
+            m2m_changed.connect(receiver, sender=table)
+            try:
+                for op in operations:
+                    _apply(world, pair, op)
+                session.flush()
+            finally:
+                m2m_changed.disconnect(receiver, sender=table)
+            after = {(left, right) for left, right in session.connection().execute(select(table))}
+        engine.dispose()
+        assert _replay(initial, sends) == after
+        pres = [s["action"][4:] for s in sends if s["action"].startswith("pre_")]
+        posts = [s["action"][5:] for s in sends if s["action"].startswith("post_")]
+        assert pres == posts
+
+    check()
