@@ -9,6 +9,9 @@ Each send prints as a call, then the receivers it calls::
 It is connected first (before any app connects its own receivers) for every sender, so it runs
 before the others and can list them: ``live_receivers(sender)`` are exactly the receivers this
 send calls, in order. Receivers' own log lines follow it, indented.
+
+The demo does not trace ``pre_init``/``post_init``: they are sent for every object built or
+loaded, and a receiver connected to them makes SQLAlchemy's row loading send them.
 """
 
 from __future__ import annotations
