@@ -117,6 +117,12 @@ SCENARIOS = [
         sqla=[lambda w: (w.b1.authors.clear(), w.b1.authors.extend([w.a2, w.a1]))],
     ),
     Scenario(
+        "remove-then-clear",
+        setup=[("b1", "authors", ("a1", "a2", "a3"))],
+        django=[lambda w: (w.b1.authors.remove(w.a1), w.b1.authors.clear())],
+        sqla=[lambda w: (w.b1.authors.remove(w.a1), w.b1.authors.clear())],
+    ),
+    Scenario(
         "set-with-clear",
         setup=[("b1", "authors", ("a1", "a2"))],
         django=[lambda w: w.b1.authors.set([w.a1, w.a3], clear=True)],
