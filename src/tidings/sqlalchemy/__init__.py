@@ -19,13 +19,15 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         'tidings.sqlalchemy needs SQLAlchemy 2: pip install "tidings[sqlalchemy]"'
     ) from exc
 
-from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncSession
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from tidings.sqlalchemy._lifecycle import Deferred
 from tidings.sqlalchemy._registry import AppLabelError, instrument, is_instrumented
 from tidings.sqlalchemy._session import save
+
+if TYPE_CHECKING:  # the asyncio extension is needed only by those who use it
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = [
     "AppLabelError",
@@ -41,7 +43,7 @@ async def asave(
     session: AsyncSession,
     instance: Any,
     *,
-    update_fields: list[str] | tuple[str, ...] | frozenset[str] | set[str] | None = None,
+    update_fields: Iterable[str] | None = None,
     flush: bool = True,
 ) -> None:
     """The :func:`save` of an ``AsyncSession``: mark ``instance`` saved, then await the flush.
@@ -55,8 +57,9 @@ async def asave(
     Raises:
         ValueError: As for :func:`save`.
     """
-    if update_fields is not None and not update_fields:
-        return
-    save(session.sync_session, instance, update_fields=update_fields, flush=False)
+    fields = None if update_fields is None else frozenset(update_fields)
+    if fields is not None and not fields:
+        return  # as save(): no signal, no SQL
+    save(session.sync_session, instance, update_fields=fields, flush=False)
     if flush:
         await session.flush()
