@@ -16,6 +16,21 @@ class Thing:
         return "method"
 
 
+class Bulky:
+    """A weakly referenceable sender of an unusual size.
+
+    CPython's allocator hands a freed block back to the next allocation of the same size
+    class; few other objects share this one, so a new ``Bulky`` almost always takes the
+    address of the last one that died, which is how tests reproduce ``id()`` reuse.
+    """
+
+    __slots__ = (*(f"slot{i}" for i in range(45)), "__weakref__")
+
+    def method(self, **kwargs: Any) -> str:
+        """Receive a signal and answer with the method's name."""
+        return "method"
+
+
 class Slotted:
     """An object that cannot be weakly referenced (``__slots__`` without ``__weakref__``)."""
 

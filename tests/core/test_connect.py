@@ -28,10 +28,21 @@ def test_constructor_takes_only_use_caching() -> None:
 
 
 def test_public_attributes() -> None:
-    """A signal exposes ``receivers`` as a list and ``lock`` as a ``threading.Lock`` (#2)."""
+    """A signal exposes ``receivers`` as a list and ``lock`` as a usable lock (#2)."""
     signal = Signal()
     assert signal.receivers == []
-    assert isinstance(signal.lock, type(threading.Lock()))
+    assert isinstance(signal.lock, (type(threading.Lock()), type(threading.RLock())))
+
+
+def test_lock_held_while_swapping_receivers() -> None:
+    """Holding ``lock`` while reading and assigning ``receivers`` does not deadlock (#2)."""
+    rec, signal = Recorder(), Signal()
+    signal.connect(rec.sync("a"))
+    with signal.lock:
+        saved = signal.receivers
+        signal.receivers = []
+        signal.receivers = saved
+    assert names(signal.send(None)) == [("a", "a-result")]
 
 
 def test_factory_boy_style_muting_round_trip() -> None:

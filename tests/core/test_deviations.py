@@ -18,7 +18,7 @@ import django.dispatch
 import pytest
 
 import tidings
-from tests.core._support import Thing
+from tests.core._support import Bulky
 
 counter: contextvars.ContextVar[int] = contextvars.ContextVar("deviation_counter", default=0)
 
@@ -28,26 +28,32 @@ def _answer(**kwargs: Any) -> str:
     return "answer"
 
 
+def _inherited_at_reused_address(signal: Any) -> tuple[bool, bool]:
+    """Connect for a sender, let it die; return (address reused, a reuser got the receiver)."""
+    sender = Bulky()
+    old_id = id(sender)
+    signal.connect(_answer, sender=sender)
+    del sender
+    gc.collect()
+    reusers = [c for c in (Bulky() for _ in range(5)) if id(c) == old_id]
+    return bool(reusers), any(signal.send(c) for c in reusers)
+
+
 def test_deviation_dead_sender_id_reuse() -> None:
     """Django 5.2 lets a new object at a dead sender's address inherit its receivers; tidings not.
 
     Deviation (a), Django ticket #35801 (fixed in Django 6.0).
     """
-    inherited = {}
+    outcomes = {}
     for name, module in (("django", django.dispatch), ("tidings", tidings)):
         signal = module.Signal()
-        hits = 0
-        for _ in range(20):
-            sender = Thing()
-            old_id = id(sender)
-            signal.connect(_answer, sender=sender)
-            del sender
-            gc.collect()
-            candidates = [Thing() for _ in range(50)]
-            hits += sum(bool(signal.send(c)) for c in candidates if id(c) == old_id)
-        inherited[name] = hits
-    assert inherited["django"] > 0
-    assert inherited["tidings"] == 0
+        # Most attempts reuse the address (CPython's allocator); try until one did, boundedly.
+        for _ in range(200):
+            reused, inherited = _inherited_at_reused_address(signal)
+            if reused:
+                break
+        outcomes[name] = (reused, inherited)
+    assert outcomes == {"django": (True, True), "tidings": (True, False)}
 
 
 @pytest.mark.parametrize("kind", ["none", "object", "int"])
