@@ -41,6 +41,7 @@ import itertools
 import sys
 import threading
 import weakref
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, cast
@@ -147,6 +148,8 @@ def instrument_mapper(mapper: Mapper[Any]) -> None:
         mapper: A mapper being instrumented by :func:`tidings.sqlalchemy.instrument`.
     """
     _install_session_hooks()
+    # Expiring a collection discards its unflushed changes: what was recorded goes with them.
+    event.listen(mapper, "expire", _on_expire, raw=True)
     if mapper.configured:
         _instrument_relationships(mapper)
     else:
@@ -376,6 +379,15 @@ def _after_soft_rollback(session: Session, previous_transaction: object) -> None
     with _lock:
         for state in [s for s in _logs if s.session_id == session.hash_key]:
             del _logs[state]
+
+
+def _on_expire(state: InstanceState[Any], keys: Collection[str] | None) -> None:
+    if not _logs or state not in _logs:
+        return
+    with _lock:
+        tracks = _logs.get(state, {})
+        for side in [side for side in tracks if keys is None or side.prop.key in keys]:
+            del tracks[side]
 
 
 def _forget(session: Session, instance: object) -> None:

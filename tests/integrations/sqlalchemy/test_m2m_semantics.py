@@ -688,3 +688,15 @@ def test_linking_a_new_object_follows_its_save_signals(db: Db) -> None:
         ("m2m", "through"),
     ]
     assert ours == theirs == expected
+
+
+def test_expiring_forgets_recorded_operations(db: Db) -> None:
+    """Expiring every object discards unflushed changes, and what was recorded for them."""
+    db.b1.authors.extend([db.a1, db.a2])
+    db.session.flush()
+    db.b1.authors.clear()
+    db.session.expire_all()
+    db.log.clear()
+    db.b1.authors.remove(db.a1)
+    db.session.flush()
+    assert db.log == [("pre_remove", "Book", 1, [1]), ("post_remove", "Book", 1, [1])]
