@@ -157,11 +157,37 @@ class _Workload:
             gc.enable()
 
 
+def _construction_ns(instrumented: Any, repeat: int) -> str:
+    """Per object built: ``"<plain ns> <instrumented ns>"``, both measured in this process.
+
+    A class mapped under a base that was never instrumented serves as the plain twin. Best of
+    ``repeat`` alternated batches of ``ROWS`` objects, in CPU time, collector off.
+    """
+
+    class PlainBase(DeclarativeBase):
+        pass
+
+    best = {"plain": float("inf"), "instrumented": float("inf")}
+    classes = {"plain": _define_item(PlainBase), "instrumented": instrumented}
+    for _ in range(repeat):
+        for name, cls in classes.items():
+            gc.collect()
+            gc.disable()
+            try:
+                cpu = time.process_time()
+                _new_items(cls)
+                best[name] = min(best[name], time.process_time() - cpu)
+            finally:
+                gc.enable()
+    return f"{best['plain'] * 1e9 / ROWS!r} {best['instrumented'] * 1e9 / ROWS!r}"
+
+
 def worker(kind: str) -> None:
     """The worker loop: read an operation name per line, answer with its timing.
 
-    Answers ``ready`` once set up; then, per request line (``load``, ``insert`` or
-    ``received``), one line: ``<wall seconds> <CPU seconds>`` or the receiver count.
+    Answers ``ready`` once set up; then, per request line (``load``, ``insert``, ``received``
+    or ``construct <repeat>``), one line: ``<wall seconds> <CPU seconds>``, the receiver count,
+    or the nanoseconds per object built of :func:`_construction_ns`.
     """
     workload = _Workload(kind)
     if kind in (PLAIN, PLAIN_AGAIN) and any(
@@ -173,6 +199,8 @@ def worker(kind: str) -> None:
         request = line.strip()
         if request == "received":
             print(workload.received, flush=True)
+        elif request.startswith("construct "):
+            print(_construction_ns(workload.item, int(request.split()[1])), flush=True)
         elif request in OPERATIONS:
             wall, cpu = workload.timed(request)
             print(f"{wall!r} {cpu!r}", flush=True)
@@ -265,10 +293,11 @@ def run(quick: bool = False) -> None:
                     timings[op, kind].samples.append(cpu * 1e9)
                     shares.append(cpu / wall)
             rounds += 1
+        construction = workers[INSTRUMENTED].ask(f"construct {5 if quick else 21}")
     finally:
         for handle in workers.values():
             handle.close()
-    _print_results(timings, rounds, shares)
+    _print_results(timings, rounds, shares, construction)
 
 
 def _check_receivers(handle: _Worker) -> None:
@@ -280,7 +309,7 @@ def _check_receivers(handle: _Worker) -> None:
 
 
 def _print_results(
-    timings: dict[tuple[str, str], Timing], rounds: int, shares: list[float]
+    timings: dict[tuple[str, str], Timing], rounds: int, shares: list[float], construction: str
 ) -> None:
     print(f"best of {rounds} interleaved rounds, each contender in its own process\n")
     header = f"{'operation':<10}" + "".join(f"{kind:>22}" for kind in CONTENDERS)
@@ -309,6 +338,12 @@ def _print_results(
             f"target: {op} with instrument() and no receivers <= +{TARGET:.0%} over plain: "
             f"{verdict} ({paired:+.1%} median of same-round ratios; {best:+.1%} best vs best)"
         )
+    plain_ns, instrumented_ns = map(float, construction.split())
+    print(
+        f"per object built, in one process: {plain_ns:,.0f} ns plain, {instrumented_ns:,.0f} ns "
+        f"instrumented (+{instrumented_ns - plain_ns:,.0f} ns: the __init__ wrapper, the only "
+        "per-row code of tidings when nobody listens)"
+    )
     spreads = sorted(timing.spread for timing in timings.values())
     print(
         f"\nnoise: median round above best by {spreads[len(spreads) // 2]:.0%} (typical), "
