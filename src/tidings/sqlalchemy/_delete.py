@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Table
 from sqlalchemy.orm import Mapper, object_mapper
 from sqlalchemy.orm.attributes import instance_state
-from sqlalchemy.schema import sort_tables
+from sqlalchemy.schema import sort_tables_and_constraints
 
 from tidings.sqlalchemy._registry import is_instrumented
 
@@ -76,8 +76,13 @@ def plan(objects: Iterable[Any]) -> tuple[list[Entry], list[Entry]]:
                 groups.setdefault(parent.class_, []).append(obj)
                 tables.setdefault(parent.class_, parent.local_table)  # type: ignore[arg-type]
             child = parent
-    ordered_tables = sort_tables(set(tables.values()))
-    # sort_tables puts referenced tables first; Django deletes dependents first.
+    # Referenced tables come first (a foreign-key cycle is broken, without a warning); Django
+    # deletes dependents first, hence the negated index.
+    ordered_tables = [
+        table
+        for table, _ in sort_tables_and_constraints(set(tables.values()))  # type: ignore[no-untyped-call]
+        if table is not None
+    ]
     rank = {table: -index for index, table in enumerate(ordered_tables)}
     senders = sorted(groups, key=lambda cls: rank.get(tables[cls], 0))
     pre: list[Entry] = []

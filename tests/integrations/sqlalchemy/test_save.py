@@ -367,3 +367,41 @@ def test_child_detached_before_its_first_flush_is_not_saved(
     session.flush()
     assert log.calls == []
     assert session.scalars(select(m.Page)).all() == []
+
+
+def test_deleting_rows_of_mutually_dependent_tables_orders_without_warning(log: Log) -> None:
+    """Tables that reference each other (a foreign-key cycle) still get a delete order."""
+    base = declarative_base()
+    instrument(base)
+
+    class Team(base):  # type: ignore[misc,valid-type]
+        __tablename__ = "team"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        captain_id: Mapped[int | None] = mapped_column(ForeignKey("player.id", use_alter=True))
+
+    class Player(base):  # type: ignore[misc,valid-type]
+        __tablename__ = "player"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        team_id: Mapped[int] = mapped_column(ForeignKey("team.id"))
+
+    engine = create_engine("sqlite://", poolclass=StaticPool)
+    base.metadata.create_all(engine)
+    with Session(engine) as session:
+        session.add(Team(id=1))
+        session.flush()
+        session.add_all([Player(id=1, team_id=1), Player(id=2, team_id=1)])
+        session.flush()
+        objs = [*session.scalars(select(Player)).all(), session.get(Team, 1)]
+        log.calls.clear()
+        for obj in objs:
+            session.delete(obj)
+        session.flush()
+    engine.dispose()
+    assert [(name, sender) for name, sender, _ in log.calls] == [
+        ("pre_delete", "Player"),
+        ("pre_delete", "Player"),
+        ("pre_delete", "Team"),
+        ("post_delete", "Player"),
+        ("post_delete", "Player"),
+        ("post_delete", "Team"),
+    ]
