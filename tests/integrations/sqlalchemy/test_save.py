@@ -405,3 +405,29 @@ def test_deleting_rows_of_mutually_dependent_tables_orders_without_warning(log: 
         ("post_delete", "Player"),
         ("post_delete", "Team"),
     ]
+
+
+def test_each_root_deleted_in_one_flush_is_the_origin_of_its_cascade(
+    m: Any, session: Session, log: Log
+) -> None:
+    """Two books deleted in one flush: each page's origin is its own book."""
+    books = [m.Book(title=title, pages=[m.Page(), m.Page()]) for title in ("a", "b")]
+    session.add_all(books)
+    session.flush()
+    log.calls.clear()
+    for book in books:
+        session.delete(book)
+    session.flush()
+    origins = {
+        (sender, kw["instance"].id): (type(kw["origin"]).__name__, kw["origin"].id)
+        for name, sender, kw in log.calls
+        if name == "pre_delete"
+    }
+    assert origins == {
+        ("Page", 1): ("Book", 1),
+        ("Page", 2): ("Book", 1),
+        ("Page", 3): ("Book", 2),
+        ("Page", 4): ("Book", 2),
+        ("Book", 1): ("Book", 1),
+        ("Book", 2): ("Book", 2),
+    }
