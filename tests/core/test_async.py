@@ -322,3 +322,52 @@ def test_send_sync_context_changes_reach_caller(method: str) -> None:
         return [value for _, value in responses], counter.get()
 
     assert contextvars.copy_context().run(main) == ([2, 3], 3)
+
+
+def test_asend_two_failing_async_receivers_raise_the_first() -> None:
+    """With two failing async receivers ``asend`` raises the first one's error, no group (#31)."""
+    rec, signal = Recorder(), Signal()
+    first, second = LookupError("first"), LookupError("second")
+    signal.connect(rec.asynchronous("a", error=first))
+    signal.connect(rec.asynchronous("b", error=second))
+    with pytest.raises(LookupError) as info:
+        asyncio.run(signal.asend(None))
+    assert info.value is first
+    assert rec.calls == ["a", "b"]
+
+
+def test_asend_robust_lets_cancellation_through() -> None:
+    """``asend_robust`` does not swallow ``asyncio.CancelledError``, a ``BaseException`` (#24)."""
+    rec, signal = Recorder(), Signal()
+    signal.connect(rec.asynchronous("cancelled", error=asyncio.CancelledError()))
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(signal.asend_robust(None))
+
+
+def test_asend_keeps_order_across_inline_and_threaded_receivers() -> None:
+    """Alternating inline and threaded sync receivers are called and returned in order."""
+    signal, calls = Signal(), []
+
+    def make(name: str) -> Any:
+        def receiver(**kwargs: Any) -> str:
+            calls.append(name)
+            return name
+
+        receiver.__name__ = name
+        return receiver
+
+    receivers = [make(n) for n in ("inline-1", "thread-1", "thread-2", "inline-2", "thread-3")]
+    for r in receivers:
+        signal.connect(r, inline=r.__name__.startswith("inline"))
+    responses = asyncio.run(signal.asend(None))
+    order = ["inline-1", "thread-1", "thread-2", "inline-2", "thread-3"]
+    assert calls == order
+    assert [value for _, value in responses] == order
+
+
+def test_inline_is_ignored_by_send() -> None:
+    """``inline=True`` changes nothing for ``send()``: the receiver is called in order."""
+    rec, signal = Recorder(), Signal()
+    signal.connect(rec.sync("a"), inline=True)
+    signal.connect(rec.sync("b"))
+    assert names(signal.send(None)) == [("a", "a-result"), ("b", "b-result")]

@@ -323,3 +323,39 @@ def test_receiver_decorator_many_signals(container: type) -> None:
     first.send(None)
     second.send(None)
     assert calls == [first, second]
+
+
+def test_connect_and_disconnect_take_django_positional_arguments() -> None:
+    """``connect(receiver, sender, weak, dispatch_uid)`` and ``disconnect`` take positionals."""
+    rec, signal, thing = Recorder(), Signal(), Thing()
+    signal.connect(rec.sync("a"), thing, False, "uid")
+    [info] = signal.live_receivers()
+    assert (info.sender, info.weak, info.dispatch_uid) == (thing, False, "uid")
+    assert signal.disconnect(None, thing, "uid") is True
+
+
+class _SlottedWithMethod:
+    """An object without weak references that has a method."""
+
+    __slots__ = ()
+
+    def handle(self, **kwargs: Any) -> str:
+        return "handled"
+
+
+def test_weak_bound_method_of_unreferenceable_object_is_rejected() -> None:
+    """``weak=True`` with a method of an object without weak references is an error (#9)."""
+    signal, owner = Signal(), _SlottedWithMethod()
+    with pytest.raises(InvalidReceiverError, match=r"handle|_SlottedWithMethod"):
+        signal.connect(owner.handle)
+    assert signal.receivers == []
+    signal.connect(owner.handle, weak=False)
+    assert [value for _, value in signal.send(None)] == ["handled"]
+
+
+def test_receiver_decorator_rejects_non_signals() -> None:
+    """``@receiver`` given something other than signals raises ``TypeError`` at once."""
+    with pytest.raises(TypeError, match="Signal"):
+        receiver("not a signal")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="Signal"):
+        receiver([Signal(), object()])  # type: ignore[list-item]
