@@ -21,10 +21,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import settings
-from sqlalchemy import Engine, create_engine, inspect, select
 from sqlalchemy.orm import Session
 from tracing import Tracer, describe
 
+from sqlalchemy import Engine, create_engine, inspect, select
 from tidings.apps import apps
 from tidings.models import class_prepared, post_delete, post_save, pre_delete, pre_save
 from tidings.sqlalchemy import save
@@ -44,7 +44,7 @@ def code(*lines: str) -> None:
 
 
 @contextmanager
-def database() -> Iterator[Engine]:
+def open_database() -> Iterator[Engine]:
     """The engine of ``DATABASE_URL``, or of a temporary SQLite file; cleaned up at exit."""
     from database import Base
 
@@ -86,7 +86,12 @@ def populate(tracer: Tracer) -> None:
     print("app configs:")
     for config in apps.get_app_configs():
         print(f"  {config.label:<9} {type(config).__qualname__:<15} {config.verbose_name!r}")
-    print(f"modules imported, in order: {', '.join(imported)}")
+    models = [i for i, name in enumerate(imported) if name.endswith(".models")]
+    first, last = (models[0], models[-1] + 1) if models else (len(imported), len(imported))
+    print("app modules imported, in order:")
+    print(f"  phase 1: {', '.join(imported[:first])}")
+    print(f"  phase 2: {', '.join(imported[first:last])}")
+    print(f"  phase 3: {', '.join(imported[last:])}")
     print("receivers connected by the signals modules that ready() imported:")
     for signal in MODEL_SIGNALS:
         for info in signal.live_receivers():
@@ -221,11 +226,11 @@ def main() -> int:
     # Connected before any app: the tracer runs first and sees the class_prepared of each model.
     tracer.connect([class_prepared, *MODEL_SIGNALS])
     populate(tracer)
-    with database() as engine, Session(engine, expire_on_commit=False) as session:
+    with open_database() as engine:
         # expire_on_commit=False keeps the committed values in memory, so that ``changes``
         # can report the old value of an attribute changed after a commit.
-        scenario(session)
-        session.close()
+        with Session(engine, expire_on_commit=False) as session:
+            scenario(session)
         show_rows(engine)
 
     heading("apps.check()")
