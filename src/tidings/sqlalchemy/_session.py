@@ -152,6 +152,8 @@ def _before_flush(session: Session, flush_context: UOWTransaction, _instances: o
         flush = _FlushState()
         flush_context.attributes[_STATE_KEY] = flush
         for _ in range(_MAX_ROUNDS):
+            # Receivers of the previous round may have called save() for other objects.
+            explicit.update(session.info.pop(_SAVES_KEY, {}))
             saves = _new_saves(session, flush, explicit)
             deletes = _new_deletes(session, flush)
             if not saves and not deletes:
@@ -357,7 +359,9 @@ def save(
             ``frozenset``, and changes to other attributes are left unwritten (they stay in
             memory). An empty iterable returns at once: no signal, no SQL.
         flush: Flush the session now (the whole session: SQLAlchemy's unit of work writes
-            every pending change). With ``False`` the next flush saves it.
+            every pending change). With ``False`` the next flush saves it. Called from a
+            receiver during a flush, it never flushes: the object is written right after the
+            receivers, by the same ``flush()`` call.
 
     Raises:
         ValueError: ``update_fields`` names an attribute that is not a column or many-to-one
@@ -375,7 +379,9 @@ def save(
     if state.persistent:
         flag_dirty(instance)
     session.info.setdefault(_SAVES_KEY, {})[state] = fields
-    if flush:
+    # Inside a receiver the session is flushing and cannot flush again; the object is
+    # written by the flush that follows the receivers, within the same flush() call.
+    if flush and not session._flushing:
         session.flush()
 
 

@@ -431,3 +431,54 @@ def test_each_root_deleted_in_one_flush_is_the_origin_of_its_cascade(
         ("Book", 1): ("Book", 1),
         ("Book", 2): ("Book", 2),
     }
+
+
+def test_save_called_from_a_receiver_is_written_by_the_same_flush(
+    m: Any, session: Session, log: Log
+) -> None:
+    """save() inside a post_save receiver (Django's Profile.objects.create) does not flush
+    re-entrantly; the Profile is written before the outer flush() returns."""
+
+    def create_profile(instance: Any, created: bool, **kwargs: Any) -> None:
+        if created:
+            save(session, m.Profile(user=instance))
+
+    tm.post_save.connect(create_profile, sender=m.User)
+    try:
+        session.add(m.User(name="ada"))
+        session.flush()
+    finally:
+        tm.post_save.disconnect(create_profile, sender=m.User)
+    assert not session.new
+    assert [(name, sender) for name, sender, _ in log.calls] == [
+        ("pre_save", "User"),
+        ("post_save", "User"),
+        ("pre_save", "Profile"),
+        ("post_save", "Profile"),
+    ]
+
+
+def test_save_called_from_a_pre_save_receiver_joins_the_flush(
+    m: Any, session: Session, log: Log
+) -> None:
+    """save() of an unchanged object inside a pre_save receiver signals it in the same flush."""
+    author = m.Person(first_name="Ada")
+    session.add(author)
+    session.flush()
+
+    def touch_author(**kwargs: Any) -> None:
+        save(session, author, update_fields=["first_name"])
+
+    tm.pre_save.connect(touch_author, sender=m.Book)
+    try:
+        log.calls.clear()
+        session.add(m.Book(title="Emma"))
+        session.flush()
+    finally:
+        tm.pre_save.disconnect(touch_author, sender=m.Book)
+    assert [(name, sender, kw["update_fields"]) for name, sender, kw in log.calls] == [
+        ("pre_save", "Book", None),
+        ("pre_save", "Person", frozenset({"first_name"})),
+        ("post_save", "Book", None),
+        ("post_save", "Person", frozenset({"first_name"})),
+    ]
