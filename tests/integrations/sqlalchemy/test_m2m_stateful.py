@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
+from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-from sqlalchemy import create_engine, select
 from tests.oracle.m2m.harness import Recorder, build_world, by_phase, django_world, fresh_models
 from tidings.models import m2m_changed
 
