@@ -505,3 +505,25 @@ def test_orphan_removal_is_a_delete(django_side: DjangoSide, sqla_declarative: S
     assert [e[:2] for e in expected[-2:]] == [("pre_delete", "Page"), ("post_delete", "Page")]
     got = sqla_declarative.run(sqlalchemy, ("pre_save", "post_save", "pre_delete", "post_delete"))
     assert got == expected
+
+
+def test_signals_are_not_undone_by_a_rollback(django_side: DjangoSide, sqla: SqlaSide) -> None:
+    """A save inside a transaction that rolls back has already sent pre_save and post_save."""
+
+    def django(m: Any) -> None:
+        from django.db import transaction
+
+        with transaction.atomic():
+            m.Person.objects.create(first_name="Ada")
+            transaction.set_rollback(True)
+        assert m.Person.objects.count() == 0
+
+    async def sqlalchemy(db: Db) -> None:
+        db.add(db.models.Person(first_name="Ada"))
+        await db.flush()
+        await db.rollback()
+        assert await db.scalars(select(func.count()).select_from(db.models.Person)) == [0]
+
+    expected = django_side.run(django, ("pre_save", "post_save"))
+    assert [entry[0] for entry in expected] == ["pre_save", "post_save"]
+    assert sqla.run(sqlalchemy, ("pre_save", "post_save")) == expected
