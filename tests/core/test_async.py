@@ -371,3 +371,23 @@ def test_inline_is_ignored_by_send() -> None:
     signal.connect(rec.sync("a"), inline=True)
     signal.connect(rec.sync("b"))
     assert names(signal.send(None)) == [("a", "a-result"), ("b", "b-result")]
+
+
+@pytest.mark.xfail(
+    strict=True, reason="send() runs async receivers with asyncio.run, which unsets the loop"
+)
+def test_send_keeps_the_threads_current_event_loop() -> None:
+    """``send()`` with async receivers leaves the thread's current (not running) loop set.
+
+    Django runs them through asgiref in another thread and leaves the caller's loop alone.
+    """
+    rec, signal = Recorder(), Signal()
+    signal.connect(rec.asynchronous("a"))
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        assert names(signal.send(None)) == [("a", "a-result")]
+        assert asyncio.get_event_loop() is loop
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
