@@ -26,6 +26,8 @@ from typing import Any
 import blinker
 import django.dispatch
 import psygnal
+
+import tidings
 from bench._timing import (
     Batch,
     CpuShare,
@@ -37,8 +39,6 @@ from bench._timing import (
     print_table,
     statement_batch,
 )
-
-import tidings
 
 __all__ = ["run"]
 

@@ -34,6 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
+from waitress import wasyncore
+from waitress.server import create_server
+
 from bench._timing import (
     CpuShare,
     Settings,
@@ -43,9 +46,6 @@ from bench._timing import (
     environment,
     measure,
 )
-from waitress import wasyncore
-from waitress.server import create_server
-
 from tidings import asgi, wsgi
 from tidings.http import got_request_exception, request_finished, request_started
 
