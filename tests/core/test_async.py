@@ -373,9 +373,6 @@ def test_inline_is_ignored_by_send() -> None:
     assert names(signal.send(None)) == [("a", "a-result"), ("b", "b-result")]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="send() runs async receivers with asyncio.run, which unsets the loop"
-)
 def test_send_keeps_the_threads_current_event_loop() -> None:
     """``send()`` with async receivers leaves the thread's current (not running) loop set.
 

@@ -143,10 +143,6 @@ def test_receivers_rejects_foreign_entries() -> None:
     assert signal.receivers == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="connections moved to another signal still flag their first signal when they die",
-)
 def test_receivers_moved_between_signals_die_cleanly() -> None:
     """Connections assigned to another signal's ``receivers`` are purged there when they die."""
     rec, first, second = Recorder(), Signal(), Signal()
