@@ -1,6 +1,6 @@
 """The awaiting: running async receivers from sync code and sync receivers from async code.
 
-No asgiref: sync code runs async receivers in a fresh event loop with :func:`asyncio.run`; async
+No asgiref: sync code runs async receivers in a fresh event loop of their own; async
 code runs a batch of sync receivers in the running loop's default executor, inside a copy of the
 caller's context whose changes are written back afterwards, as asgiref's ``sync_to_async`` does.
 """
@@ -24,12 +24,34 @@ def in_running_loop() -> bool:
 
 
 def run_concurrently(awaitables: list[Awaitable[Any]]) -> list[Any]:
-    """Await ``awaitables`` concurrently in a new event loop; return their results in order."""
+    """Await ``awaitables`` concurrently in a new event loop; return their results in order.
+
+    Unlike :func:`asyncio.run`, the loop is never made the thread's current loop, so a loop the
+    caller had set (not running) stays current. As with :func:`asyncio.run`, tasks still pending
+    when the first failure ends the wait are cancelled before the loop closes.
+    """
 
     async def gather() -> list[Any]:
         return list(await asyncio.gather(*awaitables))
 
-    return asyncio.run(gather())
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(gather())
+    finally:
+        try:
+            pending = asyncio.all_tasks(loop)
+            if pending:
+                for task in pending:
+                    task.cancel()
+                loop.run_until_complete(_wait_cancelled(pending))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
+
+
+async def _wait_cancelled(tasks: set[asyncio.Task[Any]]) -> None:
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def run_in_thread(func: Callable[..., T], *args: Any) -> T:

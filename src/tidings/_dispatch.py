@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import heapq
 import inspect
 import logging
 import operator
@@ -62,12 +63,14 @@ Responses = list[tuple[Callable[..., Any], Any]]
 
 
 class _Everyone(enum.Enum):
-    """Sentinel for :meth:`Signal.live_receivers` called without a sender."""
+    """Sentinels meaning "every sender"."""
 
-    ALL_SENDERS = enum.auto()
+    ALL_SENDERS = enum.auto()  # Signal.live_receivers() called without a sender
+    EVERY_PLAN = enum.auto()  # a change after which every sender's plan is rebuilt
 
 
 ALL_SENDERS = _Everyone.ALL_SENDERS
+_EVERY_PLAN = _Everyone.EVERY_PLAN
 
 
 # asgiref's markcoroutinefunction sets this marker on Python < 3.12.
@@ -84,26 +87,60 @@ def _is_async(func: object) -> bool:
 class _Connection:
     """One connected receiver (a row of ``Signal.receivers``)."""
 
-    __slots__ = ("dispatch_uid", "inline", "is_async", "key", "receiver", "sender", "weak")
+    __slots__ = (
+        "dispatch_uid",
+        "inline",
+        "is_async",
+        "key",
+        "owner",
+        "receiver",
+        "sender",
+        "weak",
+    )
 
     def __init__(
         self,
+        owner: Signal,
         key: tuple[Any, Key | None],
-        receiver: Getter,
-        sender: Getter | None,
+        receiver: Callable[..., Any],
+        sender: Any,
         *,
         is_async: bool,
         inline: bool,
         weak: bool,
         dispatch_uid: object,
     ) -> None:
+        # The owner is the signal whose dead flag the references' callbacks raise.
+        self.owner = owner
         self.key = key
-        self.receiver = receiver
-        self.sender = sender
+        self.receiver = receiver_getter(receiver, weak, owner._flag_dead, owner)
+        self.sender = None if sender is None else sender_getter(sender, owner._flag_dead)
         self.is_async = is_async
         self.inline = inline
         self.weak = weak
         self.dispatch_uid = dispatch_uid
+
+    def adopted_by(self, signal: Signal) -> _Connection | None:
+        """This connection for ``signal``: itself, or a copy whose references flag ``signal``.
+
+        Returns None when the receiver or the sender has died.
+        """
+        if self.owner is signal:
+            return self
+        receiver = self.receiver()
+        sender = None if self.sender is None else self.sender()
+        if receiver is None or (self.sender is not None and sender is None):
+            return None
+        return _Connection(
+            signal,
+            self.key,
+            receiver,
+            sender,
+            is_async=self.is_async,
+            inline=self.inline,
+            weak=self.weak,
+            dispatch_uid=self.dispatch_uid,
+        )
 
     @property
     def sender_key(self) -> Key | None:
@@ -149,6 +186,25 @@ def _make_plan(connections: Iterable[_Connection]) -> Plan:
         tuple(asynchronous),
         tuple((inline, tuple(getters)) for inline, getters in runs),
     )
+
+
+def _make_plans(connections: tuple[_Connection, ...]) -> tuple[dict[Key, Plan], Plan]:
+    """Every sender's plan and the plan for any other sender, in one pass per plan."""
+    others: list[tuple[int, _Connection]] = []
+    own: dict[Key, list[tuple[int, _Connection]]] = {}
+    for index, connection in enumerate(connections):
+        if connection.sender_key is None:
+            others.append((index, connection))
+        else:
+            own.setdefault(connection.sender_key, []).append((index, connection))
+    plans = {
+        key: _make_plan(c for _, c in heapq.merge(others, entries, key=_first))
+        for key, entries in own.items()
+    }
+    return plans, _make_plan(c for _, c in others)
+
+
+_first = operator.itemgetter(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,9 +287,10 @@ class Signal:
         sender_key = None if sender is None else id_of(sender)
         key = (dispatch_uid or id_of(receiver), sender_key)
         connection = _Connection(
+            self,
             key,
-            receiver_getter(receiver, weak, self._flag_dead, self),
-            None if sender is None else sender_getter(sender, self._flag_dead),
+            receiver,
+            sender,
             is_async=is_async,
             inline=inline,
             weak=weak,
@@ -242,7 +299,8 @@ class Signal:
         with self.lock:
             live = self._live_connections()
             if not any(c.key == key for c in live):
-                self._install((*live, connection))
+                changed = sender_key if live is self._connections else _EVERY_PLAN
+                self._install((*live, connection), changed)
 
     def disconnect(
         self,
@@ -262,7 +320,8 @@ class Signal:
             live = self._live_connections()
             for index, connection in enumerate(live):
                 if connection.key == key:
-                    self._install(live[:index] + live[index + 1 :])
+                    changed = key[1] if live is self._connections else _EVERY_PLAN
+                    self._install(live[:index] + live[index + 1 :], changed)
                     return True
             if len(live) != len(self._connections):
                 self._install(live)
@@ -289,7 +348,8 @@ class Signal:
                     f"receivers, not {connection!r}"
                 )
         with self.lock:
-            self._install(connections)
+            adopted = (c.adopted_by(self) for c in connections)
+            self._install(tuple(c for c in adopted if c is not None))
             self._dead = True  # the restored connections may hold dead references
 
     @property
@@ -433,18 +493,29 @@ class Signal:
         self._dead = False
         return tuple(c for c in self._connections if c.alive())
 
-    def _install(self, connections: tuple[_Connection, ...]) -> None:
-        """Replace the connections and rebuild every plan; call with the lock held."""
+    def _install(
+        self, connections: tuple[_Connection, ...], changed: Key | _Everyone | None = _EVERY_PLAN
+    ) -> None:
+        """Replace the connections and rebuild the plans; call with the lock held.
+
+        ``changed`` names the only sender whose plan can differ (a connection for that sender
+        was added or removed), so that connecting many senders stays linear; a change to the
+        any-sender connections, or :data:`_EVERY_PLAN`, rebuilds every plan.
+        """
         self._connections = connections
         if not connections:
             self._state = None
             return
-        keys = dict.fromkeys(c.sender_key for c in connections if c.sender_key is not None)
-        plans = {
-            key: _make_plan(c for c in connections if c.sender_key in (None, key)) for key in keys
-        }
-        others = _make_plan(c for c in connections if c.sender_key is None)
-        self._state = (plans, others, any(isinstance(key, tuple) for key in keys))
+        if changed is None or isinstance(changed, _Everyone) or self._state is None:
+            plans, others = _make_plans(connections)
+        else:
+            plans, others = dict(self._state[0]), self._state[1]
+            relevant = [c for c in connections if c.sender_key in (None, changed)]
+            if any(c.sender_key is not None for c in relevant):
+                plans[changed] = _make_plan(relevant)
+            else:
+                plans.pop(changed, None)
+        self._state = (plans, others, any(isinstance(key, tuple) for key in plans))
 
     def _purge(self) -> tuple[dict[Key, Plan], Plan, bool] | None:
         with self.lock:
