@@ -470,14 +470,28 @@ class DispatchComparison(RuleBasedStateMachine):
 
     @invariant()
     def same_connections(self) -> None:
-        """Both signals reach the same senders and hold as many connections once purged."""
+        """Both signals reach the same receivers, in the same order, for every sender.
+
+        Django's private ``_live_receivers`` is the oracle for tidings' ``live_receivers``;
+        both also hold as many connections once dead ones are purged.
+        """
+        django_signal, tidings_signal = self.signals["django"], self.signals["tidings"]
         for index in range(SENDER_COUNT):
             if self.sendable(index):
                 sender = self.run.sender(index)
-                assert self.signals["django"].has_listeners(sender) == self.signals[
-                    "tidings"
-                ].has_listeners(sender)
-        assert len(self.signals["django"].receivers) == len(self.signals["tidings"].receivers)
+                assert django_signal.has_listeners(sender) == tidings_signal.has_listeners(sender)
+                sync, asynchronous = django_signal._live_receivers(sender)
+                expected = [_rname(r) for r in (*sync, *asynchronous)]
+                got = [_rname(info.receiver) for info in tidings_signal.live_receivers(sender)]
+                assert got == expected
+        assert len(django_signal.receivers) == len(tidings_signal.receivers)
+
+    @rule(method=st.sampled_from(("send", "send_robust")))
+    def send_from_every_sender(self, method: str) -> None:
+        """Send from every sender in turn, so that every sender's plan is exercised."""
+        for index in range(SENDER_COUNT):
+            if self.sendable(index):
+                self.send(index, method, index)
 
 
 class CachingDispatchComparison(DispatchComparison):
