@@ -48,11 +48,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._timing import Timing, environment
+from sqlalchemy import String, create_engine, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import StaticPool
 
-from sqlalchemy import String, create_engine, select
+from bench._timing import Timing, environment
 
 __all__ = ["run", "worker"]
 

@@ -21,10 +21,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import settings
+from sqlalchemy import Engine, create_engine, inspect, select
 from sqlalchemy.orm import Session
 from tracing import Tracer, describe
 
-from sqlalchemy import Engine, create_engine, inspect, select
 from tidings.apps import apps
 from tidings.models import class_prepared, post_delete, post_save, pre_delete, pre_save
 from tidings.sqlalchemy import save
