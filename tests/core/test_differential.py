@@ -384,7 +384,22 @@ class DispatchComparison(RuleBasedStateMachine):
             return result
 
         django_outcome, tidings_outcome = self.both(operation)
+        event(f"disconnect returned {tidings_outcome[-1]}")
         assert django_outcome == tidings_outcome
+
+    @rule(choice=st.integers(0, 63))
+    def disconnect_connected(self, choice: int) -> None:
+        """Disconnect one of the live connections, the way it was connected."""
+        infos = self.signals["tidings"].live_receivers()
+        if not infos:
+            return
+        info = infos[choice % len(infos)]
+        index = next(
+            i
+            for i in range(SENDER_COUNT)
+            if self.run.sender(i) is info.sender or (i == 3 and self.run.sender(i) == info.sender)
+        )
+        self.disconnect(_rname(info.receiver), index, info.dispatch_uid)
 
     @rule(sender=senders_st, method=st.sampled_from(("send", "send_robust")), value=st.integers())
     def send(self, sender: int, method: str, value: int) -> None:
