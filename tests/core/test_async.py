@@ -388,3 +388,49 @@ def test_send_keeps_the_threads_current_event_loop() -> None:
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+
+
+@pytest.mark.parametrize("method", ["asend", "asend_robust"])
+def test_asend_only_inline_receivers(method: str, caplog: pytest.LogCaptureFixture) -> None:
+    """With only inline sync receivers, ``asend`` calls them in order on the loop's thread."""
+    signal, threads = Signal(), []
+    error = ValueError("inline failure")
+
+    def first(**kwargs: Any) -> str:
+        threads.append(threading.get_ident())
+        return "first"
+
+    def failing(**kwargs: Any) -> str:
+        threads.append(threading.get_ident())
+        raise error
+
+    signal.connect(first, inline=True)
+    signal.connect(failing, inline=True)
+
+    async def main() -> tuple[Any, int]:
+        try:
+            return await getattr(signal, method)(None), threading.get_ident()
+        except ValueError as caught:
+            return caught, threading.get_ident()
+
+    result, loop_thread = asyncio.run(main())
+    assert threads == [loop_thread, loop_thread]
+    if method == "asend":
+        assert result is error
+    else:
+        assert result == [(first, "first"), (failing, error)]
+        assert len(caplog.records) == 1
+
+
+def test_asend_mixed_inline_and_threaded_context_changes() -> None:
+    """Context changes flow from an inline receiver to a threaded one and back to the caller."""
+    signal = Signal()
+    signal.connect(_increment, inline=True)
+    signal.connect(_increment_too)
+
+    async def main() -> tuple[list[Any], int]:
+        counter.set(1)
+        responses = await signal.asend(None)
+        return [value for _, value in responses], counter.get()
+
+    assert asyncio.run(main()) == ([2, 3], 3)
