@@ -202,22 +202,27 @@ def test_deviation_asend_failure_leaves_no_sync_receiver_running() -> None:
     logs = {}
     for name, module in (("django", django.dispatch), ("tidings", tidings)):
         log: list[str] = []
-        gate = threading.Event()
-        patience = 2.0 if name == "django" else 0.0
+        gate, started = threading.Event(), threading.Event()
+        patience = 5.0 if name == "django" else 0.0
 
         def slow(
             log: list[str] = log,
             gate: threading.Event = gate,
+            started: threading.Event = started,
             patience: float = patience,
             **kwargs: Any,
         ) -> None:
             log.append("slow-start")
+            started.set()
             gate.wait(timeout=patience)
             log.append("slow-end")
 
-        async def failing(**kwargs: Any) -> None:
-            # Long enough for Django's worker thread to have started the sync receiver.
-            await asyncio.sleep(0.2)
+        async def failing(started: threading.Event = started, **kwargs: Any) -> None:
+            # Fail only once the sync receiver has started (Django overlaps them; tidings not).
+            for _ in range(50):
+                if started.is_set():
+                    break
+                await asyncio.sleep(0.01)
             raise ValueError("async failure")
 
         signal = module.Signal()
