@@ -359,3 +359,16 @@ def test_receiver_decorator_rejects_non_signals() -> None:
         receiver("not a signal")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="Signal"):
         receiver([Signal(), object()])  # type: ignore[list-item]
+
+
+def test_named_signal_repr_and_errors_name_it() -> None:
+    """A signal's optional name appears in its repr and in the errors it raises (extension)."""
+    rec, signal = Recorder(), Signal(name="order_paid")
+    assert "order_paid" in repr(signal)
+    with pytest.raises(ReceiverSignatureError) as info:
+        signal.connect(_positional)
+    assert "order_paid" in str(info.value)
+    assert "_positional" in str(info.value)
+    signal.connect(rec.sync("a"))
+    with pytest.raises(TypeError, match="order_paid"):
+        signal.send(None, signal=1)
