@@ -33,16 +33,15 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import heapq
 import inspect
 import logging
-import operator
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from tidings import _async
+from tidings._connections import NO_PLAN, Connection, Plan, alive, deref, make_plan, make_plans
 from tidings._errors import AsyncReceiversInEventLoopError, InvalidReceiverError
 from tidings._refs import (
     Getter,
@@ -50,8 +49,6 @@ from tidings._refs import (
     check_receiver,
     describe,
     id_of,
-    receiver_getter,
-    sender_getter,
 )
 
 __all__ = ["ReceiverInfo", "Signal", "receiver"]
@@ -82,129 +79,6 @@ def _is_async(func: object) -> bool:
     return inspect.iscoroutinefunction(func) or (
         getattr(func, "_is_coroutine", None) is _ASGIREF_MARKER
     )
-
-
-class _Connection:
-    """One connected receiver (a row of ``Signal.receivers``)."""
-
-    __slots__ = (
-        "dispatch_uid",
-        "inline",
-        "is_async",
-        "key",
-        "owner",
-        "receiver",
-        "sender",
-        "weak",
-    )
-
-    def __init__(
-        self,
-        owner: Signal,
-        key: tuple[Any, Key | None],
-        receiver: Callable[..., Any],
-        sender: Any,
-        *,
-        is_async: bool,
-        inline: bool,
-        weak: bool,
-        dispatch_uid: object,
-    ) -> None:
-        # The owner is the signal whose dead flag the references' callbacks raise.
-        self.owner = owner
-        self.key = key
-        self.receiver = receiver_getter(receiver, weak, owner._flag_dead, owner)
-        self.sender = None if sender is None else sender_getter(sender, owner._flag_dead)
-        self.is_async = is_async
-        self.inline = inline
-        self.weak = weak
-        self.dispatch_uid = dispatch_uid
-
-    def adopted_by(self, signal: Signal) -> _Connection | None:
-        """This connection for ``signal``: itself, or a copy whose references flag ``signal``.
-
-        Returns None when the receiver or the sender has died.
-        """
-        if self.owner is signal:
-            return self
-        receiver = self.receiver()
-        sender = None if self.sender is None else self.sender()
-        if receiver is None or (self.sender is not None and sender is None):
-            return None
-        return _Connection(
-            signal,
-            self.key,
-            receiver,
-            sender,
-            is_async=self.is_async,
-            inline=self.inline,
-            weak=self.weak,
-            dispatch_uid=self.dispatch_uid,
-        )
-
-    @property
-    def sender_key(self) -> Key | None:
-        return self.key[1]
-
-    def alive(self) -> bool:
-        return self.receiver() is not None and (self.sender is None or self.sender() is not None)
-
-    def __repr__(self) -> str:
-        return f"<connection of {self.receiver()!r} for sender {self.sender and self.sender()!r}>"
-
-
-_call: Callable[[Getter], Any] = getattr(operator, "call", lambda getter: getter())
-
-
-def _alive(getters: tuple[Getter, ...]) -> list[Callable[..., Any]]:
-    """Dereference every getter first, then drop the dead: the snapshot a send works on."""
-    return [r for r in list(map(_call, getters)) if r is not None]
-
-
-# A plan is what a send to one sender needs, precomputed on every change of the connections:
-# (sync getters, async getters, sync getters grouped into runs of equal ``inline`` flags).
-Plan = tuple[tuple[Getter, ...], tuple[Getter, ...], tuple[tuple[bool, tuple[Getter, ...]], ...]]
-_NO_PLAN: Plan = ((), (), ())
-
-
-def _make_plan(connections: Iterable[_Connection]) -> Plan:
-    sync: list[_Connection] = []
-    asynchronous: list[Getter] = []
-    for connection in connections:
-        if connection.is_async:
-            asynchronous.append(connection.receiver)
-        else:
-            sync.append(connection)
-    runs: list[tuple[bool, list[Getter]]] = []
-    for connection in sync:
-        if runs and runs[-1][0] == connection.inline:
-            runs[-1][1].append(connection.receiver)
-        else:
-            runs.append((connection.inline, [connection.receiver]))
-    return (
-        tuple(c.receiver for c in sync),
-        tuple(asynchronous),
-        tuple((inline, tuple(getters)) for inline, getters in runs),
-    )
-
-
-def _make_plans(connections: tuple[_Connection, ...]) -> tuple[dict[Key, Plan], Plan]:
-    """Every sender's plan and the plan for any other sender, in one pass per plan."""
-    others: list[tuple[int, _Connection]] = []
-    own: dict[Key, list[tuple[int, _Connection]]] = {}
-    for index, connection in enumerate(connections):
-        if connection.sender_key is None:
-            others.append((index, connection))
-        else:
-            own.setdefault(connection.sender_key, []).append((index, connection))
-    plans = {
-        key: _make_plan(c for _, c in heapq.merge(others, entries, key=_first))
-        for key, entries in own.items()
-    }
-    return plans, _make_plan(c for _, c in others)
-
-
-_first = operator.itemgetter(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +117,7 @@ class Signal:
         self.name = name
         # Re-entrant, so that a caller can hold it to read and assign ``receivers`` atomically.
         self.lock = threading.RLock()
-        self._connections: tuple[_Connection, ...] = ()
+        self._connections: tuple[Connection, ...] = ()
         # (plans by sender key, plan for every other sender, whether any key is a method's)
         self._state: tuple[dict[Key, Plan], Plan, bool] | None = None
         self._dead = False
@@ -286,7 +160,7 @@ class Signal:
         is_async = self._check_connectable(receiver, inline)
         sender_key = None if sender is None else id_of(sender)
         key = (dispatch_uid or id_of(receiver), sender_key)
-        connection = _Connection(
+        connection = Connection(
             self,
             key,
             receiver,
@@ -328,7 +202,7 @@ class Signal:
             return False
 
     @property
-    def receivers(self) -> list[_Connection]:
+    def receivers(self) -> list[Connection]:
         """The connections, in connection order (dead ones included until purged).
 
         Assigning a list previously read from this property restores those connections,
@@ -339,10 +213,10 @@ class Signal:
         return list(self._connections)
 
     @receivers.setter
-    def receivers(self, connections: Iterable[_Connection]) -> None:
+    def receivers(self, connections: Iterable[Connection]) -> None:
         connections = tuple(connections)
         for connection in connections:
-            if not isinstance(connection, _Connection):
+            if not isinstance(connection, Connection):
                 raise TypeError(
                     f"{self!r}.receivers accepts only connections read from a signal's "
                     f"receivers, not {connection!r}"
@@ -395,7 +269,7 @@ class Signal:
             r = sync[0]()
             return [] if r is None else [(r, r(**kwargs))]
         responses = []
-        for r in list(map(_call, sync)):
+        for r in list(map(deref, sync)):
             if r is not None:
                 responses.append((r, r(**kwargs)))
         return responses
@@ -413,7 +287,7 @@ class Signal:
         kwargs = self._arguments(sender, named)
         if asynchronous:
             return self._send_mixed(kwargs, sync, asynchronous, True)
-        return self._call_robust(_alive(sync), kwargs)
+        return self._call_robust(alive(sync), kwargs)
 
     async def asend(self, sender: Any, **named: Any) -> Responses:
         """Call every receiver matching ``sender`` from async code.
@@ -425,7 +299,7 @@ class Signal:
         _, asynchronous, runs = self._plan(sender)
         if not asynchronous and len(runs) == 1 and runs[0][0]:
             # Only inline receivers: nothing to await, so this is send() without the loop check.
-            return self._call(_alive(runs[0][1]), self._arguments(sender, named))
+            return self._call(alive(runs[0][1]), self._arguments(sender, named))
         return await self._asend(asynchronous, runs, sender, named, robust=False)
 
     async def asend_robust(self, sender: Any, **named: Any) -> Responses:
@@ -486,7 +360,7 @@ class Signal:
         # Runs inside garbage collection, possibly while this thread holds the lock: only flag.
         self._dead = True
 
-    def _live_connections(self) -> tuple[_Connection, ...]:
+    def _live_connections(self) -> tuple[Connection, ...]:
         """The connections without dead ones; call with the lock held."""
         if not self._dead:
             return self._connections
@@ -494,7 +368,7 @@ class Signal:
         return tuple(c for c in self._connections if c.alive())
 
     def _install(
-        self, connections: tuple[_Connection, ...], changed: Key | _Everyone | None = _EVERY_PLAN
+        self, connections: tuple[Connection, ...], changed: Key | _Everyone | None = _EVERY_PLAN
     ) -> None:
         """Replace the connections and rebuild the plans; call with the lock held.
 
@@ -507,12 +381,12 @@ class Signal:
             self._state = None
             return
         if changed is None or isinstance(changed, _Everyone) or self._state is None:
-            plans, others = _make_plans(connections)
+            plans, others = make_plans(connections)
         else:
             plans, others = dict(self._state[0]), self._state[1]
             relevant = [c for c in connections if c.sender_key in (None, changed)]
             if any(c.sender_key is not None for c in relevant):
-                plans[changed] = _make_plan(relevant)
+                plans[changed] = make_plan(relevant)
             else:
                 plans.pop(changed, None)
         self._state = (plans, others, any(isinstance(key, tuple) for key in plans))
@@ -529,7 +403,7 @@ class Signal:
         if state is not None and self._dead:
             state = self._purge()
         if state is None:
-            return _NO_PLAN
+            return NO_PLAN
         plans, others, by_method = state
         return plans.get(id_of(sender) if by_method else id(sender), others)
 
@@ -585,8 +459,8 @@ class Signal:
                 f"{kwargs['sender']!r}; use 'await signal.asend(...)' instead. "
                 "No receiver was called."
             )
-        sync_receivers = _alive(sync)
-        async_receivers = _alive(asynchronous)
+        sync_receivers = alive(sync)
+        async_receivers = alive(asynchronous)
         responses = (self._call_robust if robust else self._call)(sync_receivers, kwargs)
         if async_receivers:
             results = _async.run_concurrently(self._awaitables(async_receivers, kwargs, robust))
@@ -605,8 +479,8 @@ class Signal:
         if not runs and not asynchronous:
             return []
         kwargs = self._arguments(sender, named)
-        snapshot = [(inline, _alive(getters)) for inline, getters in runs]
-        async_receivers = _alive(asynchronous)
+        snapshot = [(inline, alive(getters)) for inline, getters in runs]
+        async_receivers = alive(asynchronous)
         call = self._call_robust if robust else self._call
         responses: Responses = []
         for inline, receivers in snapshot:

@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from tidings._dispatch import Signal, _Connection
+from tidings._connections import Connection
+from tidings._dispatch import Signal
 from tidings._refs import describe, id_of
 
 __all__ = ["Call", "Capture", "Muted", "capture", "muted"]
@@ -270,7 +271,7 @@ class _Saved:
     """What one :class:`Muted` entry took out of one signal."""
 
     signal: Signal
-    before: list[_Connection]
+    before: list[Connection]
     removed: set[int]  # ids of removed connections; ``before`` keeps them alive, ids stable
 
 
