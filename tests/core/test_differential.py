@@ -4,8 +4,9 @@ A Hypothesis state machine drives one Django signal and one tidings signal throu
 random operations (connect, disconnect, the four sends, ``has_listeners``, receiver death and
 rebirth, receivers that connect, disconnect or kill other receivers during a send) and requires
 the same observable results: who was called in which order, return values mapped to receiver
-names, exception types, disconnect results, robust-send log messages, and the number of
-connections once dead ones are purged.
+names, exception types, disconnect results, robust-send log messages, and, after every step
+and for every sender, the receivers a send would reach (Django's private ``_live_receivers``
+is the oracle for ``live_receivers``) and the number of connections once dead ones are purged.
 
 Every receiver has a twin, one per signal, so that a receiver killing another during a send
 kills only the twin of the signal being sent. Module-level functions are shared by both
@@ -17,10 +18,12 @@ so senders never die here; (b) with ``use_caching=True`` Django raises ``TypeErr
 senders that are not weakly referenceable or not hashable, so the caching machine sends only
 from weakly referenceable senders, and Django's caching matches equal senders; (c) Django 5.2's
 ``asend`` runs the sync receivers concurrently with the async ones, tidings runs them first, so
-for ``asend`` the sync calls and the async calls are compared separately; (d) Django fails on a
+for ``asend`` the sync calls and the async calls are compared separately, and while any
+receiver fails ``asend_robust`` replaces ``asend`` (Django's failing ``asend`` cancels its sync
+batch at a random point); (d) Django fails on a
 failing receiver without ``__qualname__`` and on unhashable senders, so callable instances here
 never fail and lists are never sent in the plain machine; Django 5.2's ``asend`` loses context
-variable changes of sync receivers.
+variable changes of sync receivers, so every ``asend`` runs in a fresh context.
 """
 
 from __future__ import annotations
