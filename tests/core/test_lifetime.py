@@ -192,3 +192,33 @@ def test_non_weakrefable_sender_is_held_while_connected() -> None:
     assert type(info.sender) is object
     assert names(signal.send(info.sender)) == [("a", "a-result")]
     assert signal.disconnect(rec.receivers["a"], sender=info.sender) is True
+
+
+class _Unreferenceable:
+    """A sender without weak references that reports when it is freed."""
+
+    __slots__ = ("freed",)
+
+    def __init__(self, freed: list[bool]) -> None:
+        self.freed = freed
+
+    def __del__(self) -> None:
+        self.freed.append(True)
+
+
+@pytest.mark.parametrize("how", ["disconnect", "receiver-dies"])
+def test_strongly_held_sender_is_released_with_its_connections(how: str) -> None:
+    """A sender held because it has no weak references is freed once its connections go."""
+    rec, signal, freed = Recorder(), Signal(), []
+    sender = _Unreferenceable(freed)
+    signal.connect(rec.sync("a"), sender=sender)
+    assert signal.has_listeners(sender)
+    if how == "disconnect":
+        assert signal.disconnect(rec.receivers["a"], sender=sender)
+    else:
+        rec.forget("a")
+    del sender
+    gc.collect()
+    signal.has_listeners()  # purges dead connections
+    gc.collect()
+    assert freed == [True]
