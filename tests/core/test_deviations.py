@@ -12,6 +12,8 @@ import contextvars
 import gc
 import threading
 import time
+import tracemalloc
+import weakref
 from typing import Any
 
 import django.dispatch
@@ -283,3 +285,40 @@ def test_deviation_connect_always_validates() -> None:
     with pytest.raises(tidings.ReceiverSignatureError):
         signal.connect(_no_kwargs)
     assert signal.receivers == []
+
+
+def _finalizers_of(obj: object) -> int:
+    """How many live ``weakref.finalize`` objects watch ``obj``."""
+    registry = weakref.finalize._registry  # type: ignore[attr-defined]
+    return sum(1 for f in list(registry) if (f.peek() or (None,))[0] is obj)
+
+
+def test_deviation_repeated_weak_connect_does_not_leak() -> None:
+    """Django 5.2 leaves a ``weakref.finalize`` behind per weak connect; tidings leaks nothing.
+
+    Deviation (d): connecting and disconnecting a long-lived receiver (a module-level function)
+    in a loop grows Django's finalizer registry by one entry per connect, forever.
+    """
+    before = _finalizers_of(_answer)
+    oracle = django.dispatch.Signal()
+    for _ in range(1000):
+        oracle.connect(_answer)
+        oracle.disconnect(_answer)
+    assert _finalizers_of(_answer) - before == 1000
+
+    signal = tidings.Signal()
+    for _ in range(100):  # warm up allocator free lists
+        signal.connect(_answer)
+        signal.disconnect(_answer)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        for _ in range(1000):
+            signal.connect(_answer)
+            signal.disconnect(_answer)
+        gc.collect()
+        growth = tracemalloc.get_traced_memory()[0] - start
+    finally:
+        tracemalloc.stop()
+    assert growth < 4096, f"{growth} bytes kept after 1000 connect/disconnect cycles"
