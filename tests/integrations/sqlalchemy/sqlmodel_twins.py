@@ -66,12 +66,16 @@ class User(Base, table=True):
     __tablename__ = "user_account"
     id: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
     name: str
+    profile: Optional["Profile"] = Relationship(
+        back_populates="user",
+        sa_relationship_kwargs={"uselist": False, "cascade": "all, delete-orphan"},
+    )
 
 
 class Profile(Base, table=True):
     id: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
-    user_id: int = Field(foreign_key="user_account.id")
-    user: Optional["User"] = Relationship()
+    user_id: int = Field(foreign_key="user_account.id", unique=True)
+    user: Optional["User"] = Relationship(back_populates="profile")
 
 
 MODELS = SimpleNamespace(

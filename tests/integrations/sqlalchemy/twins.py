@@ -91,12 +91,16 @@ def build(base: Any) -> SimpleNamespace:
         __tablename__ = "user_account"
         id: Mapped[int] = mapped_column(primary_key=True)
         name: Mapped[str] = mapped_column(String(50))
+        # The reverse side of the one-to-one; "delete-orphan" also deletes a replaced profile.
+        profile: Mapped[Optional[Profile]] = relationship(  # noqa: UP045
+            back_populates="user", cascade="all, delete-orphan"
+        )
 
     class Profile(base):  # type: ignore[misc,valid-type]
         __tablename__ = "profile"
         id: Mapped[int] = mapped_column(primary_key=True)
-        user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
-        user: Mapped[User] = relationship()
+        user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), unique=True)
+        user: Mapped[User] = relationship(back_populates="profile")
 
     return SimpleNamespace(
         Base=base,

@@ -72,7 +72,8 @@ class User(models.Model):
 
 
 class Profile(models.Model):
-    user = models.ForeignKey(User, on_delete=models.CASCADE)
+    # The classic tutorial's one-to-one: ``user.profile`` is the reverse side.
+    user = models.OneToOneField(User, on_delete=models.CASCADE)
 
     class Meta:
         app_label = "lifecycle"
