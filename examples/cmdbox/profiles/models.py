@@ -37,4 +37,6 @@ class Profile(Base):
     user: Mapped[User] = relationship(back_populates="profile")
 
     def __repr__(self) -> str:
-        return f"<Profile {self.id} of user {self.user_id}>"
+        # Profile(user=u) fills in user_id only when the flush writes the row.
+        user_id = self.user_id if self.user_id is not None else getattr(self.user, "id", None)
+        return f"<Profile {self.id} of user {user_id}>"

@@ -21,7 +21,6 @@ import logging
 from typing import Any
 
 from sqlalchemy.orm import object_session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from profiles.models import Profile, User
 from tidings import receiver
@@ -35,13 +34,10 @@ logger = logging.getLogger(__name__)
 def create_user_profile(sender: type[User], instance: User, created: bool, **kwargs: Any) -> None:
     """Give a newly created user its profile."""
     if created:
-        # Django: Profile.objects.create(user=instance). Assigning ``instance.profile`` would
-        # also work, but would make the flush report the user as changed once more.
-        profile = Profile(user_id=instance.id)
+        # Django: Profile.objects.create(user=instance).
         session = object_session(instance)
         assert session is not None
-        session.add(profile)
-        set_committed_value(instance, "profile", profile)
+        session.add(Profile(user=instance))
         logger.info("added a Profile for %r", instance)
 
 
