@@ -28,37 +28,29 @@ Other parts of the integration (many-to-many) plug in with :func:`add_flush_hook
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 from sqlalchemy import event, inspect
-from sqlalchemy.orm import ColumnProperty, Mapper, RelationshipProperty, Session, object_mapper
-from sqlalchemy.orm.attributes import (
-    History,
-    flag_dirty,
-    get_history,
-    instance_state,
-    set_committed_value,
-)
-from sqlalchemy.orm.base import MANYTOONE, LoaderCallableStatus, PassiveFlag
+from sqlalchemy.orm import Mapper, Session, object_mapper
+from sqlalchemy.orm.attributes import flag_dirty, instance_state, set_committed_value
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.orm.unitofwork import UOWTransaction
 
 from tidings.models import post_delete, post_save, pre_delete, pre_save
 from tidings.sqlalchemy import _delete
+from tidings.sqlalchemy._fields import (
+    changes_of,
+    expunged_by_flush,
+    field_keys,
+    fields_modified,
+    read_history,
+    removed_children,
+)
 from tidings.sqlalchemy._registry import is_instrumented
 from tidings.sqlalchemy._send import send
 
-__all__ = [
-    "FlushHook",
-    "add_flush_hook",
-    "changes_of",
-    "field_keys",
-    "install",
-    "save",
-    "using_for",
-]
+__all__ = ["FlushHook", "add_flush_hook", "install", "save", "using_for"]
 
 FlushHook = Callable[[Session, UOWTransaction], None]
 Stage = Literal["before_flush", "after_flush", "after_flush_postexec"]
@@ -142,99 +134,6 @@ def using_for(session: Session, mapper: Mapper[Any]) -> str:
     return str(value)
 
 
-def field_keys(mapper: Mapper[Any]) -> tuple[str, ...]:
-    """Return the keys of ``mapper``'s attributes that are fields of its row, in mapper order.
-
-    Those are the column attributes and the many-to-one relationships that write (their
-    foreign key is in this row), like Django's concrete fields. One-to-many and many-to-many
-    relationships, including the reverse side of a one-to-one (``User.profile``), write other
-    rows or an association table: changing them is not a save of this object.
-    """
-    keys = _field_keys.get(mapper)
-    if keys is None:
-        keys = _field_keys[mapper] = tuple(
-            key for key, prop in mapper.attrs.items() if _is_field(prop)
-        )
-    return keys
-
-
-_field_keys: weakref.WeakKeyDictionary[Mapper[Any], tuple[str, ...]] = weakref.WeakKeyDictionary()
-
-
-def _is_field(prop: object) -> bool:
-    if isinstance(prop, ColumnProperty):
-        return True
-    return (
-        isinstance(prop, RelationshipProperty) and prop.direction is MANYTOONE and not prop.viewonly
-    )
-
-
-def _history(
-    state: InstanceState[Any],
-    key: str,
-    *,
-    load: bool,
-    passive: PassiveFlag = PassiveFlag.NO_CHANGE,
-) -> History:
-    """Return the history of ``state``'s attribute ``key``; never load unless ``load``.
-
-    A relationship SQLAlchemy keeps with "deferred history" (the reverse side of a one-to-one,
-    a many-to-one not joined on the primary key) does not load its old value when it is set;
-    reading its history loads it, whatever the passive flags, and so does the flush itself.
-    With ``load`` (``before_flush``: nothing is written yet) it is loaded here and recorded
-    as the committed value, as ``active_history`` would have done when it was set: later
-    readers, the flush included, then find it without another query. Without ``load`` (after
-    the rows are written, when a load would bring back rows the flush just wrote), the old
-    value is reported as unknown. Other attributes are read with ``passive``, by default as
-    ``Session.is_modified()`` reads them: no loader callable and no SQL.
-    """
-    if state.committed_state.get(key) is LoaderCallableStatus.PASSIVE_NO_RESULT:
-        if not (load and state.has_identity):
-            return History([state.dict.get(key)], (), ())
-        history = state.get_history(key, _FLUSH_HISTORY)
-        state.committed_state[key] = (*history.deleted, *history.unchanged, None)[0]
-        return history
-    return get_history(state.obj(), key, passive=passive)
-
-
-#: How SQLAlchemy's flush reads a relationship's history.
-_FLUSH_HISTORY = PassiveFlag.PASSIVE_NO_INITIALIZE | PassiveFlag.INCLUDE_PENDING_MUTATIONS
-
-
-def changes_of(instance: Any, *, load: bool = False) -> dict[str, tuple[Any, Any]]:
-    """Return ``{attribute: (old, new)}`` for the column and many-to-one attributes changed.
-
-    ``old`` is None when the old value was never loaded (for example expired by a commit).
-
-    Args:
-        instance: A persistent instance.
-        load: Load an old value that SQLAlchemy loads only at flush (see :func:`_history`).
-            Pass True only before any row of the flush is written; by default nothing is
-            loaded, which is safe in any flush hook.
-    """
-    state = instance_state(instance)
-    result: dict[str, tuple[Any, Any]] = {}
-    for key in field_keys(state.mapper):
-        history = _history(state, key, load=load)
-        if history.added or history.deleted:
-            old = history.deleted[0] if history.deleted else None
-            new = history.added[0] if history.added else None
-            result[key] = (old, new)
-    return result
-
-
-def _fields_modified(state: InstanceState[Any]) -> bool:
-    """Tell whether the flush will UPDATE this object's row: ``Session.is_modified()``
-    restricted to the fields (it also counts the reverse side of a one-to-one)."""
-    if not state.modified:
-        return False
-    for key in field_keys(state.mapper):
-        history = _history(state, key, load=True)
-        if history.added or history.deleted:
-            return True
-    return False
-
-
 def _before_flush(session: Session, flush_context: UOWTransaction, _instances: object) -> None:
     explicit: dict[InstanceState[Any], frozenset[str] | None] = session.info.pop(_SAVES_KEY, {})
     if explicit or _listening():
@@ -268,7 +167,7 @@ def _new_saves(
         state = instance_state(obj)
         if state in seen or not is_instrumented(type(obj)):
             continue
-        if _expunged_by_flush(state):
+        if expunged_by_flush(state):
             continue  # removed from its parent before ever being flushed: the flush expunges it
         seen.add(state)
         if pre_save.has_listeners(type(obj)) or post_save.has_listeners(type(obj)):
@@ -284,7 +183,7 @@ def _new_saves(
             fields = explicit[state]
             if fields is not None:
                 _keep_only(state, fields)
-        elif _fields_modified(state):
+        elif fields_modified(state):
             fields = None
         else:
             continue  # unchanged, or only other rows change: Django would not save it
@@ -295,20 +194,6 @@ def _new_saves(
     return found
 
 
-def _expunged_by_flush(state: InstanceState[Any]) -> bool:
-    """Tell whether the flush will expunge this pending object instead of inserting it.
-
-    This is the test of ``Session._flush()``: a pending orphan is dropped only when it was
-    detached from its delete-orphan parent while that parent was outside the session. Any
-    other pending orphan (say, a child added with only its foreign-key value set) is inserted.
-    """
-    return (
-        not state.has_identity
-        and state._orphaned_outside_of_session
-        and state.mapper._is_orphan(state)
-    )
-
-
 def _keep_only(state: InstanceState[Any], fields: frozenset[str]) -> None:
     """Leave unwritten the changes to attributes not in ``update_fields``, as Django does.
 
@@ -317,7 +202,7 @@ def _keep_only(state: InstanceState[Any], fields: frozenset[str]) -> None:
     """
     obj = state.obj()
     for key in field_keys(state.mapper):
-        if key not in fields and _history(state, key, load=True).added:
+        if key not in fields and read_history(state, key, load=True).added:
             set_committed_value(obj, key, state.dict[key])
 
 
@@ -338,7 +223,7 @@ def _new_deletes(session: Session, flush: _FlushState) -> list[Any]:
         # it (the same test SQLAlchemy's flush applies), so it is signalled as a deletion.
         if state not in flush.seen and state.has_identity and state.mapper._is_orphan(state):
             orphans.append(obj)
-    orphans.extend(_removed_children(session))
+    orphans.extend(removed_children(session))
     for orphan in orphans:
         # The flush deletes what the orphan's own delete cascade reaches, too.
         mapper = object_mapper(orphan)
@@ -350,46 +235,6 @@ def _new_deletes(session: Session, flush: _FlushState) -> list[Any]:
             flush.seen.add(state)
             found.append(obj)
     return found
-
-
-def _removed_children(session: Session) -> list[Any]:
-    """Return the persistent children the flush deletes as orphans of a changed relationship.
-
-    This is the test of SQLAlchemy's dependency processors for a ``delete-orphan``
-    relationship: each object in its history's ``deleted`` that no longer has a parent. It
-    finds the orphans whose removal did not mark them dirty, above all the old value of a
-    one-to-one (``user.profile = None`` or ``= Profile()``) that was never loaded.
-
-    Such an old value is loaded here, in ``before_flush``, before anything is written (the
-    flush would load it a moment later for the same test), and kept as the committed value
-    (see :func:`_history`), which also keeps the object alive until the flush is over: the
-    identity map holds it only weakly.
-    """
-    found: list[Any] = []
-    for obj in (*session.new, *session.dirty):
-        state = instance_state(obj)
-        for key in _delete_orphan_keys(state.mapper):
-            history = _history(state, key, load=True, passive=_FLUSH_HISTORY)
-            impl = state.manager[key].impl
-            for child in history.deleted:
-                if child is None:
-                    continue
-                child_state = instance_state(child)
-                if child_state.has_identity and impl.hasparent(child_state) is False:
-                    found.append(child)
-    return found
-
-
-def _delete_orphan_keys(mapper: Mapper[Any]) -> tuple[str, ...]:
-    keys = _orphan_keys.get(mapper)
-    if keys is None:
-        keys = _orphan_keys[mapper] = tuple(
-            rel.key for rel in mapper.relationships if rel._cascade.delete_orphan
-        )
-    return keys
-
-
-_orphan_keys: weakref.WeakKeyDictionary[Mapper[Any], tuple[str, ...]] = weakref.WeakKeyDictionary()
 
 
 def _using(session: Session, flush: _FlushState, mapper: Mapper[Any]) -> str:
