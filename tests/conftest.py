@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -19,9 +20,12 @@ def _server_missing(what: str, install: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A URL (``postgresql://…``, no driver) of a new empty database, dropped afterwards."""
+@contextlib.contextmanager
+def fresh_postgres_database(prefix: str = "tidings") -> Iterator[str]:
+    """Create a new empty database, yield its URL (``postgresql://…``, no driver), drop it.
+
+    Skips the test where PostgreSQL is unreachable, or fails it under ``CI=true``.
+    """
     try:
         import psycopg
     except ImportError:  # pragma: no cover - psycopg is a dev dependency
@@ -35,7 +39,7 @@ def postgres_url() -> Iterator[str]:
             "install and start PostgreSQL or set TIDINGS_POSTGRES_URL",
         )
         raise
-    name = f"tidings_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
         try:
@@ -43,3 +47,10 @@ def postgres_url() -> Iterator[str]:
             yield f"{base}/{name}"
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL (``postgresql://…``, no driver) of a new empty database, dropped afterwards."""
+    with fresh_postgres_database() as url:
+        yield url

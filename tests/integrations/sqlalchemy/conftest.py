@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 import tidings.models as tm
+from tests.conftest import fresh_postgres_database
 from tests.integrations.sqlalchemy import twins
 from tidings.apps import apps
 from tidings.sqlalchemy import asave, instrument, save
@@ -309,28 +310,8 @@ def shared_postgres_url() -> Iterator[str]:
     Creating a database per test, as the ``postgres_url`` fixture does, would cost most of the
     time of these tests; the skip-or-fail rule is the same.
     """
-    import uuid
-
-    import psycopg
-
-    from tests.conftest import POSTGRES_URL, _server_missing
-
-    try:
-        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        _server_missing(
-            f"PostgreSQL at {POSTGRES_URL} ({exc.__class__.__name__})",
-            "install and start PostgreSQL or set TIDINGS_POSTGRES_URL",
-        )
-        raise
-    name = f"tidings_sa_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            base, _, _ = POSTGRES_URL.rpartition("/")
-            yield f"{base}/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database("tidings_sa") as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)
