@@ -60,6 +60,7 @@ def main() -> None:
     handler.setFormatter(OneLineFormatter("    [log] %(name)s ERROR: %(message)s"))
     logging.getLogger("tidings").addHandler(handler)
 
+    print("== The tidings core: receivers, senders, send_robust, asend ".ljust(80, "="))
     print("send(Shop): every receiver, sync ones first, then async ones")
     show(order_placed.send(sender=Shop, order_id=1))
 
