@@ -33,7 +33,13 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from tidings.http import REPORTED_KEY as _REPORTED_KEY
-from tidings.http import Request, got_request_exception, request_finished, request_started
+from tidings.http import (
+    Request,
+    got_request_exception,
+    has_request_listeners,
+    request_finished,
+    request_started,
+)
 
 __all__ = [
     "ASGIApp",
@@ -97,11 +103,7 @@ class SignalsMiddleware:
             await self.app(scope, receive, send)
             return
         sender = self.sender
-        if not (
-            request_started.has_listeners(sender)
-            or request_finished.has_listeners(sender)
-            or got_request_exception.has_listeners(None)
-        ):
+        if not has_request_listeners(sender):
             await self.app(scope, receive, send)
             return
         await self._handle(scope, receive, send, sender)

@@ -33,6 +33,7 @@ __all__ = [
     "REPORTED_KEY",
     "Request",
     "got_request_exception",
+    "has_request_listeners",
     "request_finished",
     "request_started",
 ]
@@ -52,6 +53,18 @@ REPORTED_KEY = "tidings.reported_exception"
 Set by ``report_exception`` in :mod:`tidings.asgi` and :mod:`tidings.wsgi` (which framework
 bridges call), so the middleware does not send got_request_exception twice for one exception.
 """
+
+
+def has_request_listeners(sender: object) -> bool:
+    """Whether any request signal would reach a receiver for a request handled by ``sender``.
+
+    Middleware calls this once per request and skips all signal work when it is false.
+    """
+    return (
+        request_started.has_listeners(sender)
+        or request_finished.has_listeners(sender)
+        or got_request_exception.has_listeners(None)
+    )
 
 
 def _latin1(value: bytes) -> str:

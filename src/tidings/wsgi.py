@@ -30,7 +30,13 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from tidings.http import REPORTED_KEY as _REPORTED_KEY
-from tidings.http import Request, got_request_exception, request_finished, request_started
+from tidings.http import (
+    Request,
+    got_request_exception,
+    has_request_listeners,
+    request_finished,
+    request_started,
+)
 
 __all__ = [
     "SignalsMiddleware",
@@ -148,11 +154,7 @@ class SignalsMiddleware:
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         """Handle one request; see the module docstring for the signal timing."""
         sender = self.sender
-        if not (
-            request_started.has_listeners(sender)
-            or request_finished.has_listeners(sender)
-            or got_request_exception.has_listeners(None)
-        ):
+        if not has_request_listeners(sender):
             return self.app(environ, start_response)
         request_started.send(sender, environ=environ)
         try:

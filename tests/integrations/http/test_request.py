@@ -134,3 +134,52 @@ def test_module_exports_are_sorted_and_complete(name: str):
     public = {n for n in defined if not n.startswith("_")}
     assert module.__all__ == sorted(module.__all__)
     assert set(module.__all__) == public
+
+
+@pytest.mark.parametrize(
+    ("signal_name", "connect_for"),
+    [
+        ("request_started", "sender"),
+        ("request_finished", "sender"),
+        ("got_request_exception", "any"),
+    ],
+)
+def test_has_request_listeners_sees_each_signal(signal_name: str, connect_for: str) -> None:
+    """has_request_listeners is true once any one request signal has a receiver that matches."""
+    import tidings.http
+
+    class Handler:
+        pass
+
+    def receiver(**kwargs: Any) -> None:
+        pass
+
+    signal = getattr(tidings.http, signal_name)
+    assert not tidings.http.has_request_listeners(Handler)
+    signal.connect(receiver, sender=Handler if connect_for == "sender" else None)
+    try:
+        assert tidings.http.has_request_listeners(Handler)
+    finally:
+        signal.disconnect(receiver, sender=Handler if connect_for == "sender" else None)
+    assert not tidings.http.has_request_listeners(Handler)
+
+
+def test_has_request_listeners_ignores_receivers_of_other_senders() -> None:
+    """A receiver connected for another middleware's requests does not count."""
+    import tidings.http
+
+    class Mine:
+        pass
+
+    class Other:
+        pass
+
+    def receiver(**kwargs: Any) -> None:
+        pass
+
+    tidings.http.request_started.connect(receiver, sender=Other)
+    try:
+        assert not tidings.http.has_request_listeners(Mine)
+        assert tidings.http.has_request_listeners(Other)
+    finally:
+        tidings.http.request_started.disconnect(receiver, sender=Other)
