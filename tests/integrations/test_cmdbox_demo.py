@@ -7,6 +7,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -134,7 +135,7 @@ def test_demo_on_an_sqlite_file(tmp_path: Path) -> None:
     done = run_demo(f"sqlite:///{database}")
     check_output(done)
     assert f"database: sqlite:///{database}\n" in done.stdout
-    with sqlite3.connect(database) as connection:
+    with closing(sqlite3.connect(database)) as connection, connection:
         tables = connection.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
     assert tables == []  # the demo drops the tables it created
 
@@ -151,13 +152,13 @@ def test_default_database_is_a_temporary_file_removed_at_exit() -> None:
 def test_demo_refuses_a_database_that_has_its_tables(tmp_path: Path) -> None:
     """The demo does not touch a database where its tables already exist, and says why."""
     database = tmp_path / "cmdbox.sqlite3"
-    with sqlite3.connect(database) as connection:
+    with closing(sqlite3.connect(database)) as connection, connection:
         connection.execute("CREATE TABLE blog_post (id INTEGER PRIMARY KEY, title TEXT)")
         connection.execute("INSERT INTO blog_post VALUES (1, 'keep me')")
     done = run_demo(f"sqlite:///{database}")
     assert done.returncode != 0
     assert "already has the demo's tables blog_post" in done.stderr
-    with sqlite3.connect(database) as connection:
+    with closing(sqlite3.connect(database)) as connection, connection:
         assert connection.execute("SELECT title FROM blog_post").fetchall() == [("keep me",)]
 
 
