@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -17,10 +18,12 @@ from tidings.apps import (
     AppRegistryNotReady,
     Apps,
     CheckMessage,
+    CheckWarning,
     ImproperlyConfigured,
     RegistryError,
     apps,
     make_model_key,
+    register_check,
 )
 
 FIX = "tests.apps_fixtures"
@@ -146,6 +149,23 @@ def test_unimportable_entry_is_an_error_naming_it(entry: str) -> None:
     assert isinstance(info.value, TidingsError)
 
 
+def test_misspelt_app_module_says_the_module_was_not_found() -> None:
+    """A lower-case last part that is neither a module nor a class is a missing module."""
+    with pytest.raises(ImproperlyConfigured) as info:
+        AppConfig.create(f"{FIX}.alpah")
+    assert str(info.value) == (
+        f"Cannot import the installed app '{FIX}.alpah': no module named '{FIX}.alpah'. "
+        f"Did you mean '{FIX}.alpha'?"
+    )
+
+
+def test_missing_app_module_without_a_close_match_gives_no_hint() -> None:
+    """A missing module with no similar sibling is reported without a guess."""
+    with pytest.raises(ImproperlyConfigured) as info:
+        apps.populate([f"{FIX}.zzzzzzzz"])
+    assert str(info.value).endswith(f"no module named '{FIX}.zzzzzzzz'.")
+
+
 def test_import_error_inside_an_app_propagates_unchanged() -> None:
     """A missing dependency inside an app is reported as itself, not as a wrong entry."""
     with pytest.raises(ModuleNotFoundError) as info:
@@ -182,6 +202,16 @@ def test_flags_during_ready() -> None:
     assert (apps.apps_ready, apps.models_ready, apps.ready) == (False, False, False)
     apps.populate([Watcher(f"{FIX}.plain", __import__(f"{FIX}.plain", fromlist=["_"]))])
     assert seen == [(True, True, False)]
+
+
+@pytest.mark.parametrize("entries", ["tests.apps_fixtures.plain", b"tests"], ids=["str", "bytes"])
+def test_populate_refuses_a_bare_string(entries: str) -> None:
+    """A single string is refused (it would be iterated letter by letter), naming the fix."""
+    with pytest.raises(ImproperlyConfigured) as info:
+        apps.populate(entries)
+    assert "populate() expects a list of installed apps, not the string" in str(info.value)
+    assert f"write populate([{entries!r}])" in str(info.value)
+    assert not apps.apps_ready
 
 
 def test_populate_is_idempotent() -> None:
@@ -565,6 +595,68 @@ def test_check_can_raise() -> None:
     )
 
 
+def test_populate_warns_about_a_lazy_reference_that_did_not_resolve() -> None:
+    """When populate() finishes, each unresolved reference is a CheckWarning at the caller."""
+    apps.lazy_model_operation(pending_operation, ("profles", "user"))
+    with pytest.warns(CheckWarning) as record:
+        apps.populate([f"{FIX}.alpha"])
+    (warning,) = record
+    assert str(warning.message) == (
+        "(models.E022) The operation 'pending_operation' contains a lazy reference to "
+        "'profles.user', but app 'profles' isn't installed."
+    )
+    assert warning.filename == __file__
+    assert apps.ready
+    assert [m.msg for m in apps.check()] == [str(warning.message).partition(" ")[2]]
+
+
+def test_populate_is_silent_when_every_reference_resolved() -> None:
+    """A reference to a model that a models module registers gives no warning."""
+    apps.lazy_model_operation(pending_operation, ("alpha", "post"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        apps.populate([f"{FIX}.alpha"])
+    assert apps.check() == []
+
+
+def test_check_warning_can_be_made_an_error() -> None:
+    """An error filter on CheckWarning makes the unresolved reference stop start-up."""
+    apps.lazy_model_operation(pending_operation, ("blog", "pots"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CheckWarning)
+        with pytest.raises(CheckWarning, match=r"'blog\.pots'"):
+            apps.populate([f"{FIX}.plain"])
+    assert isinstance(CheckWarning("x"), UserWarning)
+
+
+def test_registered_checks_run_in_check_and_at_populate() -> None:
+    """A check given to register_check() adds its messages to check() and to populate()."""
+    seen: list[Apps] = []
+
+    def no_widgets(registry: Apps) -> list[CheckMessage]:
+        seen.append(registry)
+        return [CheckMessage("widgets.E001", "No widget is installed.")]
+
+    assert register_check(no_widgets) is no_widgets
+    register_check(no_widgets)  # a second registration changes nothing
+    try:
+        with pytest.warns(CheckWarning, match=r"^\(widgets.E001\) No widget is installed\.$"):
+            apps.populate([f"{FIX}.plain"])
+        assert apps.check() == [CheckMessage("widgets.E001", "No widget is installed.")]
+        assert seen == [apps, apps]
+    finally:
+        tidings.apps._checks.remove(no_widgets)
+
+
+def test_pending_model_keys_lists_what_lazy_operations_wait_for() -> None:
+    """pending_model_keys() names each model still awaited, and forgets it once registered."""
+    apps.lazy_model_operation(pending_operation, "blog.Post")
+    apps.lazy_model_operation(pending_operation, ("shop", "item"))
+    assert sorted(apps.pending_model_keys()) == [("blog", "post"), ("shop", "item")]
+    apps.register_model("blog", model("Post"))
+    assert apps.pending_model_keys() == [("shop", "item")]
+
+
 # -- isolation -----------------------------------------------------------------------------
 
 
@@ -615,6 +707,6 @@ def test_module_exports_are_sorted_and_complete() -> None:
         if not name.startswith("_")
         and getattr(value, "__module__", tidings.apps.__name__) == tidings.apps.__name__
         and not isinstance(value, type(tidings.apps))
-    } - {"annotations", "logger", "ModelKey"}
+    } - {"annotations", "logger", "ModelKey"} | {"CheckFunction"}
     assert tidings.apps.__all__ == sorted(tidings.apps.__all__)
     assert set(tidings.apps.__all__) == public

@@ -7,10 +7,12 @@ re-exports everything public here.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import importlib.util
 import inspect
 import os
+import pkgutil
 import types
 from typing import TYPE_CHECKING
 
@@ -23,6 +25,7 @@ __all__ = [
     "AppConfig",
     "AppRegistryNotReady",
     "CheckMessage",
+    "CheckWarning",
     "ImproperlyConfigured",
     "ModelKey",
     "RegistryError",
@@ -46,6 +49,14 @@ class AppRegistryNotReady(TidingsError):
 
 class RegistryError(TidingsError, RuntimeError):
     """The registry was misused: ``populate()`` re-entered, or two models share a name."""
+
+
+class CheckWarning(UserWarning):
+    """A problem :meth:`Apps.check` finds, reported as a warning when ``populate()`` finishes.
+
+    Turn it into an error with ``warnings.simplefilter("error", CheckWarning)`` (or pytest's
+    ``filterwarnings = ["error::tidings.apps.CheckWarning"]``), or silence it likewise.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +117,13 @@ def _is_missing(exc: ModuleNotFoundError, dotted: str) -> bool:
     propagate rather than be mistaken for a wrong entry.
     """
     return exc.name is not None and (dotted == exc.name or dotted.startswith(exc.name + "."))
+
+
+def _did_you_mean(package: types.ModuleType, name: str) -> str:
+    """A hint naming the submodule of ``package`` closest to ``name``, or an empty string."""
+    submodules = [info.name for info in pkgutil.iter_modules(getattr(package, "__path__", []))]
+    close = difflib.get_close_matches(name, submodules, n=1)
+    return f" Did you mean '{package.__name__}.{close[0]}'?" if close else ""
 
 
 class AppConfig:
@@ -245,6 +263,13 @@ class AppConfig:
                 f"path of an AppConfig subclass ({exc})."
             ) from exc
         found = getattr(module, class_name, None)
+        if found is None and not class_name[:1].isupper():
+            # Class names are capitalised (Django decides the same way): a lower-case last
+            # part is a module that does not exist, most often a typo in the app's path.
+            raise ImproperlyConfigured(
+                f"Cannot import the installed app {entry!r}: no module named {entry!r}."
+                f"{_did_you_mean(module, class_name)}"
+            )
         if found is None:
             choices = sorted(
                 name

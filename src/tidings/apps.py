@@ -18,7 +18,10 @@ project that never calls ``populate()`` still gets lazy model references.
 
 :meth:`Apps.lazy_model_operation` runs a function once the models it names are registered, at
 once when they already are. Operations still waiting are what :meth:`Apps.check` reports, in
-the spirit of Django's ``signals.E001``.
+the spirit of Django's ``signals.E001``, together with what the checks of integrations
+(:func:`register_check`) find. When ``populate()`` finishes, every message ``check()`` would
+return is also issued as a :class:`CheckWarning`: a typo in a lazy sender is reported at
+start-up, not only when someone thinks of calling ``check()``.
 
 Threads: ``populate()`` is serialised by its own lock (a second thread waits, then finds the
 registry ready). Another lock guards the bookkeeping of models and pending operations and is
@@ -34,14 +37,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import logging
+import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 
 from tidings._appconfig import (
     AppConfig,
     AppRegistryNotReady,
     CheckMessage,
+    CheckWarning,
     ImproperlyConfigured,
     ModelKey,
     RegistryError,
@@ -52,11 +59,14 @@ __all__ = [
     "AppConfig",
     "AppRegistryNotReady",
     "Apps",
+    "CheckFunction",
     "CheckMessage",
+    "CheckWarning",
     "ImproperlyConfigured",
     "RegistryError",
     "apps",
     "make_model_key",
+    "register_check",
 ]
 
 logger = logging.getLogger("tidings.apps")
@@ -66,11 +76,53 @@ for _public in (
     AppConfig,
     AppRegistryNotReady,
     CheckMessage,
+    CheckWarning,
     ImproperlyConfigured,
     RegistryError,
     make_model_key,
 ):
     _public.__module__ = __name__
+
+#: A check an integration contributes: called with the registry being checked.
+CheckFunction = Callable[["Apps"], Iterable[CheckMessage]]
+
+_checks: list[CheckFunction] = []
+_checks_lock = threading.Lock()
+
+# The core cannot import an integration's library, so an integration's checks are loaded when
+# its library is already imported: a project whose models are SQLAlchemy classes gets the
+# SQLAlchemy checks even if it never imported tidings.sqlalchemy (the likely mistake).
+_INTEGRATION_CHECKS = {"sqlalchemy": "tidings.sqlalchemy._checks"}
+
+
+def register_check(check: CheckFunction) -> CheckFunction:
+    """Add ``check`` to what :meth:`Apps.check` (and so ``populate()``) reports; a decorator.
+
+    Every registry runs every registered check. Registering the same function again does
+    nothing.
+
+    Args:
+        check: Called as ``check(registry)`` with the :class:`Apps` being checked; returns
+            the :class:`CheckMessage` objects it finds (none when all is well).
+
+    Returns:
+        ``check`` itself.
+    """
+    with _checks_lock:
+        if check not in _checks:
+            _checks.append(check)
+    return check
+
+
+def _load_integration_checks() -> None:
+    for library, module in _INTEGRATION_CHECKS.items():
+        if library in sys.modules:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                # An unsupported version of the library: the integration cannot be in use,
+                # so neither can the mistakes its checks look for.
+                logger.debug("Checks of %s not loaded", module, exc_info=True)
 
 
 @dataclasses.dataclass
@@ -140,14 +192,25 @@ class Apps:
         raises, the registry goes back to its state before the call, except for models that
         were registered (their modules stay imported), so the call can be retried.
 
+        Once the ``ready()`` hooks have run, every message :meth:`check` returns is issued as
+        a :class:`CheckWarning` (a lazy sender naming a model that does not exist, a receiver
+        that can never be called), pointing at the caller of ``populate()``.
+
         Args:
-            installed_apps: Module paths, AppConfig-subclass paths or AppConfig instances.
+            installed_apps: A list (or other iterable, not a string) of module paths,
+                AppConfig-subclass paths or AppConfig instances.
 
         Raises:
             RegistryError: If called again while this registry is being populated (from an
                 app's import, a ``models`` module or a ``ready()``).
-            ImproperlyConfigured: If an entry is wrong or two apps share a label or name.
+            ImproperlyConfigured: If ``installed_apps`` is a single string, an entry is wrong,
+                or two apps share a label or name.
         """
+        if isinstance(installed_apps, (str, bytes)):
+            raise ImproperlyConfigured(
+                f"populate() expects a list of installed apps, not the string "
+                f"{installed_apps!r}: write populate([{installed_apps!r}])."
+            )
         if self._state.ready:
             return
         with self._populate_lock:
@@ -168,6 +231,9 @@ class Apps:
                 raise
             finally:
                 state.loading = False
+        for message in self.check():
+            # stacklevel 2: the warning points at the line that called populate().
+            warnings.warn(str(message), CheckWarning, stacklevel=2)
 
     def _populate(self, state: _State, entries: list[str | AppConfig]) -> None:
         for entry in entries:
@@ -364,8 +430,17 @@ class Apps:
             resolved = (*resolved, model)
         operation.function(*resolved)
 
+    def pending_model_keys(self) -> list[ModelKey]:
+        """Return the ``(app_label, model_name)`` keys lazy operations still wait for."""
+        with self._lock:
+            return [key for key, waiting in self._state.pending.items() if waiting]
+
     def check(self, *, raise_on_error: bool = False) -> list[CheckMessage]:
-        """Report every lazy model operation still waiting for a model.
+        """Report every lazy model operation still waiting, and what integrations' checks find.
+
+        The checks of :func:`register_check` run too; those of an integration whose library
+        has been imported are loaded first (the SQLAlchemy one reports receivers connected to
+        mapped classes that were never instrumented).
 
         Args:
             raise_on_error: Raise instead of returning when there is anything to report.
@@ -388,10 +463,15 @@ class Apps:
             for operation, _ in waiting:
                 text = f"{operation.description} '{app_label}.{model_name}', but {reason}."
                 messages.append(CheckMessage(operation.check_id, text, operation.obj))
+        _load_integration_checks()
+        with _checks_lock:
+            checks = list(_checks)
+        for check in checks:
+            messages.extend(check(self))
         messages.sort(key=lambda message: message.msg)
         if raise_on_error and messages:
             raise ImproperlyConfigured(
-                "Unresolved lazy model references:\n" + "\n".join(map(str, messages))
+                "The app registry's checks failed:\n" + "\n".join(map(str, messages))
             )
         return messages
 
