@@ -85,6 +85,42 @@ def test_capture_leaves_other_receivers_untouched(signal: Signal) -> None:
     assert paid.count == 1
 
 
+def test_capture_recorder_reads_like_a_receiver_in_the_responses(signal: Signal) -> None:
+    """Code reading receivers' names from responses works under a capture, on every send."""
+    first = make_receiver([], "first", 1)
+    signal.connect(first)
+
+    def names_of(responses: list[tuple[Any, Any]]) -> list[str]:
+        return [f"{r.__module__}.{r.__qualname__} ({r.__name__})" for r, _ in responses]
+
+    with capture(signal) as paid:
+        robust = signal.send_robust("shop")
+        plain = signal.send("shop")
+    assert names_of(plain) == names_of(robust)
+    assert names_of(plain) == [
+        "tidings.testing.Capture.record (record)",
+        f"{__name__}.receiver_first (receiver)",
+    ]
+    assert plain[0] == (paid.record, None)
+    assert repr(plain[0][0]) == f"<bound method Capture.record of {paid!r}>"
+    assert repr(paid) == f"<Capture of {signal!r}>"
+
+
+def test_capture_adds_exactly_one_leading_response(signal: Signal) -> None:
+    """Without a capture the responses are the receivers' own; with one, one pair is added."""
+    first, second = make_receiver([], "first", 1), make_receiver([], "second", 2)
+    signal.connect(first)
+    signal.connect(second)
+    without = signal.send("shop")
+    with capture(signal) as paid:
+        within = signal.send("shop")
+    after = signal.send("shop")
+    assert [response for _, response in without] == [1, 2]
+    assert without == after
+    assert within == [(paid.record, None), *without]
+    assert [pair for pair in within if pair[0] != paid.record] == without
+
+
 def test_capture_records_before_a_failing_receiver(signal: Signal) -> None:
     """The recorder runs first, so a send is recorded even when a receiver raises."""
 

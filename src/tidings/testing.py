@@ -8,9 +8,13 @@ Works with any test framework; the assertion helpers raise :class:`AssertionErro
   before any other receiver runs (even if one of them then raises), records nested sends in the
   order they were made, and runs on the event loop (not in a worker thread) under ``asend``.
   Other receivers are called exactly as without it; the only visible traces are one more
-  ``(receiver, None)`` pair at the head of the list ``send()`` returns and ``has_listeners()``
-  being true while it is active. Every capture has its own recorder, so it can never be
-  deduplicated against another receiver or capture.
+  ``(capture.record, None)`` pair at the head of the list ``send()`` returns and
+  ``has_listeners()`` being true while it is active. The recorder is the bound method
+  :meth:`Capture.record`, so code that reads ``__name__``, ``__qualname__`` or ``__module__``
+  of the receivers in a send's responses works under a capture as it does without one. (It is
+  not hidden from the responses: a capture must count as a listener, so that code sending only
+  ``if signal.has_listeners()`` is recorded too.) Every capture has its own recorder, so it
+  can never be deduplicated against another receiver or capture.
 * :func:`muted` removes receivers from signals (all of them, or only the given ones) for a
   ``with`` block or around a decorated function, async function or test class, then restores
   the removed connections in their original places. Receivers connected while muted are live at
@@ -101,20 +105,9 @@ def _matches(call: Call, sender: Any, kwargs: dict[str, Any]) -> bool:
     return True
 
 
-class _Recorder:
-    """The receiver a :class:`Capture` connects; recognised (and spared) by :class:`Muted`."""
-
-    __slots__ = ("capture",)
-
-    def __init__(self, capture: Capture) -> None:
-        self.capture = capture
-
-    # ``self`` is positional-only so that a send may pass any keyword, even ``self``.
-    def __call__(self, /, signal: Signal, sender: Any, **kwargs: Any) -> None:
-        self.capture.calls.append(Call(sender, kwargs))
-
-    def __repr__(self) -> str:
-        return f"<recorder of {self.capture!r}>"
+def _is_recorder(receiver: object) -> bool:
+    """Whether ``receiver`` is a capture's recorder, which :class:`Muted` never mutes."""
+    return getattr(receiver, "__func__", None) is Capture.record
 
 
 class Capture:
@@ -132,12 +125,27 @@ class Capture:
         self.signal = signal
         self.sender = sender
         self.calls: list[Call] = []
-        self._recorder = _Recorder(self)
+        # One bound method for the whole capture: connect and disconnect must see the same.
+        self._recorder = self.record
         self._started = False
         self._active = False
 
     def __repr__(self) -> str:
         return f"<Capture of {self._describe()}>"
+
+    # ``self`` is positional-only so that a send may pass any keyword, even ``self``.
+    def record(self, /, signal: Signal, sender: Any, **kwargs: Any) -> None:
+        """The receiver the capture connects: append the send to :attr:`calls`.
+
+        It appears, first, as ``(capture.record, None)`` in the responses of every send it
+        records.
+
+        Args:
+            signal: The signal sent.
+            sender: The sender of the send.
+            **kwargs: The send's other keyword arguments.
+        """
+        self.calls.append(Call(sender, kwargs))
 
     @property
     def active(self) -> bool:
@@ -329,7 +337,7 @@ class Muted:
             removed = set()
             for connection in before:
                 target = connection.receiver()
-                if isinstance(target, _Recorder):
+                if _is_recorder(target):
                     continue
                 if wanted is None:
                     removed.add(id(connection))
