@@ -1,0 +1,150 @@
+"""The outbox: its tables on an engine, the producer's write and the operations."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, MetaData
+
+from tidings._dispatch import Signal
+from tidings.outbox._codec import encode
+from tidings.outbox._schema import OutboxTables, build_tables
+from tidings.outbox._store import DeadLetter, OutboxStatus, Store
+
+__all__ = ["Outbox"]
+
+
+class Outbox:
+    """Durable delivery's configuration: the database, the tables, what a worker sets up.
+
+    A worker process is pointed at an ``Outbox`` (``tidings worker package.module:outbox``).
+
+    Args:
+        engine: The application's (sync) engine; the tables live in its database.
+        metadata: The ``MetaData`` to add the tables to (the application's own, so Alembic's
+            autogenerate sees them); a new one if None.
+        prefix: The name of the pending-deliveries table; the dead letters and the relay lease
+            are ``<prefix>_dead`` and ``<prefix>_relay``.
+        schema: The database schema of the tables (None: the default one).
+        apps: App names (or configs) a worker populates ``tidings.apps.apps`` with before it
+            starts, so models and receivers are imported.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        metadata: MetaData | None = None,
+        prefix: str = "tidings_outbox",
+        schema: str | None = None,
+        apps: Iterable[Any] = (),
+    ) -> None:
+        self.engine = engine
+        self.tables: OutboxTables = build_tables(metadata or MetaData(), prefix, schema)
+        self.apps = tuple(apps)
+        self._store = Store(engine, self.tables)
+
+    @property
+    def metadata(self) -> MetaData:
+        """The ``MetaData`` holding the outbox tables."""
+        return self.tables.metadata
+
+    def __repr__(self) -> str:
+        return f"<Outbox {self.tables.pending.name!r} on {self.engine.url!r}>"
+
+    def create_all(self) -> None:
+        """Create the outbox tables that do not exist yet (the other tables are left alone)."""
+        tables = [self.tables.pending, self.tables.dead, self.tables.relay]
+        self.metadata.create_all(self.engine, tables=tables)
+
+    def drop_all(self) -> None:
+        """Drop the outbox tables (and every delivery in them)."""
+        tables = [self.tables.pending, self.tables.dead, self.tables.relay]
+        self.metadata.drop_all(self.engine, tables=tables)
+
+    def setup(self) -> None:
+        """Populate the app registry with :attr:`apps`, if any and not done yet."""
+        if self.apps:
+            from tidings.apps import apps
+
+            if not apps.ready:
+                apps.populate(self.apps)
+
+    def write(
+        self,
+        signal: Signal,
+        receivers: Sequence[str],
+        sender: Any,
+        named: dict[str, Any],
+        *,
+        connection: Connection | None = None,
+    ) -> uuid.UUID:
+        """Store one send for ``receivers``: the producer's side of durable delivery.
+
+        Args:
+            signal: The signal sent; it must have a stable ``name``.
+            receivers: The stable names of the durable receivers to run.
+            sender: The send's sender.
+            named: The send's other keyword arguments.
+            connection: Where to write, inside its open transaction, so the deliveries exist
+                exactly when the transaction commits. None: a short transaction of its own
+                through the engine, committed before this returns.
+
+        Returns:
+            The event id (every receiver's ``event.id``).
+
+        Raises:
+            PayloadTypeError: An argument cannot be stored; nothing was written.
+            ValueError: The signal has no name.
+        """
+        if not signal.name:
+            raise ValueError(f"{signal!r} has no name: durable sends need Signal(name='...')")
+        shown = receivers[0] if len(receivers) == 1 else ", ".join(receivers)
+
+        def where(argument: str) -> str:
+            return f"{signal!r} cannot store argument {argument!r} for durable receiver {shown}"
+
+        payload = encode({"sender": sender, **named}, where)
+        event_id = uuid.uuid4()
+        sent_at = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+        if connection is not None:
+            self._store.write(connection, event_id, signal.name, receivers, payload, sent_at)
+        else:
+            with self._store.transaction() as conn:
+                self._store.write(conn, event_id, signal.name, receivers, payload, sent_at)
+        return event_id
+
+    def status(self) -> OutboxStatus:
+        """Pending and in-flight deliveries, dead letters, the oldest pending one's send time."""
+        return self._store.status()
+
+    def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
+        """The dead letters, oldest failure first (at most ``limit``)."""
+        return self._store.dead_letters(limit)
+
+    def retry(self, ids: Sequence[int] | None = None) -> int:
+        """Move dead letters back to the pending deliveries, attempts reset.
+
+        Args:
+            ids: Dead-letter ids, or None for all.
+
+        Returns:
+            How many were moved.
+        """
+        return self._store.retry(ids)
+
+    def purge(self, older_than: datetime.timedelta | float = 0) -> int:
+        """Delete dead letters that failed longer ago than ``older_than`` (seconds or a delta).
+
+        Returns:
+            How many were deleted.
+        """
+        seconds = (
+            older_than.total_seconds()
+            if isinstance(older_than, datetime.timedelta)
+            else float(older_than)
+        )
+        return self._store.purge(seconds)

@@ -1,0 +1,431 @@
+"""The relay: a worker that claims stored deliveries and runs their receivers, at least once.
+
+A relay repeats: claim a batch of due deliveries (oldest first), run each one's receiver with
+the send's arguments rebuilt plus ``event=``, then record the batch's outcome in one
+transaction: a receiver that returned has its delivery deleted; one that raised an
+``Exception`` is retried after an exponential backoff with jitter, or moved to the dead letters
+after its ``max_attempts``; a delivery for a receiver this worker does not know stays and is
+reported. A receiver raising a ``BaseException`` that is not an ``Exception`` (``SystemExit``,
+``KeyboardInterrupt``, a cancellation) stops the relay: the outcome of the receivers run so far
+is recorded, the rest of the batch (that delivery included) is released for another attempt and
+the exception propagates.
+
+Guarantee: at least once. A worker that dies after a receiver returned and before the batch's
+outcome was recorded leaves its deliveries leased; they run again once the lease expires.
+Order: none is promised. One relay takes deliveries oldest first, but retries, lease expiry and
+several workers reorder them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from tidings._errors import TidingsError
+from tidings.outbox._codec import decode
+from tidings.outbox._outbox import Outbox
+from tidings.outbox._receivers import DurableReceiver, Event, registered
+from tidings.outbox._schema import FORMAT_VERSION
+from tidings.outbox._store import Claimed, Failure, Store, utcnow
+
+__all__ = ["Relay", "RelayBusyError", "RelayStats"]
+
+logger = logging.getLogger("tidings.outbox")
+
+
+class RelayBusyError(TidingsError, RuntimeError):
+    """Another relay holds the relay lease of this SQLite database."""
+
+
+@dataclass
+class RelayStats:
+    """What a relay did so far.
+
+    Attributes:
+        done: Deliveries whose receiver returned.
+        retried: Attempts that raised and will be retried.
+        dead: Deliveries moved to the dead letters.
+        unknown: Deliveries left in place because their receiver is unknown here.
+        unknown_receivers: ``(signal, receiver)`` names this worker does not know.
+        started: ``time.monotonic()`` when the relay started.
+    """
+
+    done: int = 0
+    retried: int = 0
+    dead: int = 0
+    unknown: int = 0
+    unknown_receivers: set[tuple[str, str]] = field(default_factory=set)
+    started: float = field(default_factory=time.monotonic)
+
+
+class Relay:
+    """Runs the durable receivers of the deliveries stored in an outbox.
+
+    Args:
+        outbox: The outbox to relay.
+        receivers: The receivers this relay runs; None: every durable receiver connected in
+            this process (looked up afresh for every batch).
+        batch_size: Deliveries claimed at once.
+        lease: Seconds a claim holds a delivery; a worker that dies holding it lets it go
+            after this long. Renewed while a batch runs.
+        poll_interval: Seconds between claims when nothing is due.
+        unknown_delay: Seconds before a delivery for an unknown receiver is looked at again.
+        wait: On SQLite, wait while another relay holds the database's relay lease (True) or
+            raise :class:`RelayBusyError` at once (False).
+        name: This relay's name in leases (default ``host:pid:random``).
+        on_progress: Called with the stats every ``progress_interval`` seconds and on exit.
+        progress_interval: See ``on_progress``.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        *,
+        receivers: Iterable[DurableReceiver] | None = None,
+        batch_size: int = 50,
+        lease: float = 60.0,
+        poll_interval: float = 0.5,
+        unknown_delay: float = 60.0,
+        wait: bool = True,
+        name: str | None = None,
+        on_progress: Callable[[RelayStats], None] | None = None,
+        progress_interval: float = 5.0,
+    ) -> None:
+        if batch_size < 1 or lease <= 0 or poll_interval <= 0:
+            raise ValueError("batch_size must be >= 1, lease and poll_interval positive")
+        self.outbox = outbox
+        self._store: Store = outbox._store
+        self._receivers = None if receivers is None else {spec.key: spec for spec in receivers}
+        self.batch_size = batch_size
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self.unknown_delay = unknown_delay
+        self.wait = wait
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.on_progress = on_progress
+        self.progress_interval = progress_interval
+        self.stats = RelayStats()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._private_loop: asyncio.AbstractEventLoop | None = None
+        self._last_progress = time.monotonic()
+        #: The exception that ended a relay run in a thread, if any.
+        self.error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"<Relay {self.name!r} of {self.outbox!r}>"
+
+    # -- running --------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the relay to stop after the receiver it is running returns (thread-safe)."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stopping.is_set()
+
+    def run(self, *, once: bool = False) -> None:
+        """Relay in the calling thread until :meth:`stop` is called.
+
+        Args:
+            once: Return as soon as nothing is due (drain and exit).
+
+        Raises:
+            RelayBusyError: On SQLite with ``wait=False``, another relay is running.
+            BaseException: What a receiver raised that is not an ``Exception``, after the
+                leases were released.
+        """
+        self.stats.started = time.monotonic()
+        try:
+            self._hold_relay_lease()
+            self._loop_batches(once)
+        finally:
+            try:
+                if self._store.sqlite:
+                    self._store.drop_relay_lease(self.name)
+            except DBAPIError:
+                logger.warning("%r could not give its relay lease up; it expires", self)
+            finally:
+                if self._private_loop is not None:
+                    self._private_loop.close()
+                    self._private_loop = None
+                self._progress(force=True)
+
+    def start(self) -> Relay:
+        """Run the relay in a daemon thread; :meth:`close` (or ``with``) stops it.
+
+        Returns:
+            The relay itself.
+        """
+        if self._thread is not None:
+            raise RuntimeError(f"{self!r} is running already")
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run_in_thread, name=self.name, daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the relay thread and wait for it (the receiver it runs finishes first).
+
+        Raises:
+            BaseException: What ended the relay thread, if it failed.
+        """
+        self.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def __enter__(self) -> Relay:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def arun(self, *, once: bool = False) -> None:
+        """Relay from async code: the database work runs in a thread, async receivers in the
+        running loop. Cancelling this stops the relay (the running receiver finishes first).
+
+        Args:
+            once: Return as soon as nothing is due.
+        """
+        self._loop = asyncio.get_running_loop()
+        runner = self._loop.run_in_executor(None, lambda: self.run(once=once))
+        try:
+            await asyncio.shield(runner)
+        except asyncio.CancelledError:
+            self.stop()
+            await runner
+            raise
+        finally:
+            self._loop = None
+
+    def _run_in_thread(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:
+            logger.exception("%r stopped on an error", self)
+            self.error = exc
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _hold_relay_lease(self) -> None:
+        if not self._store.sqlite:
+            return
+        told = False
+        while True:
+            with self._store.transaction() as conn:
+                busy = self._store.take_relay_lease(conn, self.name, self.lease, utcnow())
+            if busy is None:
+                return
+            holder, until = busy
+            message = (
+                f"another relay ({holder}) holds the relay lease of {self.outbox.engine.url!r} "
+                f"until {until:%Y-%m-%d %H:%M:%S} UTC: one relay runs per SQLite database; "
+                "stop it, or wait for its lease to expire"
+            )
+            if not self.wait:
+                raise RelayBusyError(message)
+            if not told:
+                logger.warning("%s; waiting", message)
+                told = True
+            if self._stopping.wait(self.poll_interval):
+                return
+
+    def _loop_batches(self, once: bool) -> None:
+        failures_in_a_row = 0
+        while not self._stopping.is_set():
+            try:
+                rows = self._claim()
+            except DBAPIError as exc:
+                failures_in_a_row += 1
+                delay = min(30.0, 0.5 * 2 ** (failures_in_a_row - 1))
+                logger.warning("%r cannot claim (%s); retrying in %.1f s", self, exc.orig, delay)
+                self._stopping.wait(delay)
+                continue
+            failures_in_a_row = 0
+            if rows is None:  # lost the SQLite relay lease while stalled
+                self._hold_relay_lease()
+                continue
+            if rows:
+                self._run_batch(rows)
+            elif once:
+                return
+            else:
+                self._stopping.wait(self.poll_interval)
+            self._progress()
+
+    def _claim(self) -> list[Claimed] | None:
+        now = utcnow()
+        with self._store.transaction() as conn:
+            store = self._store
+            if store.sqlite and store.take_relay_lease(conn, self.name, self.lease, now):
+                return None
+            return self._store.claim(conn, self.name, self.batch_size, self.lease, now)
+
+    def _run_batch(self, rows: list[Claimed]) -> None:
+        known: Mapping[tuple[str, str], DurableReceiver] = (
+            self._receivers if self._receivers is not None else registered()
+        )
+        done: list[int] = []
+        failures: list[Failure] = []
+        postponed: list[tuple[Claimed, float]] = []
+        released: list[Claimed] = []
+        renew_at = time.monotonic() + self.lease / 2
+        try:
+            for index, row in enumerate(rows):
+                if self._stopping.is_set():
+                    released = rows[index:]
+                    break
+                if time.monotonic() > renew_at:
+                    self._store.extend(self.name, [r.id for r in rows[index:]], self.lease)
+                    renew_at = time.monotonic() + self.lease / 2
+                spec = known.get((row.signal, row.receiver))
+                if spec is None:
+                    self._report_unknown(row)
+                    postponed.append((row, self.unknown_delay))
+                    continue
+                try:
+                    self._deliver(spec, row)
+                except Exception as exc:
+                    failures.append(self._failure(spec, row, exc))
+                except BaseException:
+                    released = rows[index:]
+                    raise
+                else:
+                    done.append(row.id)
+        finally:
+            self._record(done, failures, released, postponed)
+
+    def _record(
+        self,
+        done: list[int],
+        failures: list[Failure],
+        released: list[Claimed],
+        postponed: list[tuple[Claimed, float]],
+    ) -> None:
+        try:
+            self._store.finish(self.name, done, failures, released, postponed)
+        except DBAPIError as exc:
+            logger.warning(
+                "%r cannot record a batch's outcome (%s): its %d deliveries run again when "
+                "their lease expires",
+                self,
+                exc.orig,
+                len(done) + len(failures) + len(released) + len(postponed),
+            )
+            return
+        self.stats.done += len(done)
+        self.stats.dead += sum(failure.dead for failure in failures)
+        self.stats.retried += sum(not failure.dead for failure in failures)
+        self.stats.unknown += len(postponed)
+
+    def _deliver(self, spec: DurableReceiver, row: Claimed) -> None:
+        if row.format > FORMAT_VERSION:
+            raise _Unreadable(
+                f"stored in format {row.format}; this release of tidings reads formats up to "
+                f"{FORMAT_VERSION}"
+            )
+        try:
+            kwargs, session = decode(row.payload, self._open_session)
+        except (ValueError, KeyError, TypeError, ImportError) as exc:
+            raise _Unreadable(f"the stored arguments cannot be read: {exc!r}") from exc
+        event = Event(
+            id=row.event_id,
+            attempt=row.attempts,
+            sent_at=row.sent_at.replace(tzinfo=datetime.timezone.utc),
+            signal=row.signal,
+            receiver=row.receiver,
+        )
+        try:
+            if spec.is_async:
+                self._await(spec, spec.func(signal=spec.signal, event=event, **kwargs))
+            else:
+                spec.func(signal=spec.signal, event=event, **kwargs)
+        finally:
+            if session is not None:
+                session.close()
+
+    def _open_session(self) -> Session:
+        return Session(self.outbox.engine)
+
+    def _await(self, spec: DurableReceiver, coroutine: Any) -> None:
+        awaitable = asyncio.wait_for(coroutine, spec.timeout)
+        if self._loop is not None:
+            future = asyncio.run_coroutine_threadsafe(awaitable, self._loop)
+            try:
+                future.result()
+            except concurrent.futures.CancelledError:
+                raise asyncio.CancelledError from None
+            return
+        if self._private_loop is None:
+            self._private_loop = asyncio.new_event_loop()
+        self._private_loop.run_until_complete(awaitable)
+
+    def _failure(self, spec: DurableReceiver, row: Claimed, exc: Exception) -> Failure:
+        unreadable = isinstance(exc, _Unreadable)
+        dead = unreadable or row.attempts >= spec.max_attempts
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        error = f"{type(exc).__qualname__}: {exc}" if not unreadable else str(exc)
+        log = logger.error if dead else logger.warning
+        log(
+            "durable receiver %s of %s failed on attempt %d (event %s): %s; %s",
+            row.receiver,
+            row.signal,
+            row.attempts,
+            row.event_id,
+            error,
+            "moved to the dead letters" if dead else "retried later",
+        )
+        return Failure(row, error, text, dead, 0.0 if dead else spec.delay(row.attempts))
+
+    def _report_unknown(self, row: Claimed) -> None:
+        key = (row.signal, row.receiver)
+        if key in self.stats.unknown_receivers:
+            return
+        self.stats.unknown_receivers.add(key)
+        logger.warning(
+            "no durable receiver %r of signal %r is known to %r: its deliveries stay in the "
+            "outbox (looked at again every %.0f s); import the module that connects it",
+            row.receiver,
+            row.signal,
+            self,
+            self.unknown_delay,
+        )
+
+    def _progress(self, force: bool = False) -> None:
+        if self.on_progress is None:
+            return
+        now = time.monotonic()
+        if force or now - self._last_progress >= self.progress_interval:
+            self._last_progress = now
+            self.on_progress(self.stats)
+
+
+class _Unreadable(Exception):
+    """A stored delivery this release cannot read: it goes to the dead letters at once."""

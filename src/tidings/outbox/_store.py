@@ -1,0 +1,377 @@
+"""Reading and writing the outbox tables: the claim, completion, retries, dead letters.
+
+PostgreSQL claims due rows with ``FOR UPDATE SKIP LOCKED`` and marks them with a lease
+(``locked_by``, ``locked_until``): any number of workers claim disjoint rows, and the rows of a
+worker that died come back when its lease expires. SQLite has no row locks: a claim runs in a
+``BEGIN IMMEDIATE`` transaction (writers are serialized by the database file), and one relay per
+database file holds the relay lease in the ``_relay`` table; a second relay waits for it (or
+says who holds it). Other dialects use the PostgreSQL statements without ``SKIP LOCKED``.
+
+Every claim counts an attempt, so a receiver that kills its worker each time still reaches the
+dead letters after ``max_attempts``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, update
+
+from tidings.outbox._schema import FORMAT_VERSION, OutboxTables
+
+__all__ = ["Claimed", "DeadLetter", "Failure", "OutboxStatus", "Store", "utcnow"]
+
+
+def utcnow() -> datetime.datetime:
+    """The current time as a naive UTC ``datetime``, the outbox tables' convention."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A pending delivery a worker holds the lease of."""
+
+    id: int
+    event_id: uuid.UUID
+    format: int
+    signal: str
+    receiver: str
+    payload: str
+    sent_at: datetime.datetime
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A delivery that failed: retried after ``delay`` seconds, or dead if ``dead``."""
+
+    row: Claimed
+    error: str
+    traceback: str
+    dead: bool
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A delivery in the dead letters."""
+
+    id: int
+    event_id: uuid.UUID
+    signal: str
+    receiver: str
+    attempts: int
+    sent_at: datetime.datetime
+    failed_at: datetime.datetime
+    error: str
+    traceback: str
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStatus:
+    """Counts of an outbox at one moment."""
+
+    pending: int
+    in_flight: int
+    dead: int
+    oldest_pending: datetime.datetime | None
+
+    def oldest_age(self, now: datetime.datetime | None = None) -> float | None:
+        """Seconds since the oldest pending delivery was sent, or None if none is pending."""
+        if self.oldest_pending is None:
+            return None
+        return ((now or utcnow()) - self.oldest_pending).total_seconds()
+
+
+class Store:
+    """The statements of one outbox on one engine."""
+
+    def __init__(self, engine: Engine, tables: OutboxTables) -> None:
+        self.engine = engine
+        self.tables = tables
+        self.sqlite = engine.dialect.name == "sqlite"
+        self.skip_locked = engine.dialect.name in {"postgresql", "mysql", "mariadb", "oracle"}
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A short write transaction; on SQLite it takes the write lock at once."""
+        with self.engine.connect() as conn:
+            if self.sqlite:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield conn
+            conn.commit()
+
+    # -- producing ------------------------------------------------------------------------
+
+    def write(
+        self,
+        conn: Connection,
+        event_id: uuid.UUID,
+        signal: str,
+        receivers: Sequence[str],
+        payload: str,
+        sent_at: datetime.datetime,
+    ) -> None:
+        """Insert one pending delivery per receiver on ``conn``, in its current transaction."""
+        rows = [
+            {
+                "event_id": event_id,
+                "format": FORMAT_VERSION,
+                "signal": signal,
+                "receiver": name,
+                "payload": payload,
+                "sent_at": sent_at,
+                "available_at": sent_at,
+                "attempts": 0,
+            }
+            for name in receivers
+        ]
+        conn.execute(insert(self.tables.pending), rows)
+
+    # -- the relay lease (SQLite) ---------------------------------------------------------
+
+    def take_relay_lease(
+        self, conn: Connection, me: str, seconds: float, now: datetime.datetime
+    ) -> tuple[str, datetime.datetime] | None:
+        """Take or renew the relay lease; return ``(holder, until)`` if another relay has it."""
+        table = self.tables.relay
+        until = now + datetime.timedelta(seconds=seconds)
+        held = conn.execute(
+            select(table.c.holder, table.c.lease_until).where(table.c.name == "relay")
+        ).first()
+        if held is None:
+            conn.execute(insert(table).values(name="relay", holder=me, lease_until=until))
+            return None
+        if held.holder != me and held.lease_until > now:
+            return held.holder, held.lease_until
+        conn.execute(
+            update(table).where(table.c.name == "relay").values(holder=me, lease_until=until)
+        )
+        return None
+
+    def drop_relay_lease(self, me: str) -> None:
+        """Give the relay lease up, if ``me`` holds it."""
+        table = self.tables.relay
+        with self.transaction() as conn:
+            conn.execute(delete(table).where(table.c.name == "relay", table.c.holder == me))
+
+    # -- claiming and completing ----------------------------------------------------------
+
+    def claim(
+        self, conn: Connection, me: str, limit: int, lease: float, now: datetime.datetime
+    ) -> list[Claimed]:
+        """Lease up to ``limit`` due deliveries to ``me``, counting an attempt; oldest first."""
+        table = self.tables.pending
+        due = (
+            select(table.c.id)
+            .where(
+                table.c.available_at <= now,
+                or_(table.c.locked_until.is_(None), table.c.locked_until < now),
+            )
+            .order_by(table.c.id)
+            .limit(limit)
+        )
+        if self.skip_locked:
+            due = due.with_for_update(skip_locked=True)
+        result = conn.execute(
+            update(table)
+            .where(table.c.id.in_(due))
+            .values(
+                locked_by=me,
+                locked_until=now + datetime.timedelta(seconds=lease),
+                attempts=table.c.attempts + 1,
+            )
+            .returning(
+                table.c.id,
+                table.c.event_id,
+                table.c.format,
+                table.c.signal,
+                table.c.receiver,
+                table.c.payload,
+                table.c.sent_at,
+                table.c.attempts,
+            )
+        )
+        rows = [Claimed(*row) for row in result]
+        rows.sort(key=lambda row: row.id)
+        return rows
+
+    def extend(self, me: str, ids: Sequence[int], lease: float) -> None:
+        """Extend ``me``'s lease on the deliveries ``ids``."""
+        if not ids:
+            return
+        table = self.tables.pending
+        until = utcnow() + datetime.timedelta(seconds=lease)
+        with self.transaction() as conn:
+            conn.execute(
+                update(table)
+                .where(table.c.id.in_(ids), table.c.locked_by == me)
+                .values(locked_until=until)
+            )
+
+    def finish(
+        self,
+        me: str,
+        done: Sequence[int],
+        failures: Sequence[Failure],
+        released: Iterable[Claimed],
+        postponed: Iterable[tuple[Claimed, float]] = (),
+    ) -> None:
+        """Record a batch's outcome in one transaction.
+
+        Args:
+            me: The worker that holds the rows.
+            done: Deliveries whose receiver returned: deleted.
+            failures: Deliveries whose receiver raised: retried later or moved to the dead
+                letters.
+            released: Deliveries that were not run (the worker stops): due again at once, the
+                attempt not counted.
+            postponed: Deliveries not run now (unknown receiver), due again after the delay,
+                the attempt not counted.
+        """
+        table = self.tables.pending
+        now = utcnow()
+        with self.transaction() as conn:
+            if done:
+                conn.execute(delete(table).where(table.c.id.in_(done)))
+            dead = [failure for failure in failures if failure.dead]
+            if dead:
+                conn.execute(
+                    insert(self.tables.dead),
+                    [
+                        {
+                            "event_id": f.row.event_id,
+                            "format": f.row.format,
+                            "signal": f.row.signal,
+                            "receiver": f.row.receiver,
+                            "payload": f.row.payload,
+                            "sent_at": f.row.sent_at,
+                            "attempts": f.row.attempts,
+                            "failed_at": now,
+                            "error": f.error,
+                            "traceback": f.traceback,
+                        }
+                        for f in dead
+                    ],
+                )
+                conn.execute(delete(table).where(table.c.id.in_([f.row.id for f in dead])))
+            for failure in failures:
+                if not failure.dead:
+                    self._unlock(
+                        conn,
+                        me,
+                        failure.row.id,
+                        available_at=now + datetime.timedelta(seconds=failure.delay),
+                        last_error=failure.error,
+                    )
+            for row in released:
+                self._unlock(conn, me, row.id, available_at=now, attempts=row.attempts - 1)
+            for row, delay in postponed:
+                self._unlock(
+                    conn,
+                    me,
+                    row.id,
+                    available_at=now + datetime.timedelta(seconds=delay),
+                    attempts=row.attempts - 1,
+                )
+
+    def _unlock(self, conn: Connection, me: str, row_id: int, **values: Any) -> None:
+        table = self.tables.pending
+        conn.execute(
+            update(table)
+            .where(table.c.id == row_id, table.c.locked_by == me)
+            .values(locked_by=None, locked_until=None, **values)
+        )
+
+    # -- operations -----------------------------------------------------------------------
+
+    def status(self) -> OutboxStatus:
+        """Count pending, in-flight and dead deliveries."""
+        table = self.tables.pending
+        now = utcnow()
+        leased = table.c.locked_until >= now
+        with self.engine.connect() as conn:
+            pending, in_flight, oldest = conn.execute(
+                select(
+                    func.count().filter(~leased | table.c.locked_until.is_(None)),
+                    func.count().filter(leased),
+                    func.min(table.c.sent_at),
+                )
+            ).one()
+            dead = conn.execute(select(func.count()).select_from(self.tables.dead)).scalar_one()
+        return OutboxStatus(int(pending), int(in_flight), int(dead), oldest)
+
+    def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
+        """The dead letters, oldest failure first."""
+        table = self.tables.dead
+        query = select(
+            table.c.id,
+            table.c.event_id,
+            table.c.signal,
+            table.c.receiver,
+            table.c.attempts,
+            table.c.sent_at,
+            table.c.failed_at,
+            table.c.error,
+            table.c.traceback,
+            table.c.payload,
+        ).order_by(table.c.failed_at, table.c.id)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [DeadLetter(**row) for row in conn.execute(query).mappings()]
+
+    def retry(self, ids: Sequence[int] | None) -> int:
+        """Put dead letters back as pending deliveries with no attempts counted.
+
+        Args:
+            ids: The dead letters' ids, or None for all of them.
+
+        Returns:
+            How many were put back.
+        """
+        dead, pending = self.tables.dead, self.tables.pending
+        now = utcnow()
+        with self.transaction() as conn:
+            query = select(dead)
+            if ids is not None:
+                query = query.where(dead.c.id.in_(ids))
+            rows = list(conn.execute(query).mappings())
+            if not rows:
+                return 0
+            conn.execute(
+                insert(pending),
+                [
+                    {
+                        "event_id": row["event_id"],
+                        "format": row["format"],
+                        "signal": row["signal"],
+                        "receiver": row["receiver"],
+                        "payload": row["payload"],
+                        "sent_at": row["sent_at"],
+                        "available_at": now,
+                        "attempts": 0,
+                        "last_error": row["error"],
+                    }
+                    for row in rows
+                ],
+            )
+            conn.execute(delete(dead).where(dead.c.id.in_([row["id"] for row in rows])))
+        return len(rows)
+
+    def purge(self, older_than: float) -> int:
+        """Delete the dead letters that failed more than ``older_than`` seconds ago.
+
+        Returns:
+            How many were deleted.
+        """
+        dead = self.tables.dead
+        cutoff = utcnow() - datetime.timedelta(seconds=older_than)
+        with self.transaction() as conn:
+            return conn.execute(delete(dead).where(dead.c.failed_at < cutoff)).rowcount

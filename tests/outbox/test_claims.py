@@ -1,0 +1,57 @@
+"""Claims under concurrency: SKIP LOCKED on PostgreSQL, leases that expire."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from sqlalchemy import Engine
+
+from tidings import Signal
+from tidings.outbox import Outbox
+from tidings.outbox._store import utcnow
+
+pytestmark = pytest.mark.postgres
+
+ticked = Signal(name="clock.ticked")
+
+
+@pytest.fixture
+def pg_outbox(pg_engine: Engine) -> Outbox:
+    """An outbox on a new PostgreSQL database, holding ten deliveries."""
+    box = Outbox(pg_engine)
+    box.create_all()
+    for n in range(10):
+        box.write(ticked, ["clock.listener"], None, {"n": n})
+    return box
+
+
+def test_concurrent_claims_take_disjoint_rows_without_waiting(pg_outbox: Outbox) -> None:
+    """A claim skips the rows another open transaction has locked instead of waiting."""
+    store = pg_outbox._store
+    now = utcnow()
+    with pg_outbox.engine.connect() as first, pg_outbox.engine.connect() as second:
+        a = store.claim(first, "a", 6, 60, now)
+        b = store.claim(second, "b", 6, 60, now)
+        second.commit()
+        first.commit()
+    assert [row.id for row in a] == sorted(row.id for row in a)
+    assert len(a) == 6
+    assert len(b) == 4
+    assert not {row.id for row in a} & {row.id for row in b}
+
+
+def test_a_leased_row_comes_back_when_its_lease_expires(pg_outbox: Outbox) -> None:
+    """Rows a worker leased are claimable by others only after the lease's end."""
+    store = pg_outbox._store
+    now = utcnow()
+    with store.transaction() as conn:
+        held = store.claim(conn, "dead-worker", 10, 30, now)
+    with store.transaction() as conn:
+        assert store.claim(conn, "other", 10, 30, now + datetime.timedelta(seconds=29)) == []
+    with store.transaction() as conn:
+        again = store.claim(conn, "other", 10, 30, now + datetime.timedelta(seconds=31))
+    assert [row.id for row in again] == [row.id for row in held]
+    assert {row.attempts for row in again} == {2}
+    status = pg_outbox.status()
+    assert (status.pending, status.in_flight) == (0, 10)

@@ -1,0 +1,263 @@
+"""The outbox tables, the claim and its leases, retries and dead letters."""
+
+from __future__ import annotations
+
+import datetime
+import threading
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, MetaData, func, inspect, select, update
+
+from tidings import Signal
+from tidings.outbox import DurableReceiver, Event, Outbox, Relay, RelayBusyError
+from tidings.outbox._store import utcnow
+
+placed = Signal(name="shop.order_placed")
+
+
+def pending_count(outbox: Outbox) -> int:
+    """How many deliveries are in the pending table."""
+    with outbox.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(outbox.tables.pending)).scalar_one()
+
+
+class Recorder:
+    """A receiver that records its calls and fails the first ``fail`` of them."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.fail = fail
+
+    def __call__(self, **kwargs: Any) -> None:
+        self.calls.append(kwargs)
+        if len(self.calls) <= self.fail:
+            raise RuntimeError(f"failure {len(self.calls)}")
+
+
+def spec(func: Any, name: str = "shop.mail", **options: Any) -> DurableReceiver:
+    """A durable receiver of ``placed``."""
+    return DurableReceiver(placed, name, func, **options)
+
+
+def test_tables_are_created_with_the_configured_names(engine: Engine) -> None:
+    """create_all() adds the three tables named from the prefix to the given MetaData."""
+    metadata = MetaData()
+    box = Outbox(engine, metadata=metadata, prefix="events_out")
+    box.create_all()
+    assert set(metadata.tables) == {"events_out", "events_out_dead", "events_out_relay"}
+    assert {"events_out", "events_out_dead", "events_out_relay"} <= set(
+        inspect(engine).get_table_names()
+    )
+    box.drop_all()
+    assert not {"events_out", "events_out_dead"} & set(inspect(engine).get_table_names())
+
+
+def test_a_delivery_runs_its_receiver_once_with_the_event(outbox: Outbox) -> None:
+    """A stored send runs the receiver with its arguments and event, then is deleted."""
+    recorder = Recorder()
+    event_id = outbox.write(placed, ["shop.mail"], None, {"order": 7})
+    Relay(outbox, receivers=[spec(recorder)]).run(once=True)
+    [call] = recorder.calls
+    event = call.pop("event")
+    assert call == {"signal": placed, "sender": None, "order": 7}
+    assert isinstance(event, Event)
+    assert (event.id, event.attempt, event.signal, event.receiver) == (
+        event_id,
+        1,
+        "shop.order_placed",
+        "shop.mail",
+    )
+    assert event.sent_at.tzinfo is datetime.timezone.utc
+    assert pending_count(outbox) == 0
+
+
+def test_a_write_on_a_rolled_back_transaction_leaves_nothing(outbox: Outbox) -> None:
+    """Deliveries written on a connection exist only if its transaction commits."""
+    with outbox.engine.connect() as conn:
+        outbox.write(placed, ["shop.mail"], None, {"order": 1}, connection=conn)
+        conn.rollback()
+        outbox.write(placed, ["shop.mail"], None, {"order": 2}, connection=conn)
+        conn.commit()
+    recorder = Recorder()
+    Relay(outbox, receivers=[spec(recorder)]).run(once=True)
+    assert [call["order"] for call in recorder.calls] == [2]
+
+
+def test_a_send_for_two_receivers_completes_each_separately(outbox: Outbox) -> None:
+    """A failing receiver is retried alone; the one that succeeded does not run again."""
+    good, bad = Recorder(), Recorder(fail=1)
+    outbox.write(placed, ["shop.good", "shop.bad"], None, {"order": 3})
+    specs = [spec(good, "shop.good"), spec(bad, "shop.bad", backoff=0.0, backoff_max=0.0)]
+    relay = Relay(outbox, receivers=specs)
+    relay.run(once=True)
+    assert (len(good.calls), len(bad.calls)) == (1, 2)
+    assert [call["event"].attempt for call in bad.calls] == [1, 2]
+    assert good.calls[0]["event"].id == bad.calls[0]["event"].id
+    assert (relay.stats.done, relay.stats.retried, relay.stats.dead) == (2, 1, 0)
+
+
+def test_a_failed_attempt_waits_for_its_backoff(outbox: Outbox) -> None:
+    """After a failure the delivery is due again only after the backoff delay."""
+    bad = Recorder(fail=5)
+    outbox.write(placed, ["shop.mail"], None, {})
+    before = utcnow()
+    Relay(outbox, receivers=[spec(bad, backoff=10.0, backoff_max=20.0)]).run(once=True)
+    assert len(bad.calls) == 1
+    with outbox.engine.connect() as conn:
+        row = conn.execute(select(outbox.tables.pending)).one()
+    assert row.attempts == 1
+    assert row.locked_by is None
+    assert row.last_error == "RuntimeError: failure 1"
+    assert before + datetime.timedelta(seconds=5) <= row.available_at
+    assert row.available_at <= utcnow() + datetime.timedelta(seconds=10)
+
+
+def test_backoff_grows_exponentially_within_bounds() -> None:
+    """The delay after attempt n lies in [b/2, b] with b = min(backoff * 2**(n-1), backoff_max)."""
+    receiver = spec(Recorder(), backoff=1.0, backoff_max=8.0)
+    for attempt, bound in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (9, 8.0)]:
+        delays = [receiver.delay(attempt) for _ in range(50)]
+        assert all(bound / 2 <= delay <= bound for delay in delays)
+        assert len(set(delays)) > 1
+
+
+def test_the_last_failed_attempt_moves_the_delivery_to_the_dead_letters(outbox: Outbox) -> None:
+    """After max_attempts the delivery is a dead letter with the error and traceback."""
+    bad = Recorder(fail=10)
+    outbox.write(placed, ["shop.mail"], None, {"order": 4})
+    receivers = [spec(bad, max_attempts=3, backoff=0.0, backoff_max=0.0)]
+    relay = Relay(outbox, receivers=receivers)
+    relay.run(once=True)
+    assert len(bad.calls) == 3
+    assert pending_count(outbox) == 0
+    [letter] = outbox.dead_letters()
+    assert (letter.receiver, letter.signal, letter.attempts) == ("shop.mail", placed.name, 3)
+    assert letter.error == "RuntimeError: failure 3"
+    assert "Traceback (most recent call last)" in letter.traceback
+    assert "failure 3" in letter.traceback
+    status = outbox.status()
+    assert (status.pending, status.in_flight, status.dead) == (0, 0, 1)
+
+
+def test_retry_brings_dead_letters_back_with_fresh_attempts(outbox: Outbox) -> None:
+    """retry() moves a dead letter back; the next relay runs it again from attempt 1."""
+    flaky = Recorder(fail=1)
+    outbox.write(placed, ["shop.mail"], None, {"order": 5})
+    receivers = [spec(flaky, max_attempts=1)]
+    Relay(outbox, receivers=receivers).run(once=True)
+    [letter] = outbox.dead_letters()
+    assert outbox.retry([letter.id + 1000]) == 0
+    assert outbox.retry([letter.id]) == 1
+    assert outbox.dead_letters() == []
+    Relay(outbox, receivers=receivers).run(once=True)
+    assert [call["event"].attempt for call in flaky.calls] == [1, 1]
+    assert flaky.calls[0]["event"].id == flaky.calls[1]["event"].id
+    assert pending_count(outbox) == 0
+
+
+def test_purge_deletes_only_old_dead_letters(outbox: Outbox) -> None:
+    """purge(older_than) keeps dead letters that failed more recently."""
+    outbox.write(placed, ["shop.mail"], None, {})
+    Relay(outbox, receivers=[spec(Recorder(fail=1), max_attempts=1)]).run(once=True)
+    assert outbox.purge(datetime.timedelta(hours=1)) == 0
+    assert len(outbox.dead_letters()) == 1
+    assert outbox.purge(0) == 1
+    assert outbox.dead_letters() == []
+
+
+def test_a_delivery_for_an_unknown_receiver_stays_and_is_reported(
+    outbox: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker that does not know a receiver keeps its delivery and logs its name."""
+    outbox.write(placed, ["shop.gone"], None, {})
+    relay = Relay(outbox, receivers=[], unknown_delay=3600)
+    relay.run(once=True)
+    assert relay.stats.unknown_receivers == {(placed.name, "shop.gone")}
+    assert "'shop.gone'" in caplog.text
+    with outbox.engine.connect() as conn:
+        row = conn.execute(select(outbox.tables.pending)).one()
+    assert (row.attempts, row.locked_by) == (0, None)
+    assert row.available_at > utcnow() + datetime.timedelta(minutes=59)
+
+
+def test_a_base_exception_stops_the_relay_and_releases_the_rest(outbox: Outbox) -> None:
+    """KeyboardInterrupt in a receiver propagates; finished work is kept, the rest is due."""
+    calls: list[int] = []
+
+    def receiver(order: int, **kwargs: Any) -> None:
+        calls.append(order)
+        if order == 2:
+            raise KeyboardInterrupt
+
+    for order in (1, 2, 3):
+        outbox.write(placed, ["shop.mail"], None, {"order": order})
+    with pytest.raises(KeyboardInterrupt):
+        Relay(outbox, receivers=[spec(receiver)]).run(once=True)
+    with outbox.engine.connect() as conn:
+        rows = conn.execute(select(outbox.tables.pending).order_by("id")).all()
+    assert [(row.attempts, row.locked_by) for row in rows] == [(0, None), (0, None)]
+    calls.clear()
+    Relay(outbox, receivers=[spec(lambda order, **kw: calls.append(order))]).run(once=True)
+    assert calls == [2, 3]
+
+
+def test_unreadable_deliveries_go_to_the_dead_letters_with_the_reason(outbox: Outbox) -> None:
+    """A row of a newer format, or with a broken payload, becomes a dead letter at once."""
+    outbox.write(placed, ["shop.mail"], None, {"n": 1})
+    outbox.write(placed, ["shop.mail"], None, {"n": 2})
+    table = outbox.tables.pending
+    with outbox.engine.begin() as conn:
+        first, second = conn.execute(select(table.c.id).order_by(table.c.id)).scalars()
+        conn.execute(update(table).where(table.c.id == first).values(format=99))
+        conn.execute(update(table).where(table.c.id == second).values(payload="[1"))
+    recorder = Recorder()
+    Relay(outbox, receivers=[spec(recorder)]).run(once=True)
+    assert recorder.calls == []
+    errors = sorted(letter.error for letter in outbox.dead_letters())
+    assert errors[0].startswith("stored in format 99; this release of tidings reads formats up")
+    assert errors[1].startswith("the stored arguments cannot be read: JSONDecodeError")
+
+
+def test_a_relay_thread_delivers_until_closed(outbox: Outbox) -> None:
+    """A started relay delivers what is written meanwhile; close() stops it."""
+    done = threading.Event()
+
+    def receiver(**kwargs: Any) -> None:
+        done.set()
+
+    with Relay(outbox, receivers=[spec(receiver)], poll_interval=0.02) as relay:
+        outbox.write(placed, ["shop.mail"], None, {})
+        assert done.wait(30)
+    assert relay.stats.done == 1
+    assert relay._thread is None
+
+
+def test_a_second_sqlite_relay_waits_or_says_who_runs(tmp_path: Any) -> None:
+    """On SQLite one relay runs per database; another refuses (wait=False) or waits for it."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'one.db'}")
+    try:
+        box = Outbox(engine)
+        box.create_all()
+        first = Relay(box, receivers=[], name="first-relay", poll_interval=0.02).start()
+        try:
+            _wait_for_lease(box)
+            with pytest.raises(RelayBusyError, match="another relay \\(first-relay\\) holds"):
+                Relay(box, receivers=[], wait=False).run(once=True)
+        finally:
+            first.close()
+        Relay(box, receivers=[], wait=False).run(once=True)
+    finally:
+        engine.dispose()
+
+
+def _wait_for_lease(box: Outbox) -> None:
+    """Wait until some relay holds the relay lease."""
+    for _ in range(3000):
+        with box.engine.connect() as conn:
+            if conn.execute(select(box.tables.relay)).first() is not None:
+                return
+        threading.Event().wait(0.01)
+    raise AssertionError("the relay never took its lease")  # pragma: no cover
