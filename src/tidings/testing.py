@@ -21,9 +21,13 @@ Works with any test framework; the assertion helpers raise :class:`AssertionErro
   once and stay connected afterwards, after the restored ones; a receiver connected again while
   muted under an identity that is being restored is dropped in favour of the original
   connection, as a repeated ``connect`` would be. Active captures are never muted.
+* :func:`capture_on_commit` (Django's ``captureOnCommitCallbacks``) takes the work deferred to
+  the commit of a SQLAlchemy Session (``tidings.sqlalchemy.on_commit()`` and receivers
+  connected with ``delivery="on_commit"``) during a ``with`` block, lists it, and can run it
+  on exit, emulating the commit. It needs ``tidings[sqlalchemy]``, imported only when called.
 * The pytest plugin (loaded through the ``pytest11`` entry point) adds the fixtures
-  ``signal_capture`` and ``mute_signals``. It imports pytest only when pytest configures it, so
-  ``import tidings.testing`` stays cheap outside pytest.
+  ``signal_capture``, ``mute_signals`` and ``capture_on_commit_callbacks``. It imports pytest
+  only when pytest configures it, so ``import tidings.testing`` stays cheap outside pytest.
 
 Threads: these helpers are for tests. :func:`muted` and :func:`capture` rewrite a signal's
 connection list with a read-then-assign that other threads connecting or disconnecting on the
@@ -45,7 +49,7 @@ from tidings._connections import Connection
 from tidings._dispatch import Signal
 from tidings._refs import describe, id_of
 
-__all__ = ["Call", "Capture", "Muted", "capture", "muted"]
+__all__ = ["Call", "Capture", "Muted", "capture", "capture_on_commit", "muted"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -449,6 +453,60 @@ def muted(*signals: Signal, receivers: Iterable[Callable[..., Any]] | None = Non
     return Muted(*signals, receivers=receivers)
 
 
+# -- on-commit work ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def capture_on_commit(
+    session: Any = None, *, execute: bool = False
+) -> Iterator[list[Callable[[], Any]]]:
+    """Take the work deferred to a Session's commit during the block (``captureOnCommitCallbacks``).
+
+    Work registered while a transaction is open, for ``session`` (any Session when None), goes
+    to the capture instead of that transaction: it does not run at the commit. On exit the
+    yielded list holds, in registration order, the callables still pending (work of a
+    transaction or savepoint rolled back inside the block is left out): for
+    ``tidings.sqlalchemy.on_commit(func)`` the ``func`` itself, for a receiver connected with
+    ``delivery="on_commit"`` a callable that calls it with the send's arguments. Work that
+    runs at once (no transaction open) is not captured.
+
+    Args:
+        session: A ``Session`` or ``AsyncSession``; None captures the work of every Session.
+        execute: Run the captured work on exit (unless the block raised), as a commit would:
+            in order, each failure logged and the others still run. Work those callables
+            defer while running is captured and run too. Async callables need an
+            AsyncSession's commit or a thread with no running event loop: from async code,
+            await the listed callables yourself (executing them here logs an error).
+
+    Yields:
+        The list, filled on exit.
+
+    Raises:
+        ImportError: SQLAlchemy is not installed.
+    """
+    try:
+        from tidings.sqlalchemy import _transactions
+    except ImportError as exc:
+        raise ImportError(
+            'capture_on_commit() needs SQLAlchemy: pip install "tidings[sqlalchemy]"'
+        ) from exc
+    target = None if session is None else _transactions.sync_session(session)
+    callbacks: list[Callable[[], Any]] = []
+    with _transactions.Capturing(target) as capturing:
+        try:
+            yield callbacks
+        finally:
+            callbacks.extend(work.func for work in capturing.pending())
+        # Reached only when the block did not raise.
+        start = 0
+        while execute and start < len(capturing.work):
+            batch = [work for work in capturing.work[start:] if not work.dropped]
+            if start:
+                callbacks.extend(work.func for work in batch)
+            start = len(capturing.work)
+            _transactions.run_robustly(batch, "capture_on_commit()")
+
+
 # -- pytest plugin ----------------------------------------------------------------------------
 
 
@@ -478,6 +536,11 @@ def _fixture_class() -> type:
                     return stack.enter_context(capture(signal, sender=sender))
 
                 yield start
+
+        @pytest.fixture
+        def capture_on_commit_callbacks(self) -> Callable[..., Any]:
+            """:func:`capture_on_commit` itself: ``with capture_on_commit_callbacks(...)``."""
+            return capture_on_commit
 
         @pytest.fixture
         def mute_signals(self) -> Iterator[Callable[..., Muted]]:

@@ -7,6 +7,9 @@ signals of :mod:`tidings.models`, with Django's arguments, from sync ``Session``
 ``AsyncSession`` alike. See ``docs/sqlalchemy.md`` for the semantics and the differences from
 Django.
 
+:func:`on_commit` (and receivers connected with ``delivery="on_commit"``) run work after a
+Session's outermost transaction commits, savepoint-correct; see ``docs/transactions.md``.
+
 Requires SQLAlchemy: ``pip install "tidings[sqlalchemy]"``.
 """
 
@@ -22,21 +25,30 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from tidings.sqlalchemy import _transactions
 from tidings.sqlalchemy._lifecycle import Deferred
 from tidings.sqlalchemy._registry import AppLabelError, instrument, is_instrumented
 from tidings.sqlalchemy._session import save
+from tidings.sqlalchemy._transactions import AmbiguousSessionError, in_transaction, on_commit
 
 if TYPE_CHECKING:  # the asyncio extension is needed only by those who use it
     from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = [
+    "AmbiguousSessionError",
     "AppLabelError",
     "Deferred",
     "asave",
+    "in_transaction",
     "instrument",
     "is_instrumented",
+    "on_commit",
     "save",
 ]
+
+# Every Session's transactions are followed from the import on, so that on_commit() works
+# whether or not instrument() is called.
+_transactions.install()
 
 
 async def asave(

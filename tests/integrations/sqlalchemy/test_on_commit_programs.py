@@ -1,0 +1,65 @@
+"""Random transaction programs: tidings.sqlalchemy, Django's on_commit and the model agree."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.integrations.sqlalchemy.programs import (
+    Block,
+    Flavor,
+    Flush,
+    Send,
+    Step,
+    expected,
+    run_django_programs,
+    run_programs,
+)
+
+EXAMPLES = int(os.environ.get("ON_COMMIT_EXAMPLES", "24"))
+
+_outcomes = st.sampled_from(["commit", "rollback", "raise"])
+_shapes = st.recursive(
+    st.sampled_from(["send", "flush"]),
+    lambda inner: st.tuples(st.lists(inner, max_size=4), _outcomes),
+    max_leaves=14,
+)
+
+
+def _label(shape: Any, counter: itertools.count[int]) -> Step:
+    if shape == "send":
+        return Send(f"s{next(counter)}")
+    if shape == "flush":
+        return Flush()
+    steps, outcome = shape
+    return Block(tuple(_label(step, counter) for step in steps), outcome)
+
+
+_programs = st.tuples(st.lists(_shapes, max_size=6), _outcomes).map(
+    lambda shape: _label(shape, itertools.count())
+)
+
+
+def _check(flavor_name: str, programs: list[Block]) -> None:
+    wanted = [expected(program) for program in programs]
+    assert run_programs(Flavor(flavor_name), programs) == wanted
+    assert run_django_programs(programs) == wanted
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs=st.lists(_programs, min_size=1, max_size=3))
+def test_random_programs_on_a_sync_session(programs: list[Block]) -> None:
+    """Random programs of begin / savepoint / send / flush / commit / rollback / raise: a sync
+    Session runs exactly the work the model and Django's on_commit run, in the same order."""
+    _check("sqlite", programs)
+
+
+@settings(max_examples=EXAMPLES // 4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs=st.lists(_programs, min_size=1, max_size=3))
+def test_random_programs_on_an_async_session(programs: list[Block]) -> None:
+    """The same random programs on an AsyncSession agree with the model and with Django."""
+    _check("sqlite-async", programs)
