@@ -1,4 +1,8 @@
-"""Fixtures shared by the whole suite: real servers, found through environment variables."""
+"""Fixtures shared by the whole suite: real servers, found through environment variables.
+
+Tests marked ``stress`` (long race and load runs) are skipped unless the marker is selected
+explicitly (``pytest -m stress``, ``make stress``), so a plain ``pytest`` run stays fast.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,16 @@ from collections.abc import Iterator
 import pytest
 
 POSTGRES_URL = os.environ.get("TIDINGS_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``stress`` tests unless the ``-m`` expression asks for them."""
+    if "stress" in (config.getoption("markexpr", "") or ""):
+        return
+    skip = pytest.mark.skip(reason="stress test: run with -m stress")
+    for item in items:
+        if "stress" in item.keywords:
+            item.add_marker(skip)
 
 
 def _server_missing(what: str, install: str) -> None:
