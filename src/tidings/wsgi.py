@@ -13,7 +13,8 @@ every request:
    iterable, which PEP 3333 servers call after the last chunk has been written (or the
    client went away), as Django does; or, when the application raised before returning a
    response, as the exception leaves the middleware. Exactly once either way. A server that
-   never calls ``close()`` never gets ``request_finished``, as with Django.
+   never calls ``close()`` never gets ``request_finished``, as with Django. The application's
+   own ``close()`` is called exactly once, first, also when the server stops iterating early.
 
 An exception already reported by a framework bridge (see :mod:`tidings.flask`) is marked in the
 environ under :data:`tidings.http.REPORTED_KEY` and not reported twice. With no receiver
@@ -108,11 +109,19 @@ class _ClosingIterable:
         self._finish = _FinishingClose(getattr(inner, "close", None), sender)
 
     def __iter__(self) -> Iterator[bytes]:
-        try:
-            yield from self._inner
-        except Exception as exc:
-            report_exception(exc, self._environ)
-            raise
+        # Not ``yield from``: when the server drops this generator unfinished (the client went
+        # away), closing it would close the application's iterator too (PEP 380), and the
+        # server's own close() would then close it a second time. PEP 3333 says once.
+        chunks = iter(self._inner)
+        while True:
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            except Exception as exc:
+                report_exception(exc, self._environ)
+                raise
+            yield chunk
 
     def close(self) -> None:
         """Close the application's iterable, then send request_finished (once)."""

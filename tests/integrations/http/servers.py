@@ -1,13 +1,17 @@
-"""Real servers on free loopback ports, started in a thread and stopped at the end of a block."""
+"""Real servers on free loopback ports, started in a thread and stopped at the end of a block;
+and raw client sockets, for what an HTTP client library will not do (pipelining, hanging up)."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from waitress import wasyncore
@@ -63,3 +67,43 @@ def _wait(condition: Callable[[], bool], what: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(0.005)
+
+
+def connect(url: str) -> socket.socket:
+    """Open a TCP connection to the server at ``url``, for requests written by hand."""
+    parts = urlsplit(url)
+    if parts.hostname is None or parts.port is None:
+        raise ValueError(f"not a served URL: {url!r}")
+    return socket.create_connection((parts.hostname, parts.port), timeout=START_TIMEOUT)
+
+
+def request_bytes(url: str, target: str, *, close: bool = False) -> bytes:
+    """An HTTP/1.1 GET of ``target`` for the server at ``url``, optionally ``Connection: close``."""
+    host = urlsplit(url).netloc
+    connection = "Connection: close\r\n" if close else ""
+    return f"GET {target} HTTP/1.1\r\nHost: {host}\r\n{connection}\r\n".encode()
+
+
+def read_until(sock: socket.socket, marker: bytes) -> bytes | None:
+    """Read until ``marker`` has arrived; ``None`` if the server closed the connection first."""
+    received = b""
+    while marker not in received:
+        data = sock.recv(65536)
+        if not data:
+            return None
+        received += data
+    return received
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Read everything the server sends until it closes (or resets) the connection."""
+    received = b""
+    with contextlib.suppress(ConnectionResetError):
+        while data := sock.recv(65536):
+            received += data
+    return received
+
+
+def reset_on_close(sock: socket.socket) -> None:
+    """Make ``close()`` reset the connection (linger 0), as a client that crashed would."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 from urllib.parse import urlsplit
 
@@ -14,6 +13,7 @@ from tidings.http import Request
 
 from .conftest import Served
 from .recording import Recorder
+from .servers import connect, read_until, request_bytes
 
 
 def test_ok_sends_started_then_finished(served: Served, recorder: Recorder, client: httpx.Client):
@@ -101,16 +101,9 @@ def test_not_found_sends_no_exception_signal(
 
 def test_client_disconnect_mid_stream_finishes_once(served: Served, recorder: Recorder):
     """A client that hangs up mid-stream still gets exactly one request_finished, early."""
-    parts = urlsplit(served.url)
-    assert parts.port is not None
-    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
-        request = f"GET /stream?id=dc1&n=500&delay=0.01 HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n"
-        sock.sendall(request.encode())
-        received = b""
-        while b"chunk" not in received:
-            data = sock.recv(4096)
-            assert data, "server closed before the first chunk"
-            received += data
+    with connect(served.url) as sock:
+        sock.sendall(request_bytes(served.url, "/stream?id=dc1&n=500&delay=0.01"))
+        assert read_until(sock, b"chunk") is not None, "server closed before the first chunk"
     recorder.wait_finished("dc1")
     recorder.wait_for(lambda: recorder.kinds("dc1") == ["started", "finished"])
     kinds = recorder.kinds("dc1", signals_only=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -16,7 +17,7 @@ from tidings.http import REPORTED_KEY, got_request_exception, request_finished, 
 from tidings.wsgi import SignalsMiddleware
 
 from .recording import REQUEST_ID, Recorder
-from .servers import serve_wsgi
+from .servers import connect, read_until, request_bytes, reset_on_close, serve_wsgi
 
 
 def _environ() -> dict[str, Any]:
@@ -62,6 +63,68 @@ def test_finished_comes_from_close_after_the_apps_own_close(recorder: Recorder):
         "inner_close",
         "finished",
     ]
+
+
+class CountingBody:
+    """A response that is its own iterator, counting the calls of its ``close()``."""
+
+    def __init__(self, n: int, chunk: bytes) -> None:
+        self.left = n
+        self.chunk = chunk
+        self.closes = 0
+
+    def __iter__(self) -> CountingBody:
+        return self
+
+    def __next__(self) -> bytes:
+        if self.left == 0:
+            raise StopIteration
+        self.left -= 1
+        return self.chunk
+
+    def close(self) -> None:
+        self.closes += 1
+
+
+def test_iteration_stopped_early_closes_the_apps_response_once(recorder: Recorder):
+    """A server that drops the body iterator unfinished, then closes, closes the app's once."""
+    body = CountingBody(3, b"x")
+
+    def app(environ: Any, start_response: Any) -> Iterable[bytes]:
+        start_response("200 OK", [])
+        return body
+
+    result = SignalsMiddleware(app)(_environ(), _start_response)
+    chunks = iter(result)
+    assert next(chunks) == b"x"
+    del chunks  # the server's loop unwinds: the client went away
+    gc.collect()
+    result.close()  # type: ignore[attr-defined]
+    assert body.closes == 1
+    assert recorder.kinds("direct") == ["started", "finished"]
+
+
+def test_client_hanging_up_mid_body_on_waitress_closes_the_apps_response_once(
+    recorder: Recorder,
+):
+    """On waitress, a client that resets the connection mid-body: one close(), one finished."""
+    bodies: list[CountingBody] = []
+
+    def app(environ: Any, start_response: Any) -> Iterable[bytes]:
+        REQUEST_ID.set("hangup")
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        bodies.append(CountingBody(2000, b"y" * 65536))
+        return bodies[-1]
+
+    with serve_wsgi(SignalsMiddleware(app)) as url:
+        with connect(url) as sock:
+            sock.sendall(request_bytes(url, "/?id=hangup"))
+            assert read_until(sock, b"yyyy") is not None, "server closed before the body"
+            reset_on_close(sock)
+        recorder.wait_finished("hangup")
+    assert [b.closes for b in bodies] == [1]
+    assert bodies[0].left > 0, "the whole body was sent: the client did not hang up early"
+    assert recorder.kinds("hangup") == ["started", "finished"]
 
 
 def test_sized_responses_keep_their_length(recorder: Recorder):
