@@ -20,9 +20,16 @@ Timing, per ``http`` request:
    after the client disconnected, or the task was cancelled), ``request_finished`` is sent as
    the middleware exits, shielded from a repeated cancellation so it still runs exactly once.
 
-Every send is ``asend``: async receivers are awaited, sync receivers follow the dispatcher's
-policy (a worker thread unless connected with ``inline=True``). With no receiver connected for
-any of the three signals the application is called directly, with the server's own ``send``.
+request_finished and got_request_exception are sent with ``asend_robust``: a receiver that
+raises is logged to the ``tidings`` logger, the other receivers still run, and nothing reaches
+the server. By then the response is out and the server cannot act on an error any more; an
+error raised to it would only make it drop the connection, and with it the next request a
+keep-alive client has already sent on it. request_started is sent with ``asend``: a receiver
+that raises stops the request.
+
+Async receivers are awaited, sync receivers follow the dispatcher's policy (a worker thread
+unless connected with ``inline=True``). With no receiver connected for any of the three signals
+the application is called directly, with the server's own ``send``.
 """
 
 from __future__ import annotations
@@ -69,7 +76,8 @@ _BODY_TYPES = frozenset({"http.response.body", "http.response.zerocopysend"})
 
 def _log_orphan(task: asyncio.Task[Any]) -> None:
     # The waiter of a shielded request_finished was cancelled again; nobody else will look at
-    # the outcome, so log a failure here instead of letting asyncio complain at GC time.
+    # the outcome, so log a failure asend_robust let through (a BaseException) here instead of
+    # letting asyncio complain at GC time.
     if not task.cancelled() and (exc := task.exception()) is not None:
         _logger.error("request_finished receiver failed", exc_info=exc)
 
@@ -121,7 +129,7 @@ class SignalsMiddleware:
                 # The receivers run in a task of their own: frameworks cancel the task that
                 # streamed the body as soon as the response is complete (Starlette does), and
                 # that must not cut request_finished short or skip it.
-                finishing = asyncio.ensure_future(request_finished.asend(sender))
+                finishing = asyncio.ensure_future(request_finished.asend_robust(sender))
             return finishing
 
         async def send_wrapper(message: Message) -> None:
@@ -149,14 +157,12 @@ class SignalsMiddleware:
                 done = False
             task = finish() if done else None
             if task is not None:
-                # wait() neither raises the receivers' error into the application's ``send``
-                # (it is raised to the server once the application returns) nor cancels them.
+                # wait() neither raises into the application's ``send`` nor cancels the
+                # receivers when the application's task is cancelled meanwhile.
                 await asyncio.wait((task,))
 
-        completed = False
         try:
             await self.app(scope, receive, send_wrapper)
-            completed = True
         except Exception as exc:
             if not send_failed:
                 await report_exception(exc, scope)
@@ -164,10 +170,10 @@ class SignalsMiddleware:
         finally:
             task = finish()
             error = None if task is None else await _settle(task)
-            if error is not None and not completed:
-                _logger.error("request_finished receiver failed", exc_info=error)
-        if error is not None:
-            raise error
+            if error is not None:
+                # asend_robust has logged every receiver's Exception; what is left is a
+                # BaseException such as SystemExit, which must not be swallowed.
+                raise error
 
 
 async def report_exception(exc: Exception, scope: Scope) -> None:

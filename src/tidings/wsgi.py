@@ -16,6 +16,12 @@ every request:
    never calls ``close()`` never gets ``request_finished``, as with Django. The application's
    own ``close()`` is called exactly once, first, also when the server stops iterating early.
 
+request_finished and got_request_exception are sent with ``send_robust``: a receiver that
+raises is logged to the ``tidings`` logger and the other receivers still run. Raised from
+``close()``, the error could only make the server drop the connection, and with it the next
+request a keep-alive client has already sent (Django raises it). request_started is sent with
+``send``: a receiver that raises stops the request.
+
 An exception already reported by a framework bridge (see :mod:`tidings.flask`) is marked in the
 environ under :data:`tidings.http.REPORTED_KEY` and not reported twice. With no receiver
 connected for any of the three signals the application's own response is returned untouched.
@@ -77,6 +83,13 @@ def report_exception(exc: Exception, environ: WSGIEnviron) -> None:
     got_request_exception.send_robust(None, request=Request.from_environ(environ), exception=exc)
 
 
+def _send_finished(sender: object) -> None:
+    # Robust: the response is out (or the request is over) by now, so the server cannot act on a
+    # receiver's error; raised from close() it would only make the server drop the keep-alive
+    # connection and the next request already sent on it. send_robust logs it instead.
+    request_finished.send_robust(sender)
+
+
 class _FinishingClose:
     """A ``close()`` that closes the application's response, then sends request_finished once."""
 
@@ -95,7 +108,7 @@ class _FinishingClose:
             if self._close is not None:
                 self._close()
         finally:
-            request_finished.send(self._sender)
+            _send_finished(self._sender)
 
 
 class _ClosingIterable:
@@ -172,10 +185,10 @@ class SignalsMiddleware:
             try:
                 report_exception(exc, environ)
             finally:
-                request_finished.send(sender)
+                _send_finished(sender)
             raise
         except BaseException:
-            request_finished.send(sender)
+            _send_finished(sender)
             raise
         file_wrapper = environ.get("wsgi.file_wrapper")
         if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):

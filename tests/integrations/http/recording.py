@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+from tidings import Signal
 from tidings.http import Request, got_request_exception, request_finished, request_started
 
 # Set by the test apps at the start of every request (from ``?id=``), so that request_finished,
@@ -160,3 +162,24 @@ def note(kind: str, rid: str | None, **data: Any) -> None:
     """Record an app step on the active recorder, if a test installed one."""
     if CURRENT:
         CURRENT[-1].note(kind, rid, **data)
+
+
+def _broken(sender: Any, **kwargs: Any) -> None:
+    raise RuntimeError("receiver bug")
+
+
+@contextmanager
+def failing_then_recording(signal: Signal) -> Iterator[Recorder]:
+    """Connect a receiver raising ``RuntimeError("receiver bug")``, then a recorder after it.
+
+    Yields the recorder, whose ``finished`` events show whether receivers after a failing one
+    still ran (only its ``on_finished`` is connected).
+    """
+    later = Recorder()
+    signal.connect(_broken, weak=False)
+    signal.connect(later.on_finished, weak=False)
+    try:
+        yield later
+    finally:
+        signal.disconnect(_broken)
+        signal.disconnect(later.on_finished)

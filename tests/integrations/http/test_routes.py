@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from tidings.http import Request
+from tidings.http import Request, request_finished
 
 from .conftest import Served
-from .recording import Recorder
-from .servers import connect, read_until, request_bytes
+from .recording import REQUEST_ID, Recorder
+from .servers import connect, read_until, read_until_closed, request_bytes
 
 
 def test_ok_sends_started_then_finished(served: Served, recorder: Recorder, client: httpx.Client):
@@ -138,6 +140,41 @@ def test_concurrent_requests_pair_their_signals(served: Served, recorder: Record
         assert kinds.index("finished") > kinds.index("last_chunk")
     all_started = [e for e in recorder.events(signals_only=True) if e.kind == "started"]
     assert len(all_started) == len(ids)
+
+
+def test_failing_finished_receiver_loses_no_keepalive_request(
+    served: Served, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request_finished receiver that raises is logged; the next request on the connection
+    is still answered."""
+
+    def fail_first(sender: Any, **kwargs: Any) -> None:
+        if REQUEST_ID.get() != "ka1":
+            return
+        if not served.wsgi:
+            # uvicorn starts the next request as soon as a response is complete: fail while
+            # it is being served. (waitress serves it only after this close() returns.)
+            recorder.wait_for(lambda: "started" in recorder.kinds("ka2"))
+        raise RuntimeError("request_finished receiver failed for ka1")
+
+    # Both requests are on the wire before the first one finishes (HTTP/1.1 pipelining), so
+    # the second one is already the server's when the receiver fails.
+    pipelined = request_bytes(served.url, "/ok?id=ka1") + request_bytes(
+        served.url, "/stream?id=ka2&n=4&delay=0.05", close=True
+    )
+    request_finished.connect(fail_first)
+    try:
+        with caplog.at_level(logging.ERROR, logger="tidings"), connect(served.url) as sock:
+            sock.sendall(pipelined)
+            received = read_until_closed(sock)
+            recorder.wait_finished("ka2")
+    finally:
+        request_finished.disconnect(fail_first)
+    assert received.count(b"HTTP/1.1 200 OK\r\n") == 2, received
+    assert recorder.kinds("ka1") == ["started", "finished"]
+    assert recorder.kinds("ka2") == ["started", "finished"]
+    assert received.count(b"chunk\n") == 4, received
+    assert "request_finished receiver failed for ka1" in caplog.text
 
 
 @pytest.mark.parametrize("path", ["/ok", "/missing"])

@@ -16,7 +16,7 @@ import tidings.flask
 from tidings.http import REPORTED_KEY, got_request_exception, request_finished, request_started
 from tidings.wsgi import SignalsMiddleware
 
-from .recording import REQUEST_ID, Recorder
+from .recording import REQUEST_ID, Recorder, failing_then_recording
 from .servers import connect, read_until, request_bytes, reset_on_close, serve_wsgi
 
 
@@ -189,6 +189,26 @@ def test_failing_exception_receiver_leaves_the_apps_exception(recorder: Recorder
     assert info.value is error
     assert "receiver bug" in caplog.text
     assert recorder.kinds("direct") == ["started", "exception", "finished"]
+
+
+def test_failing_finished_receiver_is_logged_and_the_others_still_run(
+    recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request_finished receiver's error is logged, not raised from close(); others run."""
+
+    def app(environ: Any, start_response: Any) -> Iterable[bytes]:
+        start_response("200 OK", [])
+        return Body(recorder)
+
+    with failing_then_recording(request_finished) as later:
+        result = SignalsMiddleware(app)(_environ(), _start_response)
+        assert list(result) == [b"a"]
+        with caplog.at_level(logging.ERROR, logger="tidings"):
+            result.close()  # type: ignore[attr-defined]
+    assert recorder.kinds("direct") == ["started", "finished"]
+    assert later.kinds("direct") == ["finished"]
+    logged = [r.exc_info[1] for r in caplog.records if r.exc_info]
+    assert [(type(e), str(e)) for e in logged] == [(RuntimeError, "receiver bug")]
 
 
 def test_failing_started_receiver_stops_the_request(recorder: Recorder):
