@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine, MetaData
 
 from tidings._dispatch import Signal
 from tidings.outbox._codec import encode
+from tidings.outbox._receivers import DurableReceiver
 from tidings.outbox._schema import OutboxTables, build_tables
 from tidings.outbox._store import DeadLetter, OutboxStatus, Store
 
@@ -31,6 +32,8 @@ class Outbox:
         schema: The database schema of the tables (None: the default one).
         apps: App names (or configs) a worker populates ``tidings.apps.apps`` with before it
             starts, so models and receivers are imported.
+        receivers: The durable receivers the relays of this outbox run; None: every durable
+            receiver connected in the worker's process.
     """
 
     def __init__(
@@ -41,10 +44,12 @@ class Outbox:
         prefix: str = "tidings_outbox",
         schema: str | None = None,
         apps: Iterable[Any] = (),
+        receivers: Iterable[DurableReceiver] | None = None,
     ) -> None:
         self.engine = engine
         self.tables: OutboxTables = build_tables(metadata or MetaData(), prefix, schema)
         self.apps = tuple(apps)
+        self.receivers = None if receivers is None else tuple(receivers)
         self._store = Store(engine, self.tables)
 
     @property

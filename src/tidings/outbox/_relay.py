@@ -78,8 +78,9 @@ class Relay:
 
     Args:
         outbox: The outbox to relay.
-        receivers: The receivers this relay runs; None: every durable receiver connected in
-            this process (looked up afresh for every batch).
+        receivers: The receivers this relay runs; None: the outbox's ``receivers``, or if
+            those are None too, every durable receiver connected in this process (looked up
+            afresh for every batch).
         batch_size: Deliveries claimed at once.
         lease: Seconds a claim holds a delivery; a worker that dies holding it lets it go
             after this long. Renewed while a batch runs.
@@ -110,6 +111,8 @@ class Relay:
             raise ValueError("batch_size must be >= 1, lease and poll_interval positive")
         self.outbox = outbox
         self._store: Store = outbox._store
+        if receivers is None:
+            receivers = outbox.receivers
         self._receivers = None if receivers is None else {spec.key: spec for spec in receivers}
         self.batch_size = batch_size
         self.lease = lease

@@ -1,0 +1,328 @@
+"""The ``tidings`` command line (``python -m tidings`` too): workers, the outbox, receivers.
+
+::
+
+    tidings worker package.module:outbox [--once] [--quiet]
+    tidings outbox --app package.module:outbox status | dead | retry ID... | retry --all
+                   | purge --dead --older-than 7d
+    tidings receivers [package.module ...] [--json]
+
+``package.module:outbox`` names an :class:`~tidings.outbox.Outbox` (or a function returning
+one), the convention of ``uvicorn`` and ``celery -A``; the current directory is importable.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import json
+import os
+import re
+import signal as signals
+import sys
+import time
+import types
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import click
+
+from tidings._dispatch import Signal
+from tidings.outbox._codec import import_path
+from tidings.outbox._outbox import Outbox
+from tidings.outbox._relay import Relay, RelayBusyError, RelayStats
+
+__all__ = ["main"]
+
+
+def load_outbox(target: str) -> Outbox:
+    """Import ``module:attribute`` and return the outbox it names.
+
+    Raises:
+        click.BadParameter: It cannot be imported or is not an Outbox.
+    """
+    if ":" not in target:
+        raise click.BadParameter(f"{target!r}: expected module:attribute, e.g. myapp.jobs:outbox")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        value = import_path(target)
+    except ImportError as exc:
+        raise click.BadParameter(f"cannot import {target!r}: {exc}") from exc
+    if not isinstance(value, Outbox) and callable(value):
+        value = value()
+    if not isinstance(value, Outbox):
+        raise click.BadParameter(
+            f"{target!r} is {type(value).__qualname__}, not a tidings.outbox.Outbox"
+        )
+    value.setup()
+    return value
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``30``, ``30s``, ``15m``, ``12h`` or ``7d``.
+
+    Raises:
+        click.BadParameter: Not such a duration.
+    """
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise click.BadParameter(f"{text!r}: expected a duration such as 30s, 15m, 12h or 7d")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """tidings: durable-delivery workers and operations."""
+
+
+# -- the worker ---------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("target")
+@click.option("--once", is_flag=True, help="Drain what is due, then exit.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress line.")
+@click.option("--batch-size", default=50, show_default=True, help="Deliveries claimed at once.")
+@click.option("--lease", default=60.0, show_default=True, help="Seconds a claim holds a row.")
+@click.option("--poll", default=0.5, show_default=True, help="Seconds between idle claims.")
+@click.option("--interval", default=5.0, show_default=True, help="Seconds between progress lines.")
+@click.option("--no-wait", is_flag=True, help="SQLite: exit at once if another relay runs.")
+def worker(
+    target: str,
+    once: bool,
+    quiet: bool,
+    batch_size: int,
+    lease: float,
+    poll: float,
+    interval: float,
+    no_wait: bool,
+) -> None:
+    """Run the durable receivers of the outbox TARGET (module:attribute).
+
+    SIGTERM or SIGINT lets the running receiver finish, releases the leases and exits 0.
+    """
+    outbox = load_outbox(target)
+    state: dict[str, Any] = {"last": (time.monotonic(), 0)}
+
+    def progress(stats: RelayStats) -> None:
+        if quiet:
+            return
+        now = time.monotonic()
+        then, before = state["last"]
+        state["last"] = (now, stats.done)
+        rate = (stats.done - before) / (now - then) if now > then else 0.0
+        try:
+            status = outbox.status()
+            where = f"pending {status.pending}, in flight {status.in_flight}, dead {status.dead}"
+        except Exception as exc:  # the line must not kill the worker
+            where = f"outbox unreadable ({type(exc).__name__})"
+        click.echo(
+            f"tidings worker: {stats.done} done ({rate:.1f}/s), {stats.retried} retried, "
+            f"{stats.dead} dead, {stats.unknown} unknown; {where}",
+            err=True,
+        )
+
+    relay = Relay(
+        outbox,
+        batch_size=batch_size,
+        lease=lease,
+        poll_interval=poll,
+        wait=not no_wait,
+        on_progress=progress,
+        progress_interval=interval,
+    )
+
+    def stop(signum: int, frame: types.FrameType | None) -> None:
+        relay.stop()
+
+    previous = {sig: signals.signal(sig, stop) for sig in (signals.SIGTERM, signals.SIGINT)}
+    try:
+        relay.run(once=once)
+    except RelayBusyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        for sig, handler in previous.items():
+            signals.signal(sig, handler)
+        outbox.engine.dispose()
+
+
+# -- the outbox ---------------------------------------------------------------------------
+
+
+@main.group()
+@click.option(
+    "--app",
+    "target",
+    envvar="TIDINGS_OUTBOX",
+    required=True,
+    help="The outbox, module:attribute (or set TIDINGS_OUTBOX).",
+)
+@click.pass_context
+def outbox(ctx: click.Context, target: str) -> None:
+    """Look at and operate an outbox."""
+    ctx.obj = load_outbox(target)
+    ctx.call_on_close(ctx.obj.engine.dispose)
+
+
+def _when(value: datetime.datetime | None) -> str:
+    return "-" if value is None else f"{value:%Y-%m-%d %H:%M:%S}"
+
+
+@outbox.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def status(box: Outbox, as_json: bool) -> None:
+    """Pending, in-flight and dead deliveries, and the oldest pending one's age."""
+    current = box.status()
+    age = current.oldest_age()
+    if as_json:
+        fields = ("pending", "in_flight", "dead")
+        data: dict[str, Any] = {name: getattr(current, name) for name in fields}
+        data["oldest_pending_age"] = age
+        click.echo(json.dumps(data))
+        return
+    click.echo(f"pending    {current.pending}")
+    click.echo(f"in flight  {current.in_flight}")
+    click.echo(f"dead       {current.dead}")
+    click.echo(f"oldest     {'-' if age is None else f'{age:.1f} s ago'}")
+
+
+@outbox.command()
+@click.option("--limit", type=int, default=None, help="Show at most this many.")
+@click.option("--traceback", "show_traceback", is_flag=True, help="Print each traceback.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@click.pass_obj
+def dead(box: Outbox, limit: int | None, show_traceback: bool, as_json: bool) -> None:
+    """List the dead letters, oldest failure first."""
+    letters = box.dead_letters(limit)
+    if as_json:
+        for letter in letters:
+            data = {
+                "id": letter.id,
+                "event_id": str(letter.event_id),
+                "signal": letter.signal,
+                "receiver": letter.receiver,
+                "attempts": letter.attempts,
+                "sent_at": letter.sent_at.isoformat(),
+                "failed_at": letter.failed_at.isoformat(),
+                "error": letter.error,
+                "traceback": letter.traceback,
+                "payload": json.loads(letter.payload),
+            }
+            click.echo(json.dumps(data))
+        return
+    rows = [
+        (str(d.id), _when(d.failed_at), str(d.attempts), d.signal, d.receiver, d.error)
+        for d in letters
+    ]
+    _table(("ID", "FAILED (UTC)", "ATTEMPTS", "SIGNAL", "RECEIVER", "ERROR"), rows)
+    if show_traceback:
+        for letter in letters:
+            click.echo(f"\n-- {letter.id} ({letter.event_id})\n{letter.traceback.rstrip()}")
+
+
+@outbox.command()
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all", "every", is_flag=True, help="Every dead letter.")
+@click.pass_obj
+def retry(box: Outbox, ids: tuple[int, ...], every: bool) -> None:
+    """Put dead letters IDS (or --all) back for delivery, attempts reset."""
+    if bool(ids) == every:
+        raise click.UsageError("give dead-letter ids or --all (one of them)")
+    moved = box.retry(None if every else list(ids))
+    click.echo(f"{moved} dead letter{'s' if moved != 1 else ''} put back")
+    if not every and moved < len(set(ids)):
+        raise click.ClickException(f"{len(set(ids)) - moved} of the ids are not dead letters")
+
+
+@outbox.command()
+@click.option("--dead", is_flag=True, required=True, help="Purge dead letters (required).")
+@click.option("--older-than", default="0s", show_default=True, help="e.g. 30s, 15m, 12h, 7d.")
+@click.pass_obj
+def purge(box: Outbox, dead: bool, older_than: str) -> None:
+    """Delete dead letters that failed longer ago than --older-than."""
+    removed = box.purge(parse_duration(older_than))
+    click.echo(f"{removed} dead letter{'s' if removed != 1 else ''} deleted")
+
+
+# -- receivers ----------------------------------------------------------------------------
+
+
+def _signals() -> Iterator[tuple[str, Signal]]:
+    """Every signal that is an attribute of an imported module, once, by its first path."""
+    seen: set[int] = set()
+    for module_name, module in sorted(sys.modules.items()):
+        if module is None:
+            continue
+        try:
+            attributes = list(vars(module).items())
+        except TypeError:  # pragma: no cover - modules without a __dict__
+            continue
+        for attribute, value in attributes:
+            if isinstance(value, Signal) and id(value) not in seen:
+                seen.add(id(value))
+                yield f"{module_name}.{attribute}", value
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "(any)"
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    return repr(value)
+
+
+@main.command()
+@click.argument("modules", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def receivers(modules: tuple[str, ...], as_json: bool) -> None:
+    """List every signal of the imported MODULES with its receivers (module or module:outbox)."""
+    for name in modules:
+        if ":" in name:
+            load_outbox(name)
+        else:
+            if os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())
+            try:
+                __import__(name)
+            except ImportError as exc:
+                raise click.BadParameter(f"cannot import {name!r}: {exc}") from exc
+    entries = []
+    for path, sig in _signals():
+        for info in sig.live_receivers():
+            delivery = getattr(info, "delivery", "immediate")
+            entries.append(
+                {
+                    "signal": sig.name or path,
+                    "signal_path": path,
+                    "receiver": _describe_receiver(info.receiver),
+                    "sender": _describe(info.sender),
+                    "delivery": delivery.value if isinstance(delivery, enum.Enum) else delivery,
+                    "async": info.is_async,
+                }
+            )
+    if as_json:
+        click.echo(json.dumps(entries, indent=2))
+        return
+    _table(
+        ("SIGNAL", "RECEIVER", "SENDER", "DELIVERY"),
+        [[str(e[key]) for key in ("signal", "receiver", "sender", "delivery")] for e in entries],
+    )
+
+
+def _describe_receiver(func: Any) -> str:
+    module = getattr(func, "__module__", None) or "?"
+    qualname = getattr(func, "__qualname__", None) or repr(func)
+    return f"{module}.{qualname}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    for row in (header, *rows):
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        click.echo("  ".join(cells).rstrip())

@@ -1,0 +1,90 @@
+"""Running ``tidings`` in real processes for the tests, and reading what the receivers did."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGET = "tests.outbox.worker_app:outbox"
+
+
+def environment(url: str, calls: Path, **extra: str) -> dict[str, str]:
+    """The environment of a worker process of ``worker_app`` on ``url``."""
+    env = dict(os.environ)
+    env.update(
+        TIDINGS_TEST_OUTBOX_URL=url,
+        TIDINGS_TEST_CALLS=str(calls),
+        PYTHONPATH=str(ROOT),
+        **extra,
+    )
+    return env
+
+
+def tidings(
+    args: list[str], env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m tidings ARGS`` to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "tidings", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_worker(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """Start ``python -m tidings worker TARGET ARGS`` in the background."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tidings", "worker", TARGET, *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def calls(path: Path, receiver: str = "accounts.send_welcome") -> list[str]:
+    """The event ids of the calls of ``receiver`` recorded in ``path``, in call order."""
+    if not path.exists():
+        return []
+    lines = [line.split() for line in path.read_text().splitlines()]
+    return [parts[0] for parts in lines if len(parts) == 3 and parts[1] == receiver]
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What a fault test pushed and what the receivers saw."""
+
+    pushed: int
+    delivered: int
+    duplicated: int
+    lost: int
+    strangers: int
+
+    def __str__(self) -> str:
+        return (
+            f"pushed {self.pushed}, delivered {self.delivered}, duplicated {self.duplicated}, "
+            f"lost {self.lost}, unknown ids {self.strangers}"
+        )
+
+
+def count(pushed: list[str], seen: list[str]) -> Counts:
+    """Compare the pushed event ids with the ids the receiver was called with."""
+    times = Counter(seen)
+    wanted = set(pushed)
+    delivered = len(wanted & set(times))
+    return Counts(
+        pushed=len(pushed),
+        delivered=delivered,
+        duplicated=sum(n - 1 for n in times.values()),
+        lost=len(wanted) - delivered,
+        strangers=len(set(times) - wanted),
+    )

@@ -1,0 +1,153 @@
+"""The ``tidings`` command line in real processes: the worker and the outbox operations."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import Engine, create_engine, select
+
+from tests.outbox.processes import TARGET, calls, environment, start_worker, tidings
+from tests.outbox.worker_app import welcomed
+from tidings.outbox import Outbox
+from tidings.outbox._cli import main
+
+
+@pytest.fixture
+def sqlite_box(tmp_path: Path) -> Iterator[Outbox]:
+    """The worker app's outbox on a new SQLite file, tables created."""
+    engine: Engine = create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    box = Outbox(engine)
+    box.create_all()
+    yield box
+    engine.dispose()
+
+
+def env_for(box: Outbox, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a worker of ``box``."""
+    return environment(str(box.engine.url), tmp_path / "calls.txt", **extra)
+
+
+def push(
+    box: Outbox, count: int, receivers: tuple[str, ...] = ("accounts.send_welcome",)
+) -> list[str]:
+    """Store ``count`` sends; return their event ids."""
+    return [str(box.write(welcomed, list(receivers), None, {"user_id": n})) for n in range(count)]
+
+
+def cli(args: list[str], env: dict[str, str]) -> Result:
+    """Run the command line in this process."""
+    return CliRunner().invoke(main, args, env=env, catch_exceptions=False)
+
+
+def test_worker_once_drains_the_outbox_and_prints_a_progress_line(
+    sqlite_box: Outbox, tmp_path: Path
+) -> None:
+    """``tidings worker TARGET --once`` runs every due delivery, prints its line, exits 0."""
+    pushed = push(sqlite_box, 5)
+    done = tidings(["worker", TARGET, "--once"], env_for(sqlite_box, tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert calls(tmp_path / "calls.txt") == pushed
+    assert "tidings worker: 5 done" in done.stderr
+    assert "pending 0, in flight 0, dead 0" in done.stderr
+
+
+def test_worker_quiet_prints_nothing(sqlite_box: Outbox, tmp_path: Path) -> None:
+    """``--quiet`` turns the progress line off."""
+    push(sqlite_box, 1)
+    done = cli(["worker", TARGET, "--once", "--quiet"], env_for(sqlite_box, tmp_path))
+    assert (done.exit_code, done.stdout, done.stderr) == (0, "", "")
+    assert len(calls(tmp_path / "calls.txt")) == 1
+
+
+def test_sigterm_finishes_the_current_delivery_releases_the_rest_and_exits_0(
+    sqlite_box: Outbox, tmp_path: Path
+) -> None:
+    """A worker told SIGTERM stops after its running receiver; the unrun rows are free."""
+    pushed = push(sqlite_box, 20)
+    worker = start_worker(["--quiet"], env_for(sqlite_box, tmp_path, TIDINGS_TEST_SLEEP="0.1"))
+    try:
+        while len(calls(tmp_path / "calls.txt")) < 2:
+            assert worker.poll() is None, worker.communicate()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(60) == 0
+    finally:
+        worker.kill()
+        worker.communicate()
+    seen = calls(tmp_path / "calls.txt")
+    table = sqlite_box.tables.pending
+    with sqlite_box.engine.connect() as conn:
+        rows = conn.execute(select(table.c.locked_by, table.c.attempts)).all()
+    assert len(seen) + len(rows) == len(pushed)
+    assert set(rows) == {(None, 0)}
+    with sqlite_box.engine.connect() as conn:
+        assert conn.execute(select(sqlite_box.tables.relay)).all() == []
+
+
+def test_outbox_operations_on_the_command_line(sqlite_box: Outbox, tmp_path: Path) -> None:
+    """status, dead, retry and purge report and change the outbox."""
+    env = env_for(sqlite_box, tmp_path, TIDINGS_OUTBOX=TARGET)
+    push(sqlite_box, 2, ("accounts.always_fails",))
+    assert cli(["worker", TARGET, "--once", "-q"], env).exit_code == 0
+    status = cli(["outbox", "status", "--json"], env)
+    assert json.loads(status.stdout) == {
+        "pending": 0,
+        "in_flight": 0,
+        "dead": 2,
+        "oldest_pending_age": None,
+    }
+    listing = cli(["outbox", "dead"], env)
+    assert listing.exit_code == 0
+    header, *lines = listing.stdout.splitlines()
+    assert header.split() == ["ID", "FAILED", "(UTC)", "ATTEMPTS", "SIGNAL", "RECEIVER", "ERROR"]
+    assert len(lines) == 2
+    assert "accounts.always_fails  RuntimeError: the mail server said no" in lines[0]
+    first = lines[0].split()[0]
+    retried = cli(["outbox", "retry", first], env)
+    assert (retried.exit_code, retried.stdout) == (0, "1 dead letter put back\n")
+    assert cli(["outbox", "retry"], env).exit_code == 2
+    assert "pending    1" in cli(["outbox", "status"], env).stdout
+    kept = cli(["outbox", "purge", "--dead", "--older-than", "1h"], env)
+    assert kept.stdout == "0 dead letters deleted\n"
+    assert cli(["outbox", "purge", "--dead", "--older-than", "soon"], env).exit_code == 2
+    purged = cli(["outbox", "purge", "--dead"], env)
+    assert purged.stdout == "1 dead letter deleted\n"
+    assert cli(["outbox", "retry", "--all"], env).stdout == "0 dead letters put back\n"
+
+
+def test_a_bad_target_is_a_usage_error(tmp_path: Path) -> None:
+    """A target that is not module:attribute of an Outbox exits 2 saying why."""
+    env = environment("sqlite://", tmp_path / "calls.txt")
+    for target, why in [
+        ("tests.outbox.worker_app", "expected module:attribute"),
+        ("tests.outbox.nothing_here:outbox", "cannot import"),
+        ("tests.outbox.worker_app:welcomed", "is Signal, not a tidings.outbox.Outbox"),
+    ]:
+        done = CliRunner().invoke(main, ["worker", target, "--once"], env=env)
+        assert done.exit_code == 2
+        assert why in done.stderr
+
+
+def test_receivers_lists_signals_and_receivers(tmp_path: Path) -> None:
+    """``tidings receivers MODULE`` lists imported signals' receivers, as a table or JSON."""
+    env = environment("sqlite://", tmp_path / "calls.txt")
+    done = cli(["receivers", "tests.outbox.cli_signals", "--json"], env)
+    entries = [e for e in json.loads(done.stdout) if e["signal"] == "shop.order_shipped"]
+    assert entries == [
+        {
+            "signal": "shop.order_shipped",
+            "signal_path": "tests.outbox.cli_signals.order_shipped",
+            "receiver": "tests.outbox.cli_signals.notify",
+            "sender": "(any)",
+            "delivery": "immediate",
+            "async": False,
+        }
+    ]
+    table = cli(["receivers", "tests.outbox.cli_signals"], env).stdout.splitlines()
+    assert table[0].split() == ["SIGNAL", "RECEIVER", "SENDER", "DELIVERY"]
+    row = ["shop.order_shipped", "tests.outbox.cli_signals.notify", "(any)", "immediate"]
+    assert row in [line.split() for line in table]

@@ -1,0 +1,102 @@
+"""An application the worker-process tests run: ``tidings worker tests.outbox.worker_app:outbox``.
+
+``outbox`` builds the outbox on the database ``TIDINGS_TEST_OUTBOX_URL`` names; every receiver
+call appends ``event-id receiver attempt`` to the file named by ``TIDINGS_TEST_CALLS``;
+``TIDINGS_TEST_SLEEP`` makes each call take that many seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from sqlalchemy import create_engine
+
+from tidings import Signal
+from tidings.outbox import DurableReceiver, Event, Outbox
+
+welcomed = Signal(name="accounts.welcomed")
+
+
+def record(event: Event, what: str | None = None) -> None:
+    """Append the call to the calls file, in one write (whole lines even when killed)."""
+    path = os.environ.get("TIDINGS_TEST_CALLS")
+    if path:
+        line = f"{event.id} {what or event.receiver} {event.attempt}\n".encode()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def claim_run(event: Event) -> str | None:
+    """Mark ``event`` as running in this process; return the lock path (None if not asked).
+
+    A lock left by a process that is still alive means two workers run the event at once:
+    that is recorded as an ``OVERLAP`` line. A dead process's lock is stale and replaced.
+    """
+    folder = os.environ.get("TIDINGS_TEST_LOCKS")
+    if not folder:
+        return None
+    path = os.path.join(folder, str(event.id))
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    except FileExistsError:
+        with open(path) as held:
+            owner = held.read().strip()
+        if owner and alive(int(owner)) and int(owner) != os.getpid():
+            record(event, "OVERLAP")
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, str(os.getpid()).encode())
+    finally:
+        os.close(fd)
+    return path
+
+
+def send_welcome(sender: Any, user_id: int, event: Event, **kwargs: Any) -> None:
+    """Record the call, taking TIDINGS_TEST_SLEEP seconds."""
+    lock = claim_run(event)
+    delay = float(os.environ.get("TIDINGS_TEST_SLEEP", "0"))
+    if delay:
+        time.sleep(delay)
+    record(event)
+    if lock is not None:
+        os.unlink(lock)
+
+
+def always_fails(sender: Any, event: Event, **kwargs: Any) -> None:
+    """Record the call, then fail."""
+    record(event)
+    raise RuntimeError("the mail server said no")
+
+
+RECEIVERS = [
+    DurableReceiver(welcomed, "accounts.send_welcome", send_welcome),
+    DurableReceiver(
+        welcomed,
+        "accounts.always_fails",
+        always_fails,
+        max_attempts=2,
+        backoff=0.0,
+        backoff_max=0.0,
+    ),
+]
+
+
+def outbox() -> Outbox:
+    """The outbox on ``TIDINGS_TEST_OUTBOX_URL``, read when called."""
+    return Outbox(
+        create_engine(os.environ.get("TIDINGS_TEST_OUTBOX_URL", "sqlite://")), receivers=RECEIVERS
+    )
