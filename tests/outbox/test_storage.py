@@ -261,3 +261,31 @@ def _wait_for_lease(box: Outbox) -> None:
                 return
         threading.Event().wait(0.01)
     raise AssertionError("the relay never took its lease")  # pragma: no cover
+
+
+def test_a_rolled_back_savepoint_drops_only_its_writes(outbox: Outbox) -> None:
+    """Inside a Session, a write in a rolled-back savepoint is gone, the outer one stays."""
+    from sqlalchemy.orm import Session
+
+    with Session(outbox.engine) as session, session.begin():
+        outbox.write(placed, ["shop.mail"], None, {"order": 1}, connection=session.connection())
+        savepoint = session.begin_nested()
+        outbox.write(placed, ["shop.mail"], None, {"order": 2}, connection=session.connection())
+        savepoint.rollback()
+    recorder = Recorder()
+    Relay(outbox, receivers=[spec(recorder)]).run(once=True)
+    assert [call["order"] for call in recorder.calls] == [1]
+
+
+def test_an_unstorable_argument_fails_the_senders_transaction(outbox: Outbox) -> None:
+    """PayloadTypeError propagates out of the sender's transaction, which writes nothing."""
+    from tidings.outbox import PayloadTypeError
+
+    def business_transaction() -> None:
+        with outbox.engine.begin() as conn:
+            outbox.write(placed, ["shop.mail"], None, {"order": 1}, connection=conn)
+            outbox.write(placed, ["shop.mail"], None, {"blob": object()}, connection=conn)
+
+    with pytest.raises(PayloadTypeError, match=r"argument 'blob' for durable receiver shop\.mail"):
+        business_transaction()
+    assert pending_count(outbox) == 0
