@@ -1,7 +1,4 @@
-"""Outboxes on SQLite and PostgreSQL for the durable-delivery tests; the stress gate.
-
-Tests marked ``stress`` run only when the ``-m`` expression names the marker.
-"""
+"""Outboxes on SQLite and PostgreSQL for the durable-delivery tests."""
 
 from __future__ import annotations
 
@@ -15,14 +12,6 @@ from sqlalchemy import Engine, create_engine
 
 from tests.conftest import fresh_postgres_database
 from tidings.outbox import Outbox
-
-
-@pytest.fixture(autouse=True)
-def _stress_gate(request: pytest.FixtureRequest) -> None:
-    """Skip a ``stress`` test unless the ``-m`` expression names the marker."""
-    wanted = "stress" in (request.config.getoption("markexpr", "") or "")
-    if request.node.get_closest_marker("stress") is not None and not wanted:
-        pytest.skip("stress test: run with -m stress")
 
 
 def make_engine(kind: str, tmp_path: Path) -> Iterator[Engine]:
