@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Mapper, Session, object_mapper
-from sqlalchemy.orm.attributes import flag_dirty, instance_state, set_committed_value
+from sqlalchemy.orm.attributes import flag_dirty, instance_state
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.orm.unitofwork import UOWTransaction
 
@@ -44,11 +44,11 @@ from tidings.sqlalchemy._fields import (
     expunged_by_flush,
     field_keys,
     fields_modified,
-    read_history,
     removed_children,
 )
 from tidings.sqlalchemy._registry import is_instrumented
 from tidings.sqlalchemy._send import send
+from tidings.sqlalchemy._withheld import Withheld
 
 __all__ = ["FlushHook", "add_flush_hook", "install", "save", "using_for"]
 
@@ -58,6 +58,7 @@ Stage = Literal["before_flush", "after_flush", "after_flush_postexec"]
 _STATE_KEY = "tidings.sqlalchemy"
 _SAVES_KEY = "tidings.sqlalchemy.saves"
 _DEPTH_KEY = "tidings.sqlalchemy.depth"
+_WITHHELD_KEY = "tidings.sqlalchemy.withheld"
 _USING_OPTION = "tidings_using"
 _MAX_ROUNDS = 100
 
@@ -91,6 +92,7 @@ def install() -> None:
     event.listen(Session, "before_flush", _before_flush)
     event.listen(Session, "after_flush", _after_flush)
     event.listen(Session, "after_flush_postexec", _after_flush_postexec)
+    event.listen(Session, "after_soft_rollback", _drop_withheld)
 
 
 class _Save:
@@ -108,13 +110,15 @@ class _Save:
 
 
 class _FlushState:
-    __slots__ = ("post_deletes", "saves", "seen", "using")
+    __slots__ = ("partial", "post_deletes", "saves", "seen", "using")
 
     def __init__(self) -> None:
         self.seen: set[InstanceState[Any]] = set()
         self.saves: list[_Save] = []
         self.post_deletes: list[tuple[_delete.Entry, str]] = []
         self.using: dict[Mapper[Any], str] = {}
+        # Objects saved with update_fields: the changes to other fields are withheld.
+        self.partial: list[tuple[InstanceState[Any], frozenset[str]]] = []
 
 
 def _listening() -> bool:
@@ -152,8 +156,18 @@ def _before_flush(session: Session, flush_context: UOWTransaction, _instances: o
                 f"pre_save/pre_delete receivers kept changing the session for {_MAX_ROUNDS} "
                 "rounds of one flush; is a receiver saving the object it receives?"
             )
-    for hook in _hooks["before_flush"]:
-        hook(session, flush_context)
+        # After the receivers: what they change in fields not listed is withheld too.
+        if flush.partial:
+            withheld = _withheld(session)
+            for state, fields in flush.partial:
+                withheld.hide(state, fields)
+    try:
+        for hook in _hooks["before_flush"]:
+            hook(session, flush_context)
+    except BaseException:
+        # The flush never starts: the withheld changes are pending again for the next one.
+        _release_withheld(session)
+        raise
 
 
 def _new_saves(
@@ -181,8 +195,12 @@ def _new_saves(
             continue  # the flush deletes it: _new_deletes signals it
         if state in explicit:
             fields = explicit[state]
+            withheld = session.info.get(_WITHHELD_KEY)
+            if withheld is not None:
+                # Saved again in the same flush() call: what this save writes is due again.
+                withheld.show(state, fields)
             if fields is not None:
-                _keep_only(state, fields)
+                flush.partial.append((state, fields))
         elif fields_modified(state):
             fields = None
         else:
@@ -194,16 +212,22 @@ def _new_saves(
     return found
 
 
-def _keep_only(state: InstanceState[Any], fields: frozenset[str]) -> None:
-    """Leave unwritten the changes to attributes not in ``update_fields``, as Django does.
+def _withheld(session: Session) -> Withheld:
+    withheld: Withheld | None = session.info.get(_WITHHELD_KEY)
+    if withheld is None:
+        withheld = session.info[_WITHHELD_KEY] = Withheld()
+    return withheld
 
-    The in-memory values stay; they just become the committed ones, so SQLAlchemy does not
-    write them (Django too leaves such values in memory and out of the UPDATE).
-    """
-    obj = state.obj()
-    for key in field_keys(state.mapper):
-        if key not in fields and read_history(state, key, load=True).added:
-            set_committed_value(obj, key, state.dict[key])
+
+def _release_withheld(session: Session) -> None:
+    withheld: Withheld | None = session.info.pop(_WITHHELD_KEY, None)
+    if withheld is not None:
+        withheld.show_all()
+
+
+def _drop_withheld(session: Session, _previous: object = None) -> None:
+    # A rollback expires the objects: their unwritten values go, withheld or not.
+    session.info.pop(_WITHHELD_KEY, None)
 
 
 def _new_deletes(session: Session, flush: _FlushState) -> list[Any]:
@@ -249,6 +273,8 @@ def _send_pre(session: Session, flush: _FlushState, saves: list[_Save], deletes:
     for record in saves:
         if pre_save.has_listeners(record.sender):
             changes = {} if record.created else changes_of(record.instance, load=True)
+            if record.update_fields is not None:
+                changes = {k: v for k, v in changes.items() if k in record.update_fields}
             send(
                 pre_save,
                 record.sender,
@@ -283,12 +309,16 @@ def _after_flush(session: Session, flush_context: UOWTransaction) -> None:
 
 def _after_flush_postexec(session: Session, flush_context: UOWTransaction) -> None:
     flush: _FlushState | None = flush_context.attributes.pop(_STATE_KEY, None)
+    outermost = not session.info.get(_DEPTH_KEY)
     if flush is not None:
         _send_post(flush)
     for hook in _hooks["after_flush_postexec"]:
         hook(session, flush_context)
     if flush is not None or any(_hooks.values()):
         _flush_again(session)
+    if outermost:
+        # Only now, or the flushes of what receivers left pending would write them.
+        _release_withheld(session)
 
 
 def _send_post(flush: _FlushState) -> None:

@@ -1,0 +1,194 @@
+"""save(update_fields=[...]): the other changed fields are not written, and stay pending.
+
+Pending as any unwritten change of a Session: the next save() writes them, and so does the next
+flush (an autoflush, a commit), where Django writes them at the next save() only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+import tidings.models as tm
+from tests.integrations.sqlalchemy.conftest import Db, DjangoSide, SqlaSide
+from tidings.sqlalchemy import save
+
+
+@pytest.fixture(params=["sqlite", "sqlite-async"])
+def sqla_sqlite(request: pytest.FixtureRequest) -> SqlaSide:
+    """The SQLAlchemy side on SQLite, with a sync Session and with an AsyncSession."""
+    return SqlaSide(request.param, request)
+
+
+async def _row(db: Db) -> tuple[Any, ...]:
+    """The stored names, read without an autoflush (which would write what is pending)."""
+    with db.sync.no_autoflush:
+        result = await db.execute(text("SELECT first_name, last_name FROM person"))
+    return tuple(result.one())
+
+
+async def _changed_person(db: Db) -> Any:
+    """A saved Ada, renamed Grace Hopper in memory only."""
+    person = db.models.Person(first_name="Ada")
+    await db.save(person)
+    person.first_name = "Grace"
+    person.last_name = "Hopper"
+    return person
+
+
+def test_a_later_full_save_writes_what_update_fields_left_out(
+    django_side: DjangoSide, sqla_sqlite: SqlaSide
+) -> None:
+    """As in Django, a full save() after save(update_fields=[...]) writes the unlisted change."""
+    rows: list[tuple[Any, ...]] = []
+
+    def django(m: Any) -> None:
+        person = m.Person.objects.create(first_name="Ada")
+        person.first_name = "Grace"
+        person.last_name = "Hopper"
+        person.save(update_fields=["first_name"])
+        rows.append(tuple(m.Person.objects.values_list("first_name", "last_name").get()))
+        person.save()
+        rows.append(tuple(m.Person.objects.values_list("first_name", "last_name").get()))
+
+    changes: list[dict[str, Any]] = []
+
+    async def sqlalchemy(db: Db) -> None:
+        person = await _changed_person(db)
+        await db.save(person, update_fields=["first_name"])
+        rows.append(await _row(db))
+        assert person.last_name == "Hopper"
+        await db.save(person)
+        rows.append(await _row(db))
+
+    def note(changes_: dict[str, Any], **kwargs: Any) -> None:
+        changes.append(changes_)
+
+    expected = django_side.run(django, ("pre_save", "post_save"))
+    assert rows == [("Grace", ""), ("Grace", "Hopper")]
+    rows.clear()
+    tm.post_save.connect(lambda changes, **kw: note(changes), weak=False, dispatch_uid="note")
+    try:
+        assert sqla_sqlite.run(sqlalchemy, ("pre_save", "post_save")) == expected
+    finally:
+        tm.post_save.disconnect(dispatch_uid="note")
+    assert rows == [("Grace", ""), ("Grace", "Hopper")]
+    # Each save reports what it wrote; the withheld change keeps its old value.
+    assert changes == [{}, {"first_name": ("Ada", "Grace")}, {"last_name": ("", "Hopper")}]
+
+
+def test_the_next_commit_writes_the_withheld_change(sqla_sqlite: SqlaSide) -> None:
+    """What save(update_fields=[...]) left out is pending: commit's flush writes it."""
+    seen: list[Any] = []
+
+    async def scenario(db: Db) -> None:
+        person = await _changed_person(db)
+        await db.save(person, update_fields=["first_name"])
+        tm.pre_save.connect(receiver, sender=db.models.Person)
+        await db.commit()
+        assert await _row(db) == ("Grace", "Hopper")
+
+    def receiver(update_fields: Any, changes: Any, **kwargs: Any) -> None:
+        seen.append((update_fields, changes))
+
+    try:
+        sqla_sqlite.run(scenario, ())
+    finally:
+        tm.pre_save.disconnect(receiver)
+    assert seen == [(None, {"last_name": ("", "Hopper")})]
+
+
+def test_unlisted_changes_stay_pending_after_a_pre_save_receiver_raised(
+    sqla_sqlite: SqlaSide,
+) -> None:
+    """A pre_save error during save(update_fields=[...]) leaves every change for the retry."""
+    fail = [True]
+
+    def receiver(**kwargs: Any) -> None:
+        if fail[0]:
+            raise RuntimeError("pre_save failed")
+
+    async def scenario(db: Db) -> None:
+        person = db.models.Person(first_name="Ada")
+        db.add(person)
+        await db.commit()
+        person.first_name = "Grace"
+        person.last_name = "Hopper"
+        tm.pre_save.connect(receiver, sender=db.models.Person)
+        with pytest.raises(RuntimeError, match="pre_save failed"):
+            await db.save(person, update_fields=["first_name"])
+        fail[0] = False
+        await db.commit()
+        assert await _row(db) == ("Grace", "Hopper")
+
+    try:
+        sqla_sqlite.run(scenario, ())
+    finally:
+        tm.pre_save.disconnect(receiver)
+
+
+def test_pre_save_receivers_changes_to_unlisted_fields_are_withheld_too(
+    django_side: DjangoSide, sqla_sqlite: SqlaSide
+) -> None:
+    """A pre_save receiver's change to a field not in update_fields is not written, as in Django."""
+    rows: list[tuple[Any, ...]] = []
+
+    def stamp(instance: Any, **kwargs: Any) -> None:
+        instance.last_name = "Stamped"
+
+    def django(m: Any) -> None:
+        person = m.Person.objects.create(first_name="Ada")
+        person.first_name = "Grace"
+        from django.db.models.signals import pre_save as django_pre_save
+
+        django_pre_save.connect(stamp, sender=m.Person)
+        try:
+            person.save(update_fields=["first_name"])
+        finally:
+            django_pre_save.disconnect(stamp, sender=m.Person)
+        rows.append(tuple(m.Person.objects.values_list("first_name", "last_name").get()))
+        assert person.last_name == "Stamped"
+
+    async def sqlalchemy(db: Db) -> None:
+        person = db.models.Person(first_name="Ada")
+        await db.save(person)
+        person.first_name = "Grace"
+        tm.pre_save.connect(stamp, sender=db.models.Person)
+        try:
+            await db.save(person, update_fields=["first_name"])
+        finally:
+            tm.pre_save.disconnect(stamp, sender=db.models.Person)
+        rows.append(await _row(db))
+        assert person.last_name == "Stamped"
+
+    django_side.run(django, ())
+    sqla_sqlite.run(sqlalchemy, ())
+    assert rows == [("Grace", ""), ("Grace", "")]
+
+
+def test_a_full_save_from_a_post_save_receiver_writes_the_withheld_change(
+    sqla_sqlite: SqlaSide,
+) -> None:
+    """save() of the same object in a post_save receiver writes the unlisted change at once."""
+    seen: list[Any] = []
+
+    async def scenario(db: Db) -> None:
+        person = await _changed_person(db)
+
+        def again(instance: Any, update_fields: Any, **kwargs: Any) -> None:
+            seen.append(update_fields)
+            if update_fields is not None:
+                save(db.sync, instance)
+
+        tm.post_save.connect(again, sender=db.models.Person)
+        try:
+            await db.save(person, update_fields=["first_name"])
+        finally:
+            tm.post_save.disconnect(again, sender=db.models.Person)
+        assert await _row(db) == ("Grace", "Hopper")
+        assert not db.sync.dirty
+
+    sqla_sqlite.run(scenario, ())
+    assert seen == [frozenset({"first_name"}), None]
