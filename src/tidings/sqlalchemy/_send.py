@@ -6,13 +6,15 @@ loop. A plain :meth:`~tidings.Signal.send` refuses to run async receivers in a t
 loop is running, so when that happens inside the bridge this module calls the sync receivers
 inline (they may use the session, which is only usable from the bridge) and then awaits the
 async receivers concurrently through SQLAlchemy's ``await_``, blocking the listener (not the
-loop) until they finish. Outside the bridge the error propagates unchanged.
+loop) until they finish. When one of them raises, the others are cancelled and awaited before
+the error propagates (and aborts the flush), as ``send()`` does in its own loop: nothing a
+failed flush's receivers do runs after it. Outside the bridge the error propagates unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
@@ -70,14 +72,31 @@ def _in_bridge() -> bool:
 
 
 def _send_bridged(signal: Signal, sender: Any, named: dict[str, Any]) -> None:
-    pending: list[Awaitable[Any]] = []
-    for info in signal.live_receivers(sender):
-        result = info.receiver(signal=signal, sender=sender, **named)
-        if info.is_async:
-            pending.append(result)
-
-    async def gather() -> None:
-        await asyncio.gather(*pending)
-
+    pending: list[Coroutine[Any, Any, Any]] = []
+    try:
+        for info in signal.live_receivers(sender):
+            result = info.receiver(signal=signal, sender=sender, **named)
+            if info.is_async:
+                pending.append(result)
+    except BaseException:
+        for coroutine in pending:
+            coroutine.close()  # never started: nothing to cancel, no "never awaited" warning
+        raise
     if pending:
-        _await(gather())
+        _await(_all_or_nothing(pending))
+
+
+async def _all_or_nothing(coroutines: list[Coroutine[Any, Any, Any]]) -> None:
+    """Await ``coroutines`` concurrently; when one fails, cancel and await the others.
+
+    A plain ``gather`` would propagate the first error and leave the others running after
+    the flush failed, free to write to the session of a later, unrelated transaction.
+    """
+    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
