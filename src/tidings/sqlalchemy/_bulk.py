@@ -7,7 +7,10 @@ Django's ``QuerySet.update()``. When a receiver listens for the statement's mode
 * ``pks``: for a WHERE-criteria statement without RETURNING, on a database that supports
   RETURNING for it, the statement is run with ``return_defaults(<primary key>)`` added and
   ``pks`` is the tuple of returned keys (a scalar per row, a tuple per row for a composite
-  key). The caller still gets a ``CursorResult`` with its ``rowcount``.
+  key). The key columns are those of the table the statement writes (``dog.id`` for a
+  joined-table subclass ``Dog``, not the base table's ``animal.id``), so RETURNING never names
+  a table the statement does not have. The caller still gets a ``CursorResult`` with its
+  ``rowcount``.
   For "bulk UPDATE by primary key" (a list of parameter dictionaries) ``pks`` comes from the
   parameters. Otherwise (the statement has its own RETURNING, or the database has none)
   ``pks`` is None.
@@ -23,8 +26,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy import Column, event
+from sqlalchemy.orm import Mapper, ORMExecuteState, Session
 
 from tidings.models import post_bulk_delete, post_bulk_update
 from tidings.sqlalchemy._lifecycle import sync_load_listener
@@ -67,18 +70,41 @@ def _on_execute(orm_state: ORMExecuteState) -> Any:
     if isinstance(parameters, (list, tuple)):
         result = orm_state.invoke_statement()
         pks = tuple(_pk([row.get(key) for key in keys]) for row in parameters)
-    elif not _has_returning(statement) and _supports_returning(orm_state, mapper):
+    elif (
+        not _has_returning(statement)
+        and _supports_returning(orm_state, mapper)
+        and (columns := _key_columns(statement, mapper)) is not None
+    ):
         # return_defaults() fetches the keys through RETURNING but leaves the caller a plain
         # CursorResult (rowcount intact, no rows), unlike returning().
-        result = orm_state.invoke_statement(
-            statement=statement.return_defaults(*mapper.primary_key)
-        )
+        result = orm_state.invoke_statement(statement=statement.return_defaults(*columns))
         pks = tuple(_pk(list(row)) for row in result.returned_defaults_rows or ())
     else:
         result = orm_state.invoke_statement()
     rowcount = getattr(result, "rowcount", -1)
     send(signal, sender, statement=statement, using=using, pks=pks, rowcount=rowcount)
     return result
+
+
+def _key_columns(statement: Any, mapper: Mapper[Any]) -> list[Column[Any]] | None:
+    """Return the columns of the table ``statement`` writes that hold ``mapper``'s key.
+
+    ``mapper.primary_key`` names the base table's columns; a statement on a joined-table
+    subclass writes the subclass table (``UPDATE dog``), where RETURNING ``animal.id`` is
+    an error on PostgreSQL and silently dropped on SQLite. Each key attribute of a joined
+    subclass maps to a column of each table (``dog.id`` and ``animal.id``): the one of the
+    written table is returned. None when the written table lacks one: the keys cannot be
+    known without changing the statement.
+    """
+    table = statement.table  # annotated with the entity: compared by lineage, not identity
+    columns: list[Column[Any]] = []
+    for key_column in mapper.primary_key:
+        prop = mapper.get_property_by_column(key_column)
+        found = next((c for c in prop.columns if table.is_derived_from(c.table)), None)
+        if found is None:
+            return None
+        columns.append(found)
+    return columns
 
 
 def _pk(values: list[Any]) -> Any:

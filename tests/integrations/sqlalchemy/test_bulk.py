@@ -134,3 +134,85 @@ def test_legacy_query_update_is_reported(sqlite: SqlaSide, bulk: Bulk) -> None:
 
     sqlite.run(scenario, ())
     assert [(name, kw["pks"]) for name, _, kw in bulk.calls] == [("post_bulk_update", (1,))]
+
+
+@pytest.fixture(params=["sqlite", "postgres", "postgres-async"])
+def sqla_dml(request: pytest.FixtureRequest) -> SqlaSide:
+    """SQLite and PostgreSQL (psycopg, asyncpg): they differ in what DML they accept."""
+    return SqlaSide(request.param, request)
+
+
+def _shapes(m: Any) -> dict[str, tuple[Any, tuple[int, ...] | None]]:
+    """Statements on joined-table and single-table subclasses, with the keys they change
+    (None: the statement fails with and without receivers)."""
+    r, place, proxy = m.Restaurant, m.Place, m.ProxyPerson
+    return {
+        "delete joined subclass": (delete(r), (1, 2)),
+        "delete joined subclass where own column": (delete(r).where(r.serves == "pizza"), (1,)),
+        "update joined subclass": (update(r).values(serves="x"), (1, 2)),
+        "update joined subclass where own column": (
+            update(r).where(r.serves == "soup").values(serves="x"),
+            (2,),
+        ),
+        "update joined subclass setting a base column": (update(r).values(name="x"), None),
+        "update joined base": (update(place).values(name="x"), (1, 2, 3)),
+        "delete joined base row": (delete(place).where(place.id == 3), (3,)),
+        "update single-table subclass": (update(proxy).values(last_name="x"), (1,)),
+        "delete single-table subclass": (delete(proxy), (1,)),
+    }
+
+
+def test_a_bulk_receiver_never_changes_what_a_statement_does(sqla_dml: SqlaSide) -> None:
+    """With or without a bulk receiver, each statement has the same outcome and rowcount; the
+    receiver gets the keys of the rows changed (never an empty tuple when rows changed)."""
+    outcomes: dict[bool, dict[str, str]] = {False: {}, True: {}}
+    reported: dict[str, Any] = {}
+    current: list[str] = []
+
+    def receiver(pks: Any, rowcount: int, **kwargs: Any) -> None:
+        reported[current[0]] = (pks, rowcount)
+
+    async def scenario(db: Db) -> None:
+        m = db.models
+        for connected in (False, True):
+            if connected:
+                tm.post_bulk_update.connect(receiver)
+                tm.post_bulk_delete.connect(receiver)
+            for name, (statement, _) in _shapes(m).items():
+                current[:] = [name]
+                db.add(
+                    m.Restaurant(id=1, name="A", serves="pizza"),
+                    m.Restaurant(id=2, name="B", serves="soup"),
+                    m.Place(id=3, name="C"),
+                    m.ProxyPerson(id=1, first_name="Ada"),
+                    m.Person(id=2, first_name="Bob"),
+                )
+                await db.commit()
+                try:
+                    result = await db.execute(statement)
+                    outcomes[connected][name] = f"rowcount {result.rowcount}"
+                except Exception as exc:  # the same error must come with and without
+                    outcomes[connected][name] = type(exc).__name__
+                await db.rollback()
+                current[:] = ["cleanup"]
+                for model in (m.Restaurant, m.Place, m.Person):
+                    await db.execute(delete(model))
+                await db.commit()
+
+    try:
+        sqla_dml.run(scenario, ())
+    finally:
+        tm.post_bulk_update.disconnect(receiver)
+        tm.post_bulk_delete.disconnect(receiver)
+    assert outcomes[True] == outcomes[False]
+    expected = {
+        name: (keys, len(keys))
+        for name, (_, keys) in _shapes(sqla_dml.models).items()
+        if keys is not None
+    }
+    got = {
+        name: (tuple(sorted(pks)), rowcount)
+        for name, (pks, rowcount) in reported.items()
+        if not name.startswith("cleanup")
+    }
+    assert got == expected
