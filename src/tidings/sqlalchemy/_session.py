@@ -38,7 +38,7 @@ from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.orm.unitofwork import UOWTransaction
 
 from tidings.models import post_delete, post_save, pre_delete, pre_save
-from tidings.sqlalchemy import _delete
+from tidings.sqlalchemy import _delete, _withheld
 from tidings.sqlalchemy._fields import (
     changes_of,
     expunged_by_flush,
@@ -48,7 +48,6 @@ from tidings.sqlalchemy._fields import (
 )
 from tidings.sqlalchemy._registry import is_instrumented
 from tidings.sqlalchemy._send import send
-from tidings.sqlalchemy._withheld import Withheld
 
 __all__ = ["FlushHook", "add_flush_hook", "install", "save", "using_for"]
 
@@ -58,7 +57,6 @@ Stage = Literal["before_flush", "after_flush", "after_flush_postexec"]
 _STATE_KEY = "tidings.sqlalchemy"
 _SAVES_KEY = "tidings.sqlalchemy.saves"
 _DEPTH_KEY = "tidings.sqlalchemy.depth"
-_WITHHELD_KEY = "tidings.sqlalchemy.withheld"
 _USING_OPTION = "tidings_using"
 _MAX_ROUNDS = 100
 
@@ -92,7 +90,6 @@ def install() -> None:
     event.listen(Session, "before_flush", _before_flush)
     event.listen(Session, "after_flush", _after_flush)
     event.listen(Session, "after_flush_postexec", _after_flush_postexec)
-    event.listen(Session, "after_soft_rollback", _drop_withheld)
 
 
 class _Save:
@@ -157,17 +154,18 @@ def _before_flush(session: Session, flush_context: UOWTransaction, _instances: o
                 "rounds of one flush; is a receiver saving the object it receives?"
             )
         # After the receivers: what they change in fields not listed is withheld too.
-        if flush.partial:
-            withheld = _withheld(session)
-            for state, fields in flush.partial:
-                withheld.hide(state, fields)
-    try:
+        hidden = [(state, _withheld.hide(state, fields)) for state, fields in flush.partial]
+        try:
+            for hook in _hooks["before_flush"]:
+                hook(session, flush_context)
+        except BaseException:
+            # The flush never starts, so neither do its saves: nothing stays withheld.
+            for state, keys in hidden:
+                _withheld.show(state, keys)
+            raise
+    else:
         for hook in _hooks["before_flush"]:
             hook(session, flush_context)
-    except BaseException:
-        # The flush never starts: the withheld changes are pending again for the next one.
-        _release_withheld(session)
-        raise
 
 
 def _new_saves(
@@ -193,12 +191,11 @@ def _new_saves(
             continue
         if state.has_identity and state.mapper._is_orphan(state):
             continue  # the flush deletes it: _new_deletes signals it
+        _withheld.settle(state)
         if state in explicit:
             fields = explicit[state]
-            withheld = session.info.get(_WITHHELD_KEY)
-            if withheld is not None:
-                # Saved again in the same flush() call: what this save writes is due again.
-                withheld.show(state, fields)
+            # What an earlier save(update_fields=...) withheld, this save writes if it covers it.
+            _withheld.show(state, fields)
             if fields is not None:
                 flush.partial.append((state, fields))
         elif fields_modified(state):
@@ -210,24 +207,6 @@ def _new_saves(
             using = _using(session, flush, state.mapper)
             found.append(_Save(obj, created=False, update_fields=fields, using=using))
     return found
-
-
-def _withheld(session: Session) -> Withheld:
-    withheld: Withheld | None = session.info.get(_WITHHELD_KEY)
-    if withheld is None:
-        withheld = session.info[_WITHHELD_KEY] = Withheld()
-    return withheld
-
-
-def _release_withheld(session: Session) -> None:
-    withheld: Withheld | None = session.info.pop(_WITHHELD_KEY, None)
-    if withheld is not None:
-        withheld.show_all()
-
-
-def _drop_withheld(session: Session, _previous: object = None) -> None:
-    # A rollback expires the objects: their unwritten values go, withheld or not.
-    session.info.pop(_WITHHELD_KEY, None)
 
 
 def _new_deletes(session: Session, flush: _FlushState) -> list[Any]:
@@ -309,16 +288,12 @@ def _after_flush(session: Session, flush_context: UOWTransaction) -> None:
 
 def _after_flush_postexec(session: Session, flush_context: UOWTransaction) -> None:
     flush: _FlushState | None = flush_context.attributes.pop(_STATE_KEY, None)
-    outermost = not session.info.get(_DEPTH_KEY)
     if flush is not None:
         _send_post(flush)
     for hook in _hooks["after_flush_postexec"]:
         hook(session, flush_context)
     if flush is not None or any(_hooks.values()):
         _flush_again(session)
-    if outermost:
-        # Only now, or the flushes of what receivers left pending would write them.
-        _release_withheld(session)
 
 
 def _send_post(flush: _FlushState) -> None:

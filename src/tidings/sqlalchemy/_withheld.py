@@ -1,21 +1,26 @@
-"""Changes that ``save(update_fields=...)`` leaves unwritten, and pending again afterwards.
+"""The changes ``save(update_fields=...)`` leaves unwritten, until a later ``save()`` writes them.
 
 Django's ``save(update_fields=[...])`` writes only the listed fields; the other changed values
-stay in memory and a later full ``save()`` writes them. SQLAlchemy writes every changed
-attribute of a dirty object, so for the flush that saves the object the changes of the other
-fields are *withheld*: each value is made the committed one (the flush sees no change), and
-the old committed value is kept here. When the ``flush()`` call is over (after the further
-flushes of what receivers left pending) the changes are *shown* again: the attribute is
-flagged modified with its old committed value back, so history, ``changes`` and the next
-flush see it exactly as before. A full ``save()`` of the object later in the same ``flush()``
-call shows them at once, so that save writes them, as Django's would.
+stay in memory, and the next ``save()`` that covers them writes them. Nothing else does: a
+commit writes no field a save left out. SQLAlchemy writes every changed attribute of a dirty
+object at every flush, so the changes of the unlisted fields are *withheld*: the in-memory
+value is made the committed one (no flush sees a change) and the old committed value is kept
+here, weakly keyed by the object's state. A later ``save()`` listing the field (or a full one)
+*shows* the change again before its flush: the attribute is flagged modified with its old
+committed value back, so that flush writes it and ``changes`` reports ``(old, new)`` as if it
+had never been withheld.
 
-A rollback expires the objects, and with them every unwritten value, withheld or not: the
-record is then dropped without showing anything.
+A record is valid only while the attribute still holds the withheld value. Setting the
+attribute again makes it an ordinary change (its old value is put back first, so ``changes``
+reports the value the row holds); expiring or reloading it (a rollback, a commit with
+``expire_on_commit``, ``refresh()``) discards the unwritten value, withheld or not, as it
+discards any in-memory value.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import Any
 
 from sqlalchemy.orm.attributes import flag_modified, set_committed_value
@@ -24,56 +29,78 @@ from sqlalchemy.orm.state import InstanceState
 
 from tidings.sqlalchemy._fields import field_keys, read_history
 
-__all__ = ["Withheld"]
+__all__ = ["hide", "settle", "show"]
+
+# state -> {attribute key: (committed value before it was withheld, the withheld value)}
+_records: weakref.WeakKeyDictionary[InstanceState[Any], dict[str, tuple[Any, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+_lock = threading.Lock()
 
 
-class Withheld:
-    """The changes withheld from the flushes of one ``flush()`` call of one session."""
-
-    __slots__ = ("_old",)
-
-    def __init__(self) -> None:
-        # state -> {attribute key: its committed value before it was withheld}
-        self._old: dict[InstanceState[Any], dict[str, Any]] = {}
-
-    def hide(self, state: InstanceState[Any], fields: frozenset[str]) -> None:
-        """Withhold the changes of ``state``'s fields not in ``fields`` from the flush."""
-        obj = state.obj()
-        if obj is None:
-            return
-        for key in field_keys(state.mapper):
-            if key in fields:
-                continue
-            history = read_history(state, key, load=True)
-            if not history.added:
-                continue
-            old = history.deleted[0] if history.deleted else NO_VALUE
-            self._old.setdefault(state, {}).setdefault(key, old)
-            set_committed_value(obj, key, state.dict[key])
-
-    def show(self, state: InstanceState[Any], fields: frozenset[str] | None) -> None:
-        """Make the withheld changes of ``state`` in ``fields`` (None: all) pending again."""
-        old = self._old.get(state)
-        if not old:
-            return
-        for key in [key for key in old if fields is None or key in fields]:
-            _pending(state, key, old.pop(key))
-        if not old:
-            del self._old[state]
-
-    def show_all(self) -> None:
-        """Make every withheld change pending again."""
-        old, self._old = self._old, {}
-        for state, keys in old.items():
-            for key, value in keys.items():
-                _pending(state, key, value)
-
-
-def _pending(state: InstanceState[Any], key: str, old: Any) -> None:
+def hide(state: InstanceState[Any], fields: frozenset[str]) -> list[str]:
+    """Withhold the changes of ``state``'s fields not in ``fields``; return their keys."""
     obj = state.obj()
-    if obj is None or key not in state.dict:
-        return  # collected or expired since: nothing unwritten is left to show
-    flag_modified(obj, key)
-    if old is not NO_VALUE:
-        # flag_modified records "old value unknown"; put back the one known before.
-        state.committed_state[key] = old
+    if obj is None:
+        return []
+    hidden = []
+    for key in field_keys(state.mapper):
+        if key in fields:
+            continue
+        history = read_history(state, key, load=True)
+        if not history.added:
+            continue
+        value = state.dict[key]
+        old = history.deleted[0] if history.deleted else NO_VALUE
+        with _lock:
+            record = _records.setdefault(state, {})
+            # Withheld again by a later partial save: the row still holds the first old value.
+            record[key] = (record.get(key, (old,))[0], value)
+        set_committed_value(obj, key, value)
+        hidden.append(key)
+    return hidden
+
+
+def show(state: InstanceState[Any], keys: frozenset[str] | list[str] | None) -> None:
+    """Make the withheld changes of ``state``'s ``keys`` (None: all) pending for the flush."""
+    if state not in _records:
+        return
+    settle(state)
+    with _lock:
+        record = _records.get(state, {})
+        shown = [(key, record.pop(key)) for key in list(record) if keys is None or key in keys]
+        if not record:
+            _records.pop(state, None)
+    obj = state.obj()
+    if obj is None:
+        return
+    for key, (old, _) in shown:
+        flag_modified(obj, key)
+        if old is not NO_VALUE:
+            # flag_modified records "old value unknown"; put back the one the row holds.
+            state.committed_state[key] = old
+
+
+def settle(state: InstanceState[Any]) -> None:
+    """Drop the records of ``state`` whose attribute no longer holds the withheld value.
+
+    An attribute set again since is an ordinary change from the value the row holds; one
+    expired or reloaded has lost the unwritten value.
+    """
+    if state not in _records:
+        return
+    with _lock:
+        record = _records.get(state, {})
+        stale = [
+            (key, old, value)
+            for key, (old, value) in record.items()
+            if state.dict.get(key, NO_VALUE) is not value
+        ]
+        for key, _, _ in stale:
+            del record[key]
+        if not record:
+            _records.pop(state, None)
+    for key, old, value in stale:
+        committed = state.committed_state
+        if old is not NO_VALUE and key in state.dict and committed.get(key, NO_VALUE) is value:
+            committed[key] = old

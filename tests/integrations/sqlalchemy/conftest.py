@@ -183,6 +183,10 @@ class Db:
         """Return the instance with ``pk``."""
         return await self._call("get", cls, pk)
 
+    async def refresh(self, obj: Any) -> None:
+        """Reload ``obj``'s attributes from its row."""
+        await self._call("refresh", obj)
+
     async def delete(self, obj: Any) -> None:
         """Mark ``obj`` deleted."""
         await self._call("delete", obj)

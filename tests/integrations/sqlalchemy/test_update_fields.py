@@ -1,7 +1,7 @@
 """save(update_fields=[...]): the other changed fields are not written, and stay pending.
 
-Pending as any unwritten change of a Session: the next save() writes them, and so does the next
-flush (an autoflush, a commit), where Django writes them at the next save() only.
+As in Django, the next save() that covers them writes them, and nothing else does: a plain
+flush or commit leaves them unwritten.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def sqla_sqlite(request: pytest.FixtureRequest) -> SqlaSide:
 
 
 async def _row(db: Db) -> tuple[Any, ...]:
-    """The stored names, read without an autoflush (which would write what is pending)."""
+    """The stored names."""
     with db.sync.no_autoflush:
         result = await db.execute(text("SELECT first_name, last_name FROM person"))
     return tuple(result.one())
@@ -79,25 +79,58 @@ def test_a_later_full_save_writes_what_update_fields_left_out(
     assert changes == [{}, {"first_name": ("Ada", "Grace")}, {"last_name": ("", "Hopper")}]
 
 
-def test_the_next_commit_writes_the_withheld_change(sqla_sqlite: SqlaSide) -> None:
-    """What save(update_fields=[...]) left out is pending: commit's flush writes it."""
+def test_a_plain_commit_does_not_write_the_withheld_change(
+    django_side: DjangoSide, sqla_sqlite: SqlaSide
+) -> None:
+    """As in Django, only a save() writes what save(update_fields=[...]) left out; a commit
+    does not, and once the commit expires the object the unwritten value is gone."""
+    rows: list[tuple[Any, ...]] = []
+
+    def django(m: Any) -> None:
+        from django.db import transaction
+
+        with transaction.atomic():
+            person = m.Person.objects.create(first_name="Ada")
+            person.first_name = "Grace"
+            person.last_name = "Hopper"
+            person.save(update_fields=["first_name"])
+        rows.append(tuple(m.Person.objects.values_list("first_name", "last_name").get()))
+
+    async def sqlalchemy(db: Db) -> None:
+        person = await _changed_person(db)
+        await db.save(person, update_fields=["first_name"])
+        await db.commit()
+        rows.append(await _row(db))
+        await db.refresh(person)
+        assert person.last_name == ""
+        await db.save(person)  # nothing left to write
+        rows.append(await _row(db))
+
+    expected = django_side.run(django, ("pre_save", "post_save"))
+    assert sqla_sqlite.run(sqlalchemy, ("pre_save", "post_save"))[:4] == expected
+    assert rows == [("Grace", ""), ("Grace", ""), ("Grace", "")]
+
+
+def test_setting_a_withheld_field_again_makes_it_an_ordinary_change(sqla_sqlite: SqlaSide) -> None:
+    """A withheld field set again is written by the next flush, its old value the stored one."""
     seen: list[Any] = []
+
+    def receiver(update_fields: Any, changes: Any, **kwargs: Any) -> None:
+        seen.append((update_fields, changes))
 
     async def scenario(db: Db) -> None:
         person = await _changed_person(db)
         await db.save(person, update_fields=["first_name"])
+        person.last_name = "Lovelace"
         tm.pre_save.connect(receiver, sender=db.models.Person)
-        await db.commit()
-        assert await _row(db) == ("Grace", "Hopper")
-
-    def receiver(update_fields: Any, changes: Any, **kwargs: Any) -> None:
-        seen.append((update_fields, changes))
+        await db.flush()
+        assert await _row(db) == ("Grace", "Lovelace")
 
     try:
         sqla_sqlite.run(scenario, ())
     finally:
         tm.pre_save.disconnect(receiver)
-    assert seen == [(None, {"last_name": ("", "Hopper")})]
+    assert seen == [(None, {"last_name": ("", "Lovelace")})]
 
 
 def test_unlisted_changes_stay_pending_after_a_pre_save_receiver_raised(
