@@ -27,10 +27,11 @@ Rules (Django's ``transaction.on_commit``, applied to SQLAlchemy's Session):
 * No transaction open: the work is called at once (Django's behaviour outside ``atomic``),
   and its exception propagates to the caller.
 
-Which Session: the one given (``session=``), else the one bound by :func:`in_transaction`,
-else the Session whose outermost transaction was begun in the calling context (thread or
-asyncio task; a context copied after it began sees it too) and is still open. Two such
-Sessions and no binding: :class:`AmbiguousSessionError` naming both.
+Which Session: the one given (``session=``); else, among the Sessions whose outermost
+transaction was begun in the calling context (thread or asyncio task; a context copied after
+it began sees them too) and is still open, the one that is flushing (model signals are sent
+from inside the flush); else the one bound by :func:`in_transaction`; else the only open one.
+Two open Sessions and nothing to choose by: :class:`AmbiguousSessionError` naming both.
 """
 
 from __future__ import annotations
@@ -220,27 +221,41 @@ def current_session(session: Any = None) -> Session | None:
     """Return the Session whose transaction deferred work would join, or None if none is open.
 
     Args:
-        session: A ``Session`` or ``AsyncSession`` to use instead of the bound or implicit one.
+        session: A ``Session`` or ``AsyncSession`` to use instead of the others.
 
     Raises:
-        AmbiguousSessionError: no ``session`` given, none bound, and two or more Sessions
-            have a transaction open in the calling context.
+        AmbiguousSessionError: no ``session`` given, no Session of the calling context is
+            flushing, none is bound, and two or more have a transaction open there.
         TypeError: ``session`` is neither a ``Session`` nor an ``AsyncSession``.
     """
-    chosen = sync_session(session) if session is not None else _bound.get()
-    if chosen is None:
+    if session is not None:
+        chosen: Session | None = sync_session(session)
+    else:
         candidates = _open_here()
-        if len(candidates) > 1:
-            names = " and ".join(_describe_session(s) for s in candidates)
-            raise AmbiguousSessionError(
-                f"Cannot tell which transaction to defer to: {names} both have a transaction "
-                "open in this thread or task. Bind one with "
-                "tidings.sqlalchemy.in_transaction(session), or pass session=."
-            )
-        chosen = candidates[0] if candidates else None
+        # Model signals are sent from inside a flush: their work joins the flushing Session.
+        flushing = [candidate for candidate in candidates if candidate._flushing]
+        if len(flushing) == 1:
+            chosen = flushing[0]
+        else:
+            chosen = _bound.get()
+            if chosen is None:
+                if len(flushing) > 1:
+                    candidates = flushing
+                if len(candidates) > 1:
+                    _ambiguous(candidates)
+                chosen = candidates[0] if candidates else None
     if chosen is None or not chosen.in_transaction():
         return None
     return chosen
+
+
+def _ambiguous(candidates: list[Session]) -> None:
+    names = " and ".join(_describe_session(s) for s in candidates)
+    raise AmbiguousSessionError(
+        f"Cannot tell which transaction to defer to: {names} both have a transaction open in "
+        "this thread or task. Bind one with tidings.sqlalchemy.in_transaction(session), or "
+        "pass session=."
+    )
 
 
 # -- deferring ----------------------------------------------------------------------------------

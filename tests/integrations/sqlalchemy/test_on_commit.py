@@ -504,3 +504,40 @@ def test_a_session_joined_to_an_outer_transaction_runs_work_at_its_own_commit(
             assert outer.is_active
         outer.rollback()
     assert log == ["ran"]
+
+
+def test_work_deferred_during_a_flush_joins_the_flushing_session(sqlite_engine: Any) -> None:
+    """A post_save receiver that defers work while another Session is open (and even bound)
+    defers it to the Session whose flush sent the signal."""
+    from tests.integrations.sqlalchemy.twins import build, declarative_base
+    from tidings.apps import apps
+    from tidings.models import post_save
+    from tidings.sqlalchemy import instrument
+
+    log: list[str] = []
+
+    def receiver(instance: Any, **kwargs: Any) -> None:
+        on_commit(functools.partial(log.append, instance.name))
+
+    with apps.isolated():
+        base = declarative_base()
+        instrument(base)
+        m = build(base)
+        m.Base.metadata.create_all(sqlite_engine)
+        post_save.connect(receiver, sender=m.User)
+        flushing = Session(sqlite_engine)
+        other = Session(sqlite_engine)
+        try:
+            other.add(m.Book())
+            flushing.add(m.User(name="ada"))
+            with in_transaction(other):
+                flushing.flush()
+            other.commit()
+            assert log == []
+            flushing.commit()
+            assert log == ["ada"]
+        finally:
+            post_save.disconnect(receiver, sender=m.User)
+            flushing.close()
+            other.close()
+            m.Base.metadata.drop_all(sqlite_engine)
