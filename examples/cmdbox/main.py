@@ -117,6 +117,7 @@ def scenario(session: Session) -> None:
     """Create, update and delete users and posts, one commit per step."""
     from blog.models import Post
     from profiles.models import User
+    from profiles.signals import outbox
 
     heading("1. Two users sign up")
     code(
@@ -128,13 +129,27 @@ def scenario(session: Session) -> None:
     bob = User(username="bob", email="bob@example.com")
     session.add_all([alice, bob])
     session.commit()
+    print(f"committed; welcome mails sent: {', '.join(outbox)}")
 
-    heading("2. Alice changes her email")
+    heading("2. Carol signs up, but her transaction is rolled back: no welcome mail")
+    code(
+        "with Session(engine) as other:",
+        '    other.add(User(username="carol", email="carol@example.com"))',
+        "    other.flush(); other.rollback()",
+    )
+    with Session(session.get_bind()) as other:
+        other.add(User(username="carol", email="carol@example.com"))
+        other.flush()
+        print("flushed: post_save was sent, the row is written but not committed")
+        other.rollback()
+    print(f"rolled back; welcome mails sent: {', '.join(outbox)} (none to carol)")
+
+    heading("3. Alice changes her email")
     code('alice.email = "alice@cmdbox.dev"', "session.commit()")
     alice.email = "alice@cmdbox.dev"
     session.commit()
 
-    heading("3. Alice fills in her profile, saving only the location")
+    heading("4. Alice fills in her profile, saving only the location")
     code(
         'alice.profile.location = "Lisbon"; alice.profile.bio = "(not saved)"',
         'save(session, alice.profile, update_fields=["location"]); session.commit()',
@@ -146,7 +161,7 @@ def scenario(session: Session) -> None:
     save(session, profile, update_fields=["location"])
     session.commit()
 
-    heading("4. Alice writes two posts; the pages get rendered and cached")
+    heading("5. Alice writes two posts; the pages get rendered and cached")
     code(
         'session.add_all([Post(title="Hello, world", author=alice),',
         '                 Post(title="Drafts", author=alice)]); session.commit()',
@@ -157,19 +172,19 @@ def scenario(session: Session) -> None:
     session.commit()
     show_pages(session, "/", "/posts/hello-world/", "/posts/drafts/", "/")
 
-    heading("5. Alice edits a post: the pages showing it are dropped")
+    heading("6. Alice edits a post: the pages showing it are dropped")
     code('hello.title = "Hello, cmdbox"', "session.commit()")
     hello.title = "Hello, cmdbox"
     session.commit()
     show_pages(session, "/", "/posts/hello-world/")
 
-    heading("6. Alice deletes her drafts")
+    heading("7. Alice deletes her drafts")
     code("session.delete(drafts)", "session.commit()")
     session.delete(drafts)
     session.commit()
     show_pages(session, "/")
 
-    heading("7. Bob closes his account: his profile goes with it")
+    heading("8. Bob closes his account: his profile goes with it")
     code("session.delete(bob)", "session.commit()")
     session.delete(bob)
     session.commit()

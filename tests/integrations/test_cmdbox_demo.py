@@ -29,26 +29,31 @@ EXPECTED_SIGNALS = [
     "pre_save Profile",
     "post_save Profile",
     "post_save Profile",
-    # 2. alice changes her email; save_user_profile saves her profile too
+    # 2. carol signs up in another session, which is rolled back
     "pre_save User",
     "post_save User",
     "pre_save Profile",
     "post_save Profile",
-    # 3. save(profile, update_fields=["location"])
+    # 3. alice changes her email; save_user_profile saves her profile too
+    "pre_save User",
+    "post_save User",
     "pre_save Profile",
     "post_save Profile",
-    # 4. two posts
+    # 4. save(profile, update_fields=["location"])
+    "pre_save Profile",
+    "post_save Profile",
+    # 5. two posts
     "pre_save Post",
     "pre_save Post",
     "post_save Post",
     "post_save Post",
-    # 5. a post is edited
+    # 6. a post is edited
     "pre_save Post",
     "post_save Post",
-    # 6. a post is deleted
+    # 7. a post is deleted
     "pre_delete Post",
     "post_delete Post",
-    # 7. bob is deleted, and his profile with him (dependents first, as Django's Collector)
+    # 8. bob is deleted, and his profile with him (dependents first, as Django's Collector)
     "pre_delete Profile",
     "pre_delete User",
     "post_delete Profile",
@@ -97,8 +102,20 @@ def check_output(done: subprocess.CompletedProcess[str]) -> None:
     assert (
         "post_save(sender=User, instance=<User 1 'alice'>, created=True, update_fields=None, "
         "changes={})\n  -> profiles.signals.create_user_profile, "
-        "profiles.signals.save_user_profile\n"
+        "profiles.signals.save_user_profile, profiles.signals.send_welcome_mail\n"
         "     | profiles.signals: added a Profile for <User 1 'alice'>\n"
+    ) in out
+    # The welcome mails go out after the commit, and not for the signup rolled back.
+    assert (
+        "  -> (no receivers)\n"
+        "     | profiles.signals: welcome mail sent to alice@example.com\n"
+        "     | profiles.signals: welcome mail sent to bob@example.com\n"
+        "committed; welcome mails sent: alice@example.com, bob@example.com\n"
+    ) in out
+    assert "welcome mail to carol@example.com waits for the commit" in out
+    assert "welcome mail sent to carol" not in out
+    assert (
+        "rolled back; welcome mails sent: alice@example.com, bob@example.com (none to carol)\n"
     ) in out
     assert (
         "post_save(sender=User, instance=<User 1 'alice'>, created=False, update_fields=None, "

@@ -13,10 +13,14 @@ Django's version::
 
 With SQLAlchemy the receivers add to the instance's session instead of writing themselves:
 tidings flushes what ``post_save`` receivers leave pending within the same ``commit()``.
+
+The welcome mail must not go out for a signup that is rolled back, so it is sent after the
+commit (Django: ``transaction.on_commit(lambda: send_mail(...))``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -25,9 +29,12 @@ from sqlalchemy.orm import object_session
 from profiles.models import Profile, User
 from tidings import receiver
 from tidings.models import post_save
-from tidings.sqlalchemy import save
+from tidings.sqlalchemy import on_commit, save
 
 logger = logging.getLogger(__name__)
+
+#: The addresses welcomed so far (a real project would hand the mail to its mailer).
+outbox: list[str] = []
 
 
 @receiver(post_save, sender=User)
@@ -49,3 +56,17 @@ def save_user_profile(sender: type[User], instance: User, **kwargs: Any) -> None
         # flush=False: we are inside a flush; the profile is written right after it.
         save(session, instance.profile, flush=False)
         logger.info("saving %r too", instance.profile)
+
+
+@receiver(post_save, sender=User)
+def send_welcome_mail(sender: type[User], instance: User, created: bool, **kwargs: Any) -> None:
+    """Welcome a new user by mail once the signup is committed; never if it is rolled back."""
+    if created:
+        on_commit(functools.partial(deliver_welcome_mail, instance.email))
+        logger.info("welcome mail to %s waits for the commit", instance.email)
+
+
+def deliver_welcome_mail(address: str) -> None:
+    """Send the welcome mail (here: note it in the outbox)."""
+    outbox.append(address)
+    logger.info("welcome mail sent to %s", address)
