@@ -39,7 +39,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from tidings.http import REPORTED_KEY as _REPORTED_KEY
+from tidings._middleware import SignalsMiddlewareBase, claim_report
 from tidings.http import (
     Request,
     got_request_exception,
@@ -82,7 +82,7 @@ def _log_orphan(task: asyncio.Task[Any]) -> None:
         _logger.error("request_finished receiver failed", exc_info=exc)
 
 
-class SignalsMiddleware:
+class SignalsMiddleware(SignalsMiddlewareBase[ASGIApp]):
     """Send the :mod:`tidings.http` signals around every HTTP request of an ASGI app.
 
     Args:
@@ -96,14 +96,7 @@ class SignalsMiddleware:
         >>> app = SignalsMiddleware(app)
     """
 
-    __slots__ = ("app", "sender")
-
-    def __init__(self, app: ASGIApp, *, sender: object = None) -> None:
-        self.app = app
-        self.sender: object = type(self) if sender is None else sender
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.app!r})"
+    __slots__ = ()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection; see the module docstring for the signal timing."""
@@ -190,9 +183,8 @@ async def report_exception(exc: Exception, scope: Scope) -> None:
         exc: The exception the application raised.
         scope: The ASGI scope of the failing request.
     """
-    if scope.get(_REPORTED_KEY) is exc or not got_request_exception.has_listeners(None):
+    if not got_request_exception.has_listeners(None) or not claim_report(exc, scope):
         return
-    scope[_REPORTED_KEY] = exc
     # asend_robust logs a failing receiver; the application's exception must stay the error.
     await got_request_exception.asend_robust(None, request=Request.from_scope(scope), exception=exc)
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tidings import Signal
+from tidings._middleware import REPORTED_KEY as _REPORTED_KEY
 
 __all__ = [
     "REPORTED_KEY",
@@ -47,7 +48,7 @@ request_finished = Signal(name="request_finished")
 got_request_exception = Signal(name="got_request_exception")
 """Sent with ``sender=None``, ``request=`` and ``exception=`` when the application raises."""
 
-REPORTED_KEY = "tidings.reported_exception"
+REPORTED_KEY = _REPORTED_KEY
 """The scope or environ key under which the exception already reported for a request is kept.
 
 Set by ``report_exception`` in :mod:`tidings.asgi` and :mod:`tidings.wsgi` (which framework

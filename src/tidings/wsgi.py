@@ -36,7 +36,7 @@ import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from tidings.http import REPORTED_KEY as _REPORTED_KEY
+from tidings._middleware import SignalsMiddlewareBase, claim_report
 from tidings.http import (
     Request,
     got_request_exception,
@@ -76,9 +76,8 @@ def report_exception(exc: Exception, environ: WSGIEnviron) -> None:
         exc: The exception the application raised.
         environ: The WSGI environ of the failing request.
     """
-    if environ.get(_REPORTED_KEY) is exc or not got_request_exception.has_listeners(None):
+    if not got_request_exception.has_listeners(None) or not claim_report(exc, environ):
         return
-    environ[_REPORTED_KEY] = exc
     # send_robust logs a failing receiver; the application's exception must stay the error.
     got_request_exception.send_robust(None, request=Request.from_environ(environ), exception=exc)
 
@@ -150,7 +149,7 @@ class _SizedClosingIterable(_ClosingIterable):
         return len(self._inner)  # type: ignore[arg-type]
 
 
-class SignalsMiddleware:
+class SignalsMiddleware(SignalsMiddlewareBase[WSGIApp]):
     """Send the :mod:`tidings.http` signals around every request of a WSGI application.
 
     Args:
@@ -164,14 +163,7 @@ class SignalsMiddleware:
         >>> app = SignalsMiddleware(app)
     """
 
-    __slots__ = ("app", "sender")
-
-    def __init__(self, app: WSGIApp, *, sender: object = None) -> None:
-        self.app = app
-        self.sender: object = type(self) if sender is None else sender
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.app!r})"
+    __slots__ = ()
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         """Handle one request; see the module docstring for the signal timing."""
