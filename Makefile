@@ -1,23 +1,39 @@
 # The README's commands. Each one bootstraps .venv from a fresh clone by itself.
+#
+# `make demo` installs tidings with only what the demos import (the "demo" dependency group);
+# `make test`, `lint`, `bench` and `stress` install the development tools too (the "dev" group,
+# which includes "demo"). Dependency groups (PEP 735) need pip >= 25.1, so .venv gets one first.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+PIP_STAMP := $(VENV)/.pip
+DEMO_STAMP := $(VENV)/.installed-demo
 STAMP := $(VENV)/.installed
+# PYTEST_ARGS: extra pytest arguments (CI deselects the fault and packaging tests with them on
+# its other Pythons).
+PYTEST_ARGS ?=
 
 .PHONY: demo test lint bench stress clean
 
-$(STAMP): pyproject.toml
+$(PIP_STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
-	touch $(STAMP)
+	$(PIP) "pip>=25.1"
+	touch $(PIP_STAMP)
 
-demo: $(STAMP)
+$(DEMO_STAMP): pyproject.toml $(PIP_STAMP)
+	$(PIP) -e . --group demo
+	touch $(DEMO_STAMP)
+
+# The dev group includes the demo group, so it satisfies the demo too.
+$(STAMP): pyproject.toml $(PIP_STAMP)
+	$(PIP) -e . --group dev
+	touch $(STAMP) $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(PY) examples/core_demo.py
 	$(PY) examples/cmdbox/main.py
 	$(PY) examples/web/demo.py
-
-# PYTEST_ARGS: extra pytest arguments (CI deselects the process-killing fault tests with them).
-PYTEST_ARGS ?=
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
