@@ -27,4 +27,20 @@ __all__ = [
     "receiver",
 ]
 
-__version__ = "0.1.0.dev0"
+
+def __getattr__(name: str) -> str:
+    """``tidings.__version__``, read from the installed metadata on first use.
+
+    ``pyproject.toml`` is the only place the version is written; reading it lazily keeps
+    ``import tidings`` from loading ``importlib.metadata``.
+    """
+    if name != "__version__":
+        raise AttributeError(f"module 'tidings' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("tidings")
+    except PackageNotFoundError:  # imported from a source tree that was never installed
+        found = "0+unknown"
+    globals()["__version__"] = found
+    return found
