@@ -96,7 +96,7 @@ def check_receiver(receiver: object, signal: object) -> None:
     """
     if not callable(receiver):
         raise InvalidReceiverError(
-            f"Cannot connect {receiver!r} to {signal!r}: signal receivers must be callable."
+            f"Cannot connect {receiver!r} to {signal!r}. Signal receivers must be callable."
         )
     try:
         parameters = inspect.signature(receiver).parameters.values()
@@ -105,7 +105,7 @@ def check_receiver(receiver: object, signal: object) -> None:
         return
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         raise ReceiverSignatureError(
-            f"Cannot connect {describe(receiver)} to {signal!r}: signal receivers must accept "
+            f"Cannot connect {describe(receiver)} to {signal!r}. Signal receivers must accept "
             "keyword arguments (**kwargs)."
         )
 
