@@ -12,6 +12,7 @@ from tidings._dispatch import ALL_SENDERS, ReceiverInfo, Signal, receiver
 from tidings._errors import (
     AsyncReceiversInEventLoopError,
     InvalidReceiverError,
+    InvalidSenderError,
     ReceiverSignatureError,
     TidingsError,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "ALL_SENDERS",
     "AsyncReceiversInEventLoopError",
     "InvalidReceiverError",
+    "InvalidSenderError",
     "ReceiverInfo",
     "ReceiverSignatureError",
     "Signal",

@@ -42,7 +42,11 @@ from typing import Any, TypeVar
 
 from tidings import _async
 from tidings._connections import NO_PLAN, Connection, Plan, alive, deref, make_plan, make_plans
-from tidings._errors import AsyncReceiversInEventLoopError, InvalidReceiverError
+from tidings._errors import (
+    AsyncReceiversInEventLoopError,
+    InvalidReceiverError,
+    InvalidSenderError,
+)
 from tidings._refs import (
     Getter,
     Key,
@@ -110,11 +114,41 @@ class Signal:
         use_caching: Accepted for compatibility with Django. tidings always keeps a per-sender
             plan of receivers, for every sender kind, so the flag changes nothing.
         name: A name used in ``repr()`` and in error messages (tidings extension).
+        string_senders: Allow ``connect(..., sender="...")`` with a string sender (tidings
+            extension). Without it a string sender is refused, because on a plain signal it is
+            almost always a lazy model reference meant for a ``ModelSignal``.
+
+    Raises:
+        TypeError: ``use_caching`` or ``string_senders`` is not a bool (``Signal("name")``
+            passes the name as ``use_caching``: use ``Signal(name="name")``), or ``name`` is
+            not a string.
     """
 
-    def __init__(self, use_caching: bool = False, *, name: str | None = None) -> None:
+    def __init__(
+        self,
+        use_caching: bool = False,
+        *,
+        name: str | None = None,
+        string_senders: bool = False,
+    ) -> None:
+        if not isinstance(use_caching, bool):
+            hint = (
+                f" To name the signal, pass it as a keyword: Signal(name={use_caching!r})."
+                if isinstance(use_caching, str)
+                else ""
+            )
+            raise TypeError(
+                f"Signal(use_caching=...) must be True or False, not {use_caching!r}.{hint}"
+            )
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"Signal(name=...) must be a string or None, not {name!r}")
+        if not isinstance(string_senders, bool):
+            raise TypeError(
+                f"Signal(string_senders=...) must be True or False, not {string_senders!r}"
+            )
         self.use_caching = use_caching
         self.name = name
+        self.string_senders = string_senders
         # Re-entrant, so that a caller can hold it to read and assign ``receivers`` atomically.
         self.lock = threading.RLock()
         self._connections: tuple[Connection, ...] = ()
@@ -123,9 +157,12 @@ class Signal:
         self._dead = False
 
     def __repr__(self) -> str:
+        cls = type(self)
         if self.name:
-            return f"<{type(self).__name__} {self.name!r}>"
-        return f"<{type(self).__module__}.{type(self).__qualname__} at {id(self):#x}>"
+            return f"<{cls.__qualname__} {self.name!r}>"
+        # The public path of the class: tidings.Signal, not the private module it lives in.
+        module = "tidings" if cls.__module__ == __name__ else cls.__module__
+        return f"<{module}.{cls.__qualname__} at {id(self):#x}>"
 
     # -- connecting -------------------------------------------------------------------------
 
@@ -155,8 +192,23 @@ class Signal:
         Raises:
             InvalidReceiverError: ``receiver`` is not callable, cannot be weakly referenced
                 although ``weak`` is true, or is async while ``inline`` is true.
+            InvalidSenderError: ``sender`` is a string and the signal was not created with
+                ``string_senders=True``.
             ReceiverSignatureError: ``receiver`` does not accept ``**kwargs``.
         """
+        self._check_sender(receiver, sender)
+        self._connect(receiver, sender, weak, dispatch_uid, inline=inline)
+
+    def _connect(
+        self,
+        receiver: Callable[..., Any],
+        sender: Any,
+        weak: bool,
+        dispatch_uid: Any,
+        *,
+        inline: bool,
+    ) -> None:
+        """:meth:`connect` without the check of ``sender`` (any sender is taken literally)."""
         is_async = self._check_connectable(receiver, inline)
         sender_key = None if sender is None else id_of(sender)
         key = (dispatch_uid or id_of(receiver), sender_key)
@@ -356,6 +408,22 @@ class Signal:
             )
         return is_async
 
+    def _check_sender(self, receiver: object, sender: object) -> None:
+        """Refuse a string sender unless the signal takes them (``string_senders=True``).
+
+        Raises:
+            InvalidSenderError: ``sender`` is a string and the signal does not take them.
+        """
+        if not isinstance(sender, str) or self.string_senders:
+            return
+        raise InvalidSenderError(
+            f"Cannot connect {describe(receiver)} to {self!r} with the string sender "
+            f'{sender!r}: only a ModelSignal (post_save, ...) resolves "app_label.ModelName" '
+            "references; a plain Signal would take the string literally. Connect the sender "
+            "object itself, or create the signal with Signal(string_senders=True) if its "
+            "senders really are strings."
+        )
+
     def _flag_dead(self, _ref: object) -> None:
         # Runs inside garbage collection, possibly while this thread holds the lock: only flag.
         self._dead = True
@@ -526,6 +594,12 @@ def receiver(signal: Signal | Sequence[Signal], **kwargs: Any) -> Callable[[F], 
     checked = [s for s in signals if isinstance(s, Signal)]
 
     def connect(func: F) -> F:
+        sender = kwargs.get("sender")
+        for s in checked:
+            # Check every plain signal before connecting any, so that a mistake connects
+            # nothing (a ModelSignal, whose connect is its own, resolves string senders).
+            if type(s).connect is Signal.connect:
+                s._check_sender(func, sender)
         for s in checked:
             s.connect(func, **kwargs)
         return func

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "AsyncReceiversInEventLoopError",
     "InvalidReceiverError",
+    "InvalidSenderError",
     "ReceiverSignatureError",
     "TidingsError",
 ]
@@ -21,6 +22,15 @@ class TidingsError(Exception):
 
 class InvalidReceiverError(TidingsError, TypeError):
     """A receiver is not callable, or cannot be weakly referenced although ``weak=True``."""
+
+
+class InvalidSenderError(TidingsError, ValueError):
+    """A sender given to ``connect`` can never be the sender of a send, as written.
+
+    A string sender on a plain :class:`~tidings.Signal` is almost always a lazy model
+    reference (``"app_label.ModelName"``) meant for a ``ModelSignal``; signals whose senders
+    really are strings say so with ``Signal(string_senders=True)``.
+    """
 
 
 class ReceiverSignatureError(TidingsError, ValueError):

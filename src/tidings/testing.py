@@ -165,9 +165,10 @@ class Capture:
         if self._started:
             raise RuntimeError(f"{self!r} was already used; create a new capture() for each block")
         self._started = True
-        # Signal.connect directly: a ModelSignal would treat a string sender as a lazy model
-        # reference, while a capture matches the sender object it was given.
-        Signal.connect(self.signal, self._recorder, self.sender, weak=False, inline=True)
+        # Signal's own connect without its sender check: a ModelSignal would treat a string
+        # sender as a lazy model reference, and a plain Signal refuses one, while a capture
+        # matches the sender object it was given.
+        Signal._connect(self.signal, self._recorder, self.sender, False, None, inline=True)
         connections = self.signal.receivers
         mine = [c for c in connections if c.receiver() is self._recorder]
         if mine and connections[0] is not mine[0]:
