@@ -1,14 +1,14 @@
 """The relay: a worker that claims stored deliveries and runs their receivers, at least once.
 
-A relay repeats: claim a batch of due deliveries (oldest first), run each one's receiver with
-the send's arguments rebuilt plus ``event=``, then record the batch's outcome in one
-transaction: a receiver that returned has its delivery deleted; one that raised an
-``Exception`` is retried after an exponential backoff with jitter, or moved to the dead letters
-after its ``max_attempts``; a delivery for a receiver this worker does not know stays and is
-reported. A receiver raising a ``BaseException`` that is not an ``Exception`` (``SystemExit``,
-``KeyboardInterrupt``, a cancellation) stops the relay: the outcome of the receivers run so far
-is recorded, the rest of the batch (that delivery included) is released for another attempt and
-the exception propagates.
+A relay repeats: claim a batch of due deliveries (oldest first), run each one's receiver
+with the send's arguments rebuilt plus ``event=``, then record the batch's outcome in the
+transaction that claims the next batch. A receiver that returned has its delivery deleted; one
+that raised an ``Exception`` is retried after an exponential backoff with jitter, or moved to
+the dead letters after its ``max_attempts``; a delivery for a receiver this worker does not
+know stays and is reported. A receiver raising a ``BaseException`` that is not an
+``Exception`` (``SystemExit``, ``KeyboardInterrupt``, a cancellation) stops the relay: the
+outcome of the receivers run so far is recorded, the rest of the batch (that delivery
+included) is released for another attempt and the exception propagates.
 
 Guarantee: at least once. A worker that dies after a receiver returned and before the batch's
 outcome was recorded leaves its deliveries leased; they run again once the lease expires.
@@ -41,7 +41,7 @@ from tidings.outbox._codec import decode
 from tidings.outbox._outbox import Outbox
 from tidings.outbox._receivers import DurableReceiver, Event, registered
 from tidings.outbox._schema import FORMAT_VERSION
-from tidings.outbox._store import Claimed, Failure, Store, utcnow
+from tidings.outbox._store import Claimed, Failure, Outcome, Store, utcnow
 
 __all__ = ["Relay", "RelayBusyError", "RelayStats"]
 
@@ -261,92 +261,95 @@ class Relay:
                 return
 
     def _loop_batches(self, once: bool) -> None:
+        # A batch's outcome is recorded in the transaction that claims the next batch: one
+        # transaction per batch. What is left when the loop ends is recorded on its own.
+        outcome = Outcome()
         failures_in_a_row = 0
-        while not self._stopping.is_set():
-            try:
-                rows = self._claim()
-            except DBAPIError as exc:
-                failures_in_a_row += 1
-                delay = min(30.0, 0.5 * 2 ** (failures_in_a_row - 1))
-                logger.warning("%r cannot claim (%s); retrying in %.1f s", self, exc.orig, delay)
-                self._stopping.wait(delay)
-                continue
-            failures_in_a_row = 0
-            if rows is None:  # lost the SQLite relay lease while stalled
-                self._hold_relay_lease()
-                continue
-            if rows:
-                self._run_batch(rows)
-            elif once:
-                return
-            else:
-                self._stopping.wait(self.poll_interval)
-            self._progress()
+        try:
+            while not self._stopping.is_set():
+                try:
+                    rows = self._claim(outcome)
+                except DBAPIError as exc:
+                    failures_in_a_row += 1
+                    delay = min(30.0, 0.5 * 2 ** (failures_in_a_row - 1))
+                    logger.warning(
+                        "%r cannot claim (%s); retrying in %.1f s", self, exc.orig, delay
+                    )
+                    self._stopping.wait(delay)
+                    continue
+                failures_in_a_row = 0
+                self._count(outcome)
+                outcome = Outcome()
+                if rows is None:  # lost the SQLite relay lease while stalled
+                    self._hold_relay_lease()
+                    continue
+                if rows:
+                    self._run_batch(rows, outcome)
+                elif once:
+                    return
+                else:
+                    self._stopping.wait(self.poll_interval)
+                self._progress()
+        finally:
+            if outcome:
+                self._record(outcome)
 
-    def _claim(self) -> list[Claimed] | None:
-        now = utcnow()
-        with self._store.transaction() as conn:
-            store = self._store
+    def _claim(self, outcome: Outcome) -> list[Claimed] | None:
+        store = self._store
+        with store.transaction() as conn:
+            if outcome:
+                store.record(conn, self.name, outcome)
+            now = utcnow()
             if store.sqlite and store.take_relay_lease(conn, self.name, self.lease, now):
                 return None
-            return self._store.claim(conn, self.name, self.batch_size, self.lease, now)
+            return store.claim(conn, self.name, self.batch_size, self.lease, now)
 
-    def _run_batch(self, rows: list[Claimed]) -> None:
+    def _run_batch(self, rows: list[Claimed], outcome: Outcome) -> None:
         known: Mapping[tuple[str, str], DurableReceiver] = (
             self._receivers if self._receivers is not None else registered()
         )
-        done: list[int] = []
-        failures: list[Failure] = []
-        postponed: list[tuple[Claimed, float]] = []
-        released: list[Claimed] = []
         renew_at = time.monotonic() + self.lease / 2
-        try:
-            for index, row in enumerate(rows):
-                if self._stopping.is_set():
-                    released = rows[index:]
-                    break
-                if time.monotonic() > renew_at:
-                    self._store.extend(self.name, [r.id for r in rows[index:]], self.lease)
-                    renew_at = time.monotonic() + self.lease / 2
-                spec = known.get((row.signal, row.receiver))
-                if spec is None:
-                    self._report_unknown(row)
-                    postponed.append((row, self.unknown_delay))
-                    continue
-                try:
-                    self._deliver(spec, row)
-                except Exception as exc:
-                    failures.append(self._failure(spec, row, exc))
-                except BaseException:
-                    released = rows[index:]
-                    raise
-                else:
-                    done.append(row.id)
-        finally:
-            self._record(done, failures, released, postponed)
+        for index, row in enumerate(rows):
+            if self._stopping.is_set():
+                outcome.released.extend(rows[index:])
+                return
+            if time.monotonic() > renew_at:
+                self._store.extend(self.name, [r.id for r in rows[index:]], self.lease)
+                renew_at = time.monotonic() + self.lease / 2
+            spec = known.get((row.signal, row.receiver))
+            if spec is None:
+                self._report_unknown(row)
+                outcome.postponed.append((row, self.unknown_delay))
+                continue
+            try:
+                self._deliver(spec, row)
+            except Exception as exc:
+                outcome.failures.append(self._failure(spec, row, exc))
+            except BaseException:
+                outcome.released.extend(rows[index:])
+                raise
+            else:
+                outcome.done.append(row.id)
 
-    def _record(
-        self,
-        done: list[int],
-        failures: list[Failure],
-        released: list[Claimed],
-        postponed: list[tuple[Claimed, float]],
-    ) -> None:
+    def _record(self, outcome: Outcome) -> None:
         try:
-            self._store.finish(self.name, done, failures, released, postponed)
+            self._store.finish(self.name, outcome)
         except DBAPIError as exc:
             logger.warning(
                 "%r cannot record a batch's outcome (%s): its %d deliveries run again when "
                 "their lease expires",
                 self,
                 exc.orig,
-                len(done) + len(failures) + len(released) + len(postponed),
+                len(outcome),
             )
             return
-        self.stats.done += len(done)
-        self.stats.dead += sum(failure.dead for failure in failures)
-        self.stats.retried += sum(not failure.dead for failure in failures)
-        self.stats.unknown += len(postponed)
+        self._count(outcome)
+
+    def _count(self, outcome: Outcome) -> None:
+        self.stats.done += len(outcome.done)
+        self.stats.dead += sum(failure.dead for failure in outcome.failures)
+        self.stats.retried += sum(not failure.dead for failure in outcome.failures)
+        self.stats.unknown += len(outcome.postponed)
 
     def _deliver(self, spec: DurableReceiver, row: Claimed) -> None:
         if row.format > FORMAT_VERSION:

@@ -16,15 +16,15 @@ from __future__ import annotations
 import contextlib
 import datetime
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, update
 
 from tidings.outbox._schema import FORMAT_VERSION, OutboxTables
 
-__all__ = ["Claimed", "DeadLetter", "Failure", "OutboxStatus", "Store", "utcnow"]
+__all__ = ["Claimed", "DeadLetter", "Failure", "OutboxStatus", "Outcome", "Store", "utcnow"]
 
 
 def utcnow() -> datetime.datetime:
@@ -55,6 +55,31 @@ class Failure:
     traceback: str
     dead: bool
     delay: float
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What became of a claimed batch.
+
+    Attributes:
+        done: Deliveries whose receiver returned: deleted.
+        failures: Deliveries whose receiver raised: retried later or moved to the dead letters.
+        released: Deliveries that were not run (the worker stops): due again at once, the
+            attempt not counted.
+        postponed: Deliveries not run now (unknown receiver), due again after the delay, the
+            attempt not counted.
+    """
+
+    done: list[int] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    released: list[Claimed] = field(default_factory=list)
+    postponed: list[tuple[Claimed, float]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.done or self.failures or self.released or self.postponed)
+
+    def __len__(self) -> int:
+        return len(self.done) + len(self.failures) + len(self.released) + len(self.postponed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,71 +240,58 @@ class Store:
                 .values(locked_until=until)
             )
 
-    def finish(
-        self,
-        me: str,
-        done: Sequence[int],
-        failures: Sequence[Failure],
-        released: Iterable[Claimed],
-        postponed: Iterable[tuple[Claimed, float]] = (),
-    ) -> None:
-        """Record a batch's outcome in one transaction.
+    def finish(self, me: str, outcome: Outcome) -> None:
+        """Record a batch's outcome in a transaction of its own."""
+        with self.transaction() as conn:
+            self.record(conn, me, outcome)
 
-        Args:
-            me: The worker that holds the rows.
-            done: Deliveries whose receiver returned: deleted.
-            failures: Deliveries whose receiver raised: retried later or moved to the dead
-                letters.
-            released: Deliveries that were not run (the worker stops): due again at once, the
-                attempt not counted.
-            postponed: Deliveries not run now (unknown receiver), due again after the delay,
-                the attempt not counted.
-        """
+    def record(self, conn: Connection, me: str, outcome: Outcome) -> None:
+        """Record a batch's outcome on ``conn``, in its transaction (see :class:`Outcome`)."""
         table = self.tables.pending
         now = utcnow()
-        with self.transaction() as conn:
-            if done:
-                conn.execute(delete(table).where(table.c.id.in_(done)))
-            dead = [failure for failure in failures if failure.dead]
-            if dead:
-                conn.execute(
-                    insert(self.tables.dead),
-                    [
-                        {
-                            "event_id": f.row.event_id,
-                            "format": f.row.format,
-                            "signal": f.row.signal,
-                            "receiver": f.row.receiver,
-                            "payload": f.row.payload,
-                            "sent_at": f.row.sent_at,
-                            "attempts": f.row.attempts,
-                            "failed_at": now,
-                            "error": f.error,
-                            "traceback": f.traceback,
-                        }
-                        for f in dead
-                    ],
-                )
-                conn.execute(delete(table).where(table.c.id.in_([f.row.id for f in dead])))
-            for failure in failures:
-                if not failure.dead:
-                    self._unlock(
-                        conn,
-                        me,
-                        failure.row.id,
-                        available_at=now + datetime.timedelta(seconds=failure.delay),
-                        last_error=failure.error,
-                    )
-            for row in released:
-                self._unlock(conn, me, row.id, available_at=now, attempts=row.attempts - 1)
-            for row, delay in postponed:
+        done, failures = outcome.done, outcome.failures
+        if done:
+            conn.execute(delete(table).where(table.c.id.in_(done)))
+        dead = [failure for failure in failures if failure.dead]
+        if dead:
+            conn.execute(
+                insert(self.tables.dead),
+                [
+                    {
+                        "event_id": f.row.event_id,
+                        "format": f.row.format,
+                        "signal": f.row.signal,
+                        "receiver": f.row.receiver,
+                        "payload": f.row.payload,
+                        "sent_at": f.row.sent_at,
+                        "attempts": f.row.attempts,
+                        "failed_at": now,
+                        "error": f.error,
+                        "traceback": f.traceback,
+                    }
+                    for f in dead
+                ],
+            )
+            conn.execute(delete(table).where(table.c.id.in_([f.row.id for f in dead])))
+        for failure in failures:
+            if not failure.dead:
                 self._unlock(
                     conn,
                     me,
-                    row.id,
-                    available_at=now + datetime.timedelta(seconds=delay),
-                    attempts=row.attempts - 1,
+                    failure.row.id,
+                    available_at=now + datetime.timedelta(seconds=failure.delay),
+                    last_error=failure.error,
                 )
+        for row in outcome.released:
+            self._unlock(conn, me, row.id, available_at=now, attempts=row.attempts - 1)
+        for row, delay in outcome.postponed:
+            self._unlock(
+                conn,
+                me,
+                row.id,
+                available_at=now + datetime.timedelta(seconds=delay),
+                attempts=row.attempts - 1,
+            )
 
     def _unlock(self, conn: Connection, me: str, row_id: int, **values: Any) -> None:
         table = self.tables.pending
