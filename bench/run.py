@@ -23,7 +23,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-SECTIONS = ("core", "http", "sqlalchemy")
+SECTIONS = ("core", "http", "sqlalchemy", "outbox")
 
 
 def _fix_path() -> None:
