@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from tidings._dispatch import ALL_SENDERS, ReceiverInfo, Signal, receiver
 from tidings._errors import (
+    AppKindError,
     AsyncReceiversInEventLoopError,
     InvalidReceiverError,
     InvalidSenderError,
@@ -19,6 +20,7 @@ from tidings._errors import (
 
 __all__ = [
     "ALL_SENDERS",
+    "AppKindError",
     "AsyncReceiversInEventLoopError",
     "InvalidReceiverError",
     "InvalidSenderError",

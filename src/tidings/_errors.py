@@ -8,6 +8,7 @@ for django.dispatch, which raises the built-ins, keeps catching them.
 from __future__ import annotations
 
 __all__ = [
+    "AppKindError",
     "AsyncReceiversInEventLoopError",
     "InvalidReceiverError",
     "InvalidSenderError",
@@ -42,4 +43,13 @@ class AsyncReceiversInEventLoopError(TidingsError, RuntimeError):
 
     Awaiting them would need the loop that is busy running the caller; ``await signal.asend()``
     is the way to send from async code.
+    """
+
+
+class AppKindError(TidingsError, TypeError):
+    """A request-signal middleware was given an application of the other kind.
+
+    For example an ASGI application (Starlette, FastAPI) given to
+    :class:`tidings.wsgi.SignalsMiddleware`, or a WSGI one (Flask) given to
+    :class:`tidings.asgi.SignalsMiddleware`. The message names the middleware to use instead.
     """

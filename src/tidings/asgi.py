@@ -39,7 +39,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from tidings._middleware import SignalsMiddlewareBase, claim_report
+from tidings._middleware import SignalsMiddlewareBase, claim_report, is_wsgi_app
 from tidings.http import (
     Request,
     got_request_exception,
@@ -97,6 +97,14 @@ class SignalsMiddleware(SignalsMiddlewareBase[ASGIApp]):
     """
 
     __slots__ = ()
+
+    _other_kind = staticmethod(is_wsgi_app)
+    _other_kind_advice = (
+        "is a WSGI application (it is called with environ and "
+        "start_response), but tidings.asgi.SignalsMiddleware wraps ASGI applications; "
+        "wrap it with tidings.wsgi.SignalsMiddleware instead (for a Flask app, call "
+        "tidings.flask.init_app(app))"
+    )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection; see the module docstring for the signal timing."""

@@ -25,6 +25,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         'tidings.flask needs Flask; install it with: pip install "tidings[flask]"'
     ) from exc
 
+from tidings._errors import AppKindError
+from tidings._middleware import is_asgi_app
 from tidings.wsgi import SignalsMiddleware, report_exception
 
 __all__ = ["forward_exception", "init_app"]
@@ -57,7 +59,20 @@ def init_app(app: flask.Flask, *, sender: object = None) -> flask.Flask:
 
     Returns:
         The same application, for chaining.
+
+    Raises:
+        AppKindError: ``app`` is not a Flask application (the message says which middleware
+            serves it instead).
     """
+    if not isinstance(app, flask.Flask):
+        if is_asgi_app(app):
+            advice = (
+                "it is an ASGI application: use tidings.asgi.SignalsMiddleware (in Starlette "
+                "or FastAPI: app.add_middleware(tidings.asgi.SignalsMiddleware))"
+            )
+        else:
+            advice = "for any other WSGI application use tidings.wsgi.SignalsMiddleware(app)"
+        raise AppKindError(f"tidings.flask.init_app() expects a flask.Flask, not {app!r}; {advice}")
     # Blinker keeps one connection per (receiver, sender) pair, so reconnecting is harmless;
     # weak=False because the module function must outlive any particular caller's reference.
     flask.got_request_exception.connect(forward_exception, app, weak=False)

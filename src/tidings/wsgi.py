@@ -36,7 +36,7 @@ import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from tidings._middleware import SignalsMiddlewareBase, claim_report
+from tidings._middleware import SignalsMiddlewareBase, claim_report, is_asgi_app
 from tidings.http import (
     Request,
     got_request_exception,
@@ -164,6 +164,14 @@ class SignalsMiddleware(SignalsMiddlewareBase[WSGIApp]):
     """
 
     __slots__ = ()
+
+    _other_kind = staticmethod(is_asgi_app)
+    _other_kind_advice = (
+        "is an ASGI application (it is called with scope, receive and send "
+        "and must be awaited), but tidings.wsgi.SignalsMiddleware wraps WSGI "
+        "applications; use tidings.asgi.SignalsMiddleware instead (in Starlette or "
+        "FastAPI: app.add_middleware(tidings.asgi.SignalsMiddleware))"
+    )
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         """Handle one request; see the module docstring for the signal timing."""
