@@ -14,19 +14,20 @@ STAMP := $(VENV)/.installed
 # its other Pythons).
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench stress clean
+.PHONY: demo test test-pure packaging lint bench stress clean
 
 $(PIP_STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) "pip>=25.1"
 	touch $(PIP_STAMP)
 
-$(DEMO_STAMP): pyproject.toml $(PIP_STAMP)
+# The editable install builds the C accelerator: reinstall when its source changes.
+$(DEMO_STAMP): pyproject.toml setup.py src/tidings/_speedups.c $(PIP_STAMP)
 	$(PIP) -e . --group demo
 	touch $(DEMO_STAMP)
 
 # The dev group includes the demo group, so it satisfies the demo too.
-$(STAMP): pyproject.toml $(PIP_STAMP)
+$(STAMP): pyproject.toml setup.py src/tidings/_speedups.c $(PIP_STAMP)
 	$(PIP) -e . --group dev
 	touch $(STAMP) $(DEMO_STAMP)
 
@@ -37,6 +38,14 @@ demo: $(DEMO_STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The core suite on the pure-Python path (the default run uses the compiled one where built).
+test-pure: $(STAMP)
+	TIDINGS_NO_EXTENSIONS=1 $(PY) -m pytest -q tests/core
+
+# The build of the C accelerator: the sdist without a compiler, a wheel per CPython 3.10-3.13.
+packaging: $(STAMP)
+	$(PY) -m pytest -q -m packaging tests/test_speedups_build.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -50,4 +59,4 @@ stress: $(STAMP)
 	$(PY) -m pytest -q -m stress
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis build src/tidings/*.so

@@ -9,9 +9,11 @@ floor of its row. Every contender is checked to call the right receivers before 
 
 Targets (reported, never asserted: a benchmark is not a test):
 
-* tidings ``send`` is faster than django.dispatch (with and without ``use_caching``) and
-  blinker in every row;
+* tidings ``send``, compiled and pure, is faster than django.dispatch (with and without
+  ``use_caching``) and blinker in every row;
 * with no receivers, tidings is no slower than the fastest anchor;
+* the compiled ``send`` costs at most 2.0x / 1.4x / 1.25x the floor with 1 / 10 / 100
+  receivers, and is faster than psygnal's ``emit`` in every row psygnal has;
 * ``asend`` to one sync receiver connected with ``inline=True`` is at least 20 times faster
   than Django's ``asend`` to one sync receiver.
 """
@@ -39,17 +41,23 @@ from bench._timing import (
     print_table,
     statement_batch,
 )
+from tidings._accel import pure_method
 
 __all__ = ["run"]
 
 FLOOR = "floor"
-TIDINGS = "tidings"
+TIDINGS = "tidings compiled"
+TIDINGS_PURE = "tidings pure"
 DJANGO = "django"
 DJANGO_CACHED = "django cached"
 BLINKER = "blinker"
 PSYGNAL = "psygnal emit"
 PSYGNAL_FAST = "psygnal emit_fast"
-SEND_COLUMNS = (FLOOR, TIDINGS, DJANGO, DJANGO_CACHED, BLINKER, PSYGNAL, PSYGNAL_FAST)
+SEND_COLUMNS = (FLOOR, TIDINGS, TIDINGS_PURE, DJANGO, DJANGO_CACHED, BLINKER, PSYGNAL, PSYGNAL_FAST)
+OURS = (TIDINGS, TIDINGS_PURE)
+ROBUST_COLUMNS = (FLOOR, TIDINGS, TIDINGS_PURE)
+# The compiled path's targets: at most this many times the floor, by row.
+COMPILED_TARGETS = {"1 receiver": 2.0, "10 receivers": 1.4, "100 receivers": 1.25}
 # The anchors the targets compare against; emit_fast is shown for reference only, because it
 # gives up emit()'s thread safety and re-entrancy handling.
 ANCHORS = (DJANGO, DJANGO_CACHED, BLINKER, PSYGNAL)
@@ -141,6 +149,10 @@ CASES = (
 )
 
 
+ROBUST = "robust"
+ROBUST_CASES = CASES[1:4]
+
+
 def _send_batches(case: Case) -> dict[str, Batch]:
     """The contenders of one row by column, checked to call the right number of receivers."""
     tidings_signal = tidings.Signal(name="bench")
@@ -153,11 +165,13 @@ def _send_batches(case: Case) -> dict[str, Batch]:
         django_cached.connect(RECEIVERS[index], sender=sender)
         blinker_signal.connect(RECEIVERS[index], sender=sender)
     sends: dict[str, Callable[..., Any]] = {
-        TIDINGS: tidings_signal.send,
+        TIDINGS_PURE: pure_method("send").__get__(tidings_signal),
         DJANGO: django_signal.send,
         DJANGO_CACHED: django_cached.send,
         BLINKER: blinker_signal.send,
     }
+    if tidings.compiled:
+        sends[TIDINGS] = tidings_signal.send
     expected = len(case.matching)
     for column, send in sends.items():
         calls = len(send(Sender, value=1))
@@ -224,6 +238,29 @@ def _asend_batches(loop: asyncio.AbstractEventLoop) -> dict[tuple[str, str], Bat
     return batches
 
 
+def _robust_batches(case: Case) -> dict[str, Batch]:
+    """``send_robust`` compiled and pure for one row (no receiver fails), and its floor."""
+    signal = tidings.Signal(name="bench robust")
+    for index, sender in case.connections:
+        signal.connect(RECEIVERS[index], sender=sender)
+    sends: dict[str, Callable[..., Any]] = {
+        TIDINGS_PURE: pure_method("send_robust").__get__(signal)
+    }
+    if tidings.compiled:
+        sends[TIDINGS] = signal.send_robust
+    for column, send in sends.items():
+        if len(send(Sender, value=1)) != len(case.matching):
+            raise RuntimeError(f"send_robust ({column}) missed receivers in {case.label!r}")
+    batches = {
+        column: statement_batch("send(Sender, value=1)", {"send": send, "Sender": Sender})
+        for column, send in sends.items()
+    }
+    batches[FLOOR] = statement_batch(
+        FLOOR_STATEMENT, {"receivers": case.matching, "s": signal, "Sender": Sender}
+    )
+    return batches
+
+
 def _verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
@@ -234,27 +271,49 @@ def _report_targets(
     print("\nTargets")
     slower = []
     for label, row in send_rows.items():
-        for column in (DJANGO, DJANGO_CACHED, BLINKER):
-            if row[TIDINGS].best >= row[column].best:
-                slower.append(
-                    f"{label}: tidings {row[TIDINGS].best:,.0f} ns vs "
-                    f"{column} {row[column].best:,.0f} ns"
-                )
+        for ours in (c for c in OURS if c in row):
+            for column in (DJANGO, DJANGO_CACHED, BLINKER):
+                if row[ours].best >= row[column].best:
+                    slower.append(
+                        f"{label}: {ours} {row[ours].best:,.0f} ns vs "
+                        f"{column} {row[column].best:,.0f} ns"
+                    )
     print(
-        f"  [{_verdict(not slower)}] tidings send faster than django.dispatch (both modes) "
-        "and blinker in every row"
+        f"  [{_verdict(not slower)}] tidings send (each path) faster than django.dispatch "
+        "(both modes) and blinker in every row"
     )
     for line in slower:
         print(f"         {line}")
 
     empty = send_rows[CASES[0].label]
     fastest = min(ANCHORS, key=lambda column: empty[column].best)
-    ours, theirs = empty[TIDINGS].best, empty[fastest].best
-    print(
-        f"  [{_verdict(ours <= theirs)}] 0 receivers: tidings {ours:,.0f} ns, fastest anchor "
-        f"{fastest} {theirs:,.0f} ns ({theirs / ours:.2f}x); "
-        f"psygnal emit_fast, for reference: {empty[PSYGNAL_FAST].best:,.0f} ns"
-    )
+    theirs = empty[fastest].best
+    for ours in (c for c in OURS if c in empty):
+        mine = empty[ours].best
+        print(
+            f"  [{_verdict(mine <= theirs)}] 0 receivers: {ours} {mine:,.0f} ns, fastest "
+            f"anchor {fastest} {theirs:,.0f} ns ({theirs / mine:.2f}x); "
+            f"psygnal emit_fast, for reference: {empty[PSYGNAL_FAST].best:,.0f} ns"
+        )
+
+    if not tidings.compiled:
+        print("  [----] compiled-path targets: tidings._speedups is not built here")
+    else:
+        for label, limit in COMPILED_TARGETS.items():
+            row = send_rows[label]
+            ratio = row[TIDINGS].best / row[FLOOR].best
+            print(
+                f"  [{_verdict(ratio <= limit)}] {label}: compiled send {ratio:.2f}x the floor "
+                f"(target <= {limit:.2f}x)"
+            )
+        behind = [
+            f"{label}: {row[TIDINGS].best:,.0f} ns vs psygnal {row[PSYGNAL].best:,.0f} ns"
+            for label, row in send_rows.items()
+            if PSYGNAL in row and row[TIDINGS].best >= row[PSYGNAL].best
+        ]
+        print(f"  [{_verdict(not behind)}] compiled send faster than psygnal emit at every n")
+        for line in behind:
+            print(f"         {line}")
 
     sync = asend_rows["1 sync receiver"]
     speedup = sync[DJANGO_ASEND].best / sync[ASEND_INLINE].best
@@ -280,10 +339,13 @@ def run(quick: bool = False) -> None:
         f"{settings.min_time * 1000:.0f} ms{' (quick)' if quick else ''}\n"
     )
 
-    batches: dict[tuple[str, str], Batch] = {}
+    batches: dict[tuple[str, ...], Batch] = {}
     for case in CASES:
         row = _send_batches(case)
         batches.update(((case.label, column), batch) for column, batch in row.items())
+    for case in ROBUST_CASES:
+        row = _robust_batches(case)
+        batches.update(((ROBUST, case.label, column), batch) for column, batch in row.items())
     loop = asyncio.new_event_loop()
     try:
         batches.update(_asend_batches(loop))
@@ -294,12 +356,21 @@ def run(quick: bool = False) -> None:
         loop.close()
 
     send_rows: dict[str, dict[str, Timing]] = {case.label: {} for case in CASES}
+    robust_rows: dict[str, dict[str, Timing]] = {case.label: {} for case in ROBUST_CASES}
     asend_rows: dict[str, dict[str, Timing]] = {}
-    for (label, column), timing in timings.items():
+    for key, timing in timings.items():
+        if key[0] == ROBUST:
+            robust_rows[key[1]][key[2]] = timing
+            continue
+        label, column = key
         rows = send_rows if label in send_rows else asend_rows
         rows.setdefault(label, {})[column] = timing
 
     print_table("send()", SEND_COLUMNS, list(send_rows.items()), baseline=FLOOR)
+    print()
+    print_table(
+        "send_robust(), none failing", ROBUST_COLUMNS, list(robust_rows.items()), baseline=FLOOR
+    )
     print()
     print_table(
         "asend(), in a running loop", ASEND_COLUMNS, list(asend_rows.items()), baseline=FLOOR

@@ -15,7 +15,11 @@ rounds (each round times every contender once, in a shuffled order; see ``bench/
   processes measure is the resolution of the comparison;
 * ``instrumented``: the models' base passed to ``instrument()``, no receiver connected;
 * ``1 receiver``: as ``instrumented``, plus one trivial receiver connected to ``post_init``
-  and ``post_save`` for ``Item`` (for information: from then on every row sends a signal).
+  and ``post_save`` for ``Item`` (for information: from then on every row sends a signal);
+* ``listener floor``: plain SQLAlchemy (no tidings) with its own event listeners on ``Item``,
+  ``load`` and ``init`` + ``after_insert``, calling the same no-op receiver with the same
+  keyword arguments: what a per-row callback costs SQLAlchemy at the least. Target (reported):
+  tidings' added cost per row (``1 receiver`` minus ``plain``) within 1.5x of the floor's.
 
 Separate processes, because ``instrument()`` installs its flush and execute hooks on the
 ``Session`` class itself: a "plain" session in the same process would carry them too and hide
@@ -48,7 +52,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, create_engine, select
+from sqlalchemy import String, create_engine, event, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import StaticPool
 
@@ -62,7 +66,10 @@ PLAIN = "plain"
 INSTRUMENTED = "instrumented"
 PLAIN_AGAIN = "plain again"
 RECEIVER = "1 receiver"
-CONTENDERS = (PLAIN, PLAIN_AGAIN, INSTRUMENTED, RECEIVER)
+LISTENER = "listener floor"
+CONTENDERS = (PLAIN, PLAIN_AGAIN, INSTRUMENTED, RECEIVER, LISTENER)
+# How far tidings' added cost per row (1 receiver vs plain) may exceed the floor's.
+FLOOR_TARGET = 1.5
 OPERATIONS = ("load", "insert")
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,6 +119,8 @@ class _Workload:
 
             post_init.connect(self._receive, sender=self.item, weak=False)
             post_save.connect(self._receive, sender=self.item, weak=False)
+        if kind == LISTENER:
+            self._listen()
         # One connection shared by every session, so the in-memory database persists.
         self.engine = create_engine("sqlite://", poolclass=StaticPool)
         Base.metadata.create_all(self.engine)
@@ -122,6 +131,23 @@ class _Workload:
 
     def _receive(self, **kwargs: Any) -> None:
         self.received += 1
+
+    def _listen(self) -> None:
+        """SQLAlchemy's own per-row events calling the receiver as tidings would."""
+        receive, item = self._receive, self.item
+
+        def on_load(target: Any, context: Any) -> None:
+            receive(signal=None, sender=item, instance=target)
+
+        def on_init(target: Any, args: Any, kwargs: Any) -> None:
+            receive(signal=None, sender=item, instance=target)
+
+        def on_insert(mapper: Any, connection: Any, target: Any) -> None:
+            receive(signal=None, sender=item, instance=target, created=True)
+
+        event.listen(item, "load", on_load)
+        event.listen(item, "init", on_init)
+        event.listen(item, "after_insert", on_insert)
 
     def load(self) -> tuple[float, float]:
         """Seconds (wall, CPU) to load every row with a fresh session."""
@@ -190,7 +216,7 @@ def worker(kind: str) -> None:
     or the nanoseconds per object built of :func:`_construction_ns`.
     """
     workload = _Workload(kind)
-    if kind in (PLAIN, PLAIN_AGAIN) and any(
+    if kind in (PLAIN, PLAIN_AGAIN, LISTENER) and any(
         name.partition(".")[0] == "tidings" for name in sys.modules
     ):
         raise AssertionError("the plain worker imported tidings")
@@ -276,6 +302,7 @@ def run(quick: bool = False) -> None:
         for key in keys:  # warm-up, untimed: first runs fill caches and compile statements
             workers[key[1]].ask(key[0])
         _check_receivers(workers[RECEIVER])
+        _check_receivers(workers[LISTENER])
         shuffle = random.Random(20260).shuffle
         operations, kinds = list(OPERATIONS), list(CONTENDERS)
         started = time.perf_counter()
@@ -312,7 +339,7 @@ def _print_results(
     timings: dict[tuple[str, str], Timing], rounds: int, shares: list[float], construction: str
 ) -> None:
     print(f"best of {rounds} interleaved rounds, each contender in its own process\n")
-    header = f"{'operation':<10}" + "".join(f"{kind:>22}" for kind in CONTENDERS)
+    header = f"{'operation':<10}" + "".join(f"{kind:>20}" for kind in CONTENDERS)
     print(header)
     print("-" * len(header))
     verdicts = []
@@ -323,7 +350,7 @@ def _print_results(
             ms = row[kind].best / 1e6
             extra = "" if kind == PLAIN else f" ({_overhead(row, kind):+.1%})"
             cells.append(f"{ms:,.1f} ms{extra}")
-        print(f"{op:<10}" + "".join(f"{cell:>22}" for cell in cells))
+        print(f"{op:<10}" + "".join(f"{cell:>20}" for cell in cells))
         verdicts.append((op, _overhead(row, INSTRUMENTED), _paired(row, INSTRUMENTED)))
     print()
     for op in OPERATIONS:
@@ -337,6 +364,17 @@ def _print_results(
         print(
             f"target: {op} with instrument() and no receivers <= +{TARGET:.0%} over plain: "
             f"{verdict} ({paired:+.1%} median of same-round ratios; {best:+.1%} best vs best)"
+        )
+    for op in OPERATIONS:
+        row = {kind: timings[op, kind] for kind in CONTENDERS}
+        ours = (row[RECEIVER].best - row[PLAIN].best) / ROWS
+        floor = (row[LISTENER].best - row[PLAIN].best) / ROWS
+        ratio = ours / floor if floor > 0 else float("inf")
+        verdict = "PASS" if ratio <= FLOOR_TARGET else "MISS"
+        print(
+            f"target: {op}, added cost per row with 1 receiver within {FLOOR_TARGET}x of the "
+            f"listener floor's: {verdict} (tidings +{ours:,.0f} ns, floor +{floor:,.0f} ns, "
+            f"{ratio:.2f}x)"
         )
     plain_ns, instrumented_ns = map(float, construction.split())
     print(

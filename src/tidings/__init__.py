@@ -8,6 +8,7 @@ The core is :class:`Signal` and the :func:`receiver` decorator, with the behavio
 
 from __future__ import annotations
 
+from tidings._accel import compiled
 from tidings._dispatch import ALL_SENDERS, ReceiverInfo, Signal, receiver
 from tidings._errors import (
     AppKindError,
@@ -28,6 +29,7 @@ __all__ = [
     "ReceiverSignatureError",
     "Signal",
     "TidingsError",
+    "compiled",
     "receiver",
 ]
 

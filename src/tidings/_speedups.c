@@ -1,0 +1,487 @@
+/* tidings._speedups: the compiled fast path of Signal.send() and Signal.send_robust().
+ *
+ * The pure-Python methods in tidings/_dispatch.py are the reference. This module only
+ * accelerates their common case and hands every other case to them unchanged:
+ *
+ *   SendMethod(pure, robust) is a method descriptor replacing Signal.send (or send_robust).
+ *   Called as signal.send(sender, **named), it reads the signal's immutable plan snapshot
+ *   (signal._state) exactly as the pure method does. When the plan holds only sync, immediate
+ *   receivers, it dereferences every getter first (the snapshot), drops the dead, then calls
+ *   each receiver through vectorcall with ONE argument array (signal, sender, *named values)
+ *   and ONE keyword-name tuple ("signal", "sender", *named names) shared by every receiver of
+ *   the send. Any other case (dead connections to purge, bound-method sender keys, async
+ *   receivers, a keyword named "signal", "sender" or "self", positional extras)
+ *   is delegated to the pure method with the very same arguments, so errors and semantics
+ *   are those of the reference.
+ *
+ *   No lock is taken: the plan is an immutable tuple replaced, never mutated, under the
+ *   signal's lock by connect/disconnect. A receiver's exception propagates with its own
+ *   traceback. In the robust variant an Exception (not a BaseException) is caught, handed to
+ *   signal._log_failure(receiver, error) (the same logging path as the pure method) and
+ *   becomes the receiver's response.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <string.h>
+
+/* Interned names, created once at import. */
+static PyObject *str_state, *str_dead, *str_signal, *str_sender, *str_self, *str_log_failure;
+/* ("signal", "sender"): the keyword names of a send without named values. */
+static PyObject *base_kwnames;
+
+/* A few call sites' keyword-name tuples and their ("signal", "sender", ...) extensions, by
+ * identity: a call site passes the same constant tuple on every call. */
+#define KWNAMES_CACHE 16
+static PyObject *cache_in[KWNAMES_CACHE];
+static PyObject *cache_out[KWNAMES_CACHE];
+static int cache_next;
+
+/* How many receivers and arguments fit the on-stack arrays before the heap is used. */
+#define SMALL 16
+
+static int
+is_name(PyObject *name, PyObject *interned, const char *text)
+{
+    return name == interned || (PyUnicode_Check(name) &&
+                                PyUnicode_CompareWithASCIIString(name, text) == 0);
+}
+
+/* A new reference to ("signal", "sender", *kwnames); None when a name collides with the
+ * method's parameters ("self", "sender") or the signal argument ("signal"), for which the pure
+ * method raises the right TypeError; NULL with an exception set. Cached by the identity of
+ * `kwnames`, so the names are checked once per call site, not once per send. */
+static PyObject *
+full_kwnames(PyObject *kwnames)
+{
+    if (kwnames == NULL) {
+        Py_INCREF(base_kwnames);
+        return base_kwnames;
+    }
+    for (int i = 0; i < KWNAMES_CACHE; i++) {
+        if (cache_in[i] == kwnames) {
+            Py_INCREF(cache_out[i]);
+            return cache_out[i];
+        }
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(kwnames);
+    PyObject *full = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (is_name(name, str_signal, "signal") || is_name(name, str_sender, "sender") ||
+            is_name(name, str_self, "self")) {
+            Py_INCREF(Py_None);
+            full = Py_None;
+            break;
+        }
+    }
+    if (full == NULL) {
+        full = PyTuple_New(n + 2);
+        if (full == NULL) {
+            return NULL;
+        }
+        Py_INCREF(str_signal);
+        PyTuple_SET_ITEM(full, 0, str_signal);
+        Py_INCREF(str_sender);
+        PyTuple_SET_ITEM(full, 1, str_sender);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+            Py_INCREF(name);
+            PyTuple_SET_ITEM(full, i + 2, name);
+        }
+    }
+    int slot = cache_next;
+    cache_next = (cache_next + 1) % KWNAMES_CACHE;
+    PyObject *old_in = cache_in[slot], *old_out = cache_out[slot];
+    Py_INCREF(kwnames);
+    cache_in[slot] = kwnames;
+    Py_INCREF(full);
+    cache_out[slot] = full;
+    /* Released last: a tuple of strings runs no Python code when freed, but stay tidy. */
+    Py_XDECREF(old_in);
+    Py_XDECREF(old_out);
+    return full;
+}
+
+/* The receiver behind a getter (a new reference), None when it died, NULL on error. */
+static PyObject *
+dereference(PyObject *getter)
+{
+    if (PyWeakref_CheckRefExact(getter)) {
+#if PY_VERSION_HEX >= 0x030D0000
+        PyObject *target;
+        if (PyWeakref_GetRef(getter, &target) < 0) {
+            return NULL;
+        }
+        if (target == NULL) {
+            Py_RETURN_NONE;
+        }
+        return target;
+#else
+        PyObject *target = PyWeakref_GET_OBJECT(getter);
+        Py_INCREF(target);
+        return target;
+#endif
+    }
+    return PyObject_CallNoArgs(getter);
+}
+
+/* The caught exception (a new reference, normalized, its traceback attached); clears it. */
+static PyObject *
+take_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL && value != NULL) {
+        PyException_SetTraceback(value, traceback);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    return value;
+#endif
+}
+
+/* Hand a caught exception to signal._log_failure(receiver, error), with the exception
+ * being handled as inside an except block, like the pure method. Returns 0, or -1 with the
+ * logging path's own exception set. */
+static int
+log_failure(PyObject *signal, PyObject *receiver, PyObject *error)
+{
+    PyObject *saved_type, *saved_value, *saved_traceback;
+    PyErr_GetExcInfo(&saved_type, &saved_value, &saved_traceback);
+    Py_INCREF(error);
+    Py_INCREF(Py_TYPE(error));
+    PyErr_SetExcInfo((PyObject *)Py_TYPE(error), error, PyException_GetTraceback(error));
+    PyObject *result = PyObject_CallMethodObjArgs(signal, str_log_failure, receiver, error, NULL);
+    PyErr_SetExcInfo(saved_type, saved_value, saved_traceback);
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 0;
+}
+
+/* Call every live receiver behind `getters` (a tuple) with the keyword arguments
+ * `values` (signal, sender, *named) named by `kwnames`; return [(receiver, response), ...].
+ * `values` has one free slot before it (values[-1]) for PY_VECTORCALL_ARGUMENTS_OFFSET. */
+static PyObject *
+call_receivers(PyObject *getters, PyObject *signal, PyObject *const *values, PyObject *kwnames,
+               int robust)
+{
+    Py_ssize_t count = PyTuple_GET_SIZE(getters);
+    PyObject *small[SMALL];
+    PyObject **receivers = small;
+    if (count > SMALL) {
+        receivers = PyMem_Malloc(count * sizeof(PyObject *));
+        if (receivers == NULL) {
+            return PyErr_NoMemory();
+        }
+    }
+    PyObject *responses = NULL;
+    Py_ssize_t live = 0;
+    /* The snapshot: every getter is dereferenced before any receiver runs. */
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *target = dereference(PyTuple_GET_ITEM(getters, i));
+        if (target == NULL) {
+            goto done;
+        }
+        if (target == Py_None) {
+            Py_DECREF(target);
+        }
+        else {
+            receivers[live++] = target;
+        }
+    }
+    responses = PyList_New(live);
+    if (responses == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < live; i++) {
+        PyObject *receiver = receivers[i];
+        PyObject *response =
+            PyObject_Vectorcall(receiver, values, PY_VECTORCALL_ARGUMENTS_OFFSET, kwnames);
+        if (response == NULL) {
+            if (!robust || !PyErr_ExceptionMatches(PyExc_Exception)) {
+                Py_CLEAR(responses);
+                goto done;
+            }
+            response = take_exception();
+            if (response == NULL || log_failure(signal, receiver, response) < 0) {
+                Py_XDECREF(response);
+                Py_CLEAR(responses);
+                goto done;
+            }
+        }
+        PyObject *pair = PyTuple_New(2);
+        if (pair == NULL) {
+            Py_DECREF(response);
+            Py_CLEAR(responses);
+            goto done;
+        }
+        Py_INCREF(receiver);
+        PyTuple_SET_ITEM(pair, 0, receiver);
+        PyTuple_SET_ITEM(pair, 1, response);
+        PyList_SET_ITEM(responses, i, pair);
+    }
+done:
+    for (Py_ssize_t i = 0; i < live; i++) {
+        Py_DECREF(receivers[i]);
+    }
+    if (receivers != small) {
+        PyMem_Free(receivers);
+    }
+    return responses;
+}
+
+/* -- SendMethod ------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *pure;     /* the pure-Python method: the reference and the fallback */
+    PyObject *dict;     /* __dict__, for functools.update_wrapper (__doc__, __wrapped__...) */
+    int robust;
+    vectorcallfunc vectorcall;
+} SendMethod;
+
+static PyObject *
+delegate(SendMethod *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    return PyObject_Vectorcall(self->pure, args, nargsf, kwnames);
+}
+
+static PyObject *
+send_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    SendMethod *self = (SendMethod *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 2) {
+        return delegate(self, args, nargsf, kwnames);
+    }
+    Py_ssize_t nnamed = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *full = full_kwnames(kwnames);
+    if (full == NULL) {
+        return NULL;
+    }
+    if (full == Py_None) {
+        Py_DECREF(full);
+        return delegate(self, args, nargsf, kwnames);
+    }
+    PyObject *signal = args[0], *sender = args[1];
+    PyObject *state = PyObject_GetAttr(signal, str_state);
+    if (state == NULL) {
+        Py_DECREF(full);
+        return NULL;
+    }
+    if (state == Py_None) {
+        Py_DECREF(state);
+        Py_DECREF(full);
+        return PyList_New(0);
+    }
+    PyObject *result = NULL;
+    PyObject *dead = PyObject_GetAttr(signal, str_dead);
+    if (dead == NULL) {
+        goto done;
+    }
+    int is_dead = PyObject_IsTrue(dead);
+    Py_DECREF(dead);
+    if (is_dead < 0) {
+        goto done;
+    }
+    /* The state is (plans by sender key, plan for other senders, whether keys are methods'):
+     * with dead connections to purge or bound-method keys, the pure method knows best. */
+    if (is_dead || !PyTuple_CheckExact(state) || PyTuple_GET_SIZE(state) != 3 ||
+        PyTuple_GET_ITEM(state, 2) != Py_False || !PyDict_CheckExact(PyTuple_GET_ITEM(state, 0))) {
+        goto fallback;
+    }
+    PyObject *key = PyLong_FromVoidPtr(sender);
+    if (key == NULL) {
+        goto done;
+    }
+    PyObject *plan = PyDict_GetItemWithError(PyTuple_GET_ITEM(state, 0), key);
+    Py_DECREF(key);
+    if (plan == NULL) {
+        if (PyErr_Occurred()) {
+            goto done;
+        }
+        plan = PyTuple_GET_ITEM(state, 1);
+    }
+    /* A plan is (sync getters, async getters, runs for asend); only all-sync is lifted. */
+    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) < 2 ||
+        !PyTuple_CheckExact(PyTuple_GET_ITEM(plan, 0)) ||
+        !PyTuple_CheckExact(PyTuple_GET_ITEM(plan, 1)) ||
+        PyTuple_GET_SIZE(PyTuple_GET_ITEM(plan, 1)) != 0) {
+        goto fallback;
+    }
+    PyObject *getters = PyTuple_GET_ITEM(plan, 0);
+    if (PyTuple_GET_SIZE(getters) == 0) {
+        result = PyList_New(0);
+        goto done;
+    }
+    /* One argument array for every receiver: a free slot, signal, sender, named values. */
+    Py_ssize_t nvalues = nnamed + 2;
+    PyObject *small[SMALL + 1];
+    PyObject **buffer = small;
+    if (nvalues + 1 > SMALL + 1) {
+        buffer = PyMem_Malloc((nvalues + 1) * sizeof(PyObject *));
+        if (buffer == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    buffer[0] = NULL;
+    /* args is (signal, sender, *named values): exactly the values, in order. The caller
+     * keeps them alive for the whole call. */
+    memcpy(buffer + 1, args, nvalues * sizeof(PyObject *));
+    result = call_receivers(getters, signal, buffer + 1, full, self->robust);
+    if (buffer != small) {
+        PyMem_Free(buffer);
+    }
+done:
+    Py_DECREF(state);
+    Py_DECREF(full);
+    return result;
+fallback:
+    Py_DECREF(state);
+    Py_DECREF(full);
+    return delegate(self, args, nargsf, kwnames);
+}
+
+static PyObject *
+SendMethod_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"pure", "robust", NULL};
+    PyObject *pure;
+    int robust = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|p:SendMethod", keywords, &pure, &robust)) {
+        return NULL;
+    }
+    if (!PyCallable_Check(pure)) {
+        PyErr_Format(PyExc_TypeError, "SendMethod() needs a callable, not %R", pure);
+        return NULL;
+    }
+    SendMethod *self = (SendMethod *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    Py_INCREF(pure);
+    self->pure = pure;
+    self->robust = robust;
+    self->vectorcall = send_vectorcall;
+    return (PyObject *)self;
+}
+
+static int
+SendMethod_traverse(SendMethod *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->pure);
+    Py_VISIT(self->dict);
+    return 0;
+}
+
+static int
+SendMethod_clear(SendMethod *self)
+{
+    Py_CLEAR(self->pure);
+    Py_CLEAR(self->dict);
+    return 0;
+}
+
+static void
+SendMethod_dealloc(SendMethod *self)
+{
+    PyObject_GC_UnTrack(self);
+    SendMethod_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+SendMethod_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    if (obj == NULL || obj == Py_None) {
+        Py_INCREF(self);
+        return self;
+    }
+    return PyMethod_New(self, obj);
+}
+
+static PyObject *
+SendMethod_repr(SendMethod *self)
+{
+    return PyUnicode_FromFormat("<compiled %R>", self->pure);
+}
+
+static PyMemberDef SendMethod_members[] = {
+    {"pure", T_OBJECT_EX, offsetof(SendMethod, pure), READONLY,
+     "The pure-Python method this one accelerates and falls back to."},
+    {NULL},
+};
+
+static PyGetSetDef SendMethod_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict},
+    {NULL},
+};
+
+static PyTypeObject SendMethodType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tidings._speedups.SendMethod",
+    .tp_doc = "A compiled Signal.send or Signal.send_robust, falling back to the pure method.",
+    .tp_basicsize = sizeof(SendMethod),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
+                Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_new = SendMethod_new,
+    .tp_traverse = (traverseproc)SendMethod_traverse,
+    .tp_clear = (inquiry)SendMethod_clear,
+    .tp_dealloc = (destructor)SendMethod_dealloc,
+    .tp_descr_get = SendMethod_get,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(SendMethod, vectorcall),
+    .tp_dictoffset = offsetof(SendMethod, dict),
+    .tp_repr = (reprfunc)SendMethod_repr,
+    .tp_members = SendMethod_members,
+    .tp_getset = SendMethod_getset,
+};
+
+/* -- module ----------------------------------------------------------------------------- */
+
+static PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "tidings._speedups",
+    .m_doc = "The compiled fast path of Signal.send() and Signal.send_robust().",
+    .m_size = -1,
+};
+
+static PyObject *
+intern(const char *text)
+{
+    return PyUnicode_InternFromString(text);
+}
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    if (!(str_state = intern("_state")) || !(str_dead = intern("_dead")) ||
+        !(str_signal = intern("signal")) || !(str_sender = intern("sender")) ||
+        !(str_self = intern("self")) ||
+        !(str_log_failure = intern("_log_failure"))) {
+        return NULL;
+    }
+    base_kwnames = PyTuple_Pack(2, str_signal, str_sender);
+    if (base_kwnames == NULL || PyType_Ready(&SendMethodType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&speedups_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&SendMethodType);
+    if (PyModule_AddObject(module, "SendMethod", (PyObject *)&SendMethodType) < 0) {
+        Py_DECREF(&SendMethodType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}
