@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-import tidings.apps
+import tidings._appconfig
 from tidings import Signal
 from tidings.apps import apps
 
@@ -146,14 +146,14 @@ def isolated() -> Iterator[None]:
         if isinstance(value, Signal)
     }
     saved = [(signal, signal.receivers) for signal in signals.values()]
-    checks = list(tidings.apps._checks)
+    checks = list(tidings._appconfig._checks)
     try:
         with apps.isolated():
             yield
     finally:
         for signal, receivers in saved:
             signal.receivers = receivers
-        tidings.apps._checks[:] = checks
+        tidings._appconfig._checks[:] = checks
 
 
 @contextlib.contextmanager

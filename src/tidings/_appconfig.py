@@ -1,4 +1,4 @@
-"""App configs: :class:`AppConfig`, the errors of the app registry, and model keys.
+"""App configs: :class:`AppConfig`, the errors of the app registry, model keys and checks.
 
 The registry itself, :class:`tidings.apps.Apps`, lives in :mod:`tidings.apps`, which
 re-exports everything public here.
@@ -11,9 +11,13 @@ import difflib
 import importlib
 import importlib.util
 import inspect
+import logging
 import os
 import pkgutil
+import sys
+import threading
 import types
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from tidings._errors import TidingsError
@@ -24,16 +28,21 @@ if TYPE_CHECKING:
 __all__ = [
     "AppConfig",
     "AppRegistryNotReady",
+    "CheckFunction",
     "CheckMessage",
     "CheckWarning",
     "ImproperlyConfigured",
     "ModelKey",
     "RegistryError",
     "make_model_key",
+    "register_check",
+    "registered_checks",
 ]
 
 #: ``(app_label, model_name)`` with the model name lower-cased.
 ModelKey = tuple[str, str]
+
+logger = logging.getLogger("tidings.apps")
 
 _APPS_MODULE = "apps"
 _MODELS_MODULE = "models"
@@ -75,6 +84,51 @@ class CheckMessage:
 
     def __str__(self) -> str:
         return f"({self.id}) {self.msg}"
+
+
+#: A check an integration contributes: called with the registry being checked.
+CheckFunction = Callable[["Apps"], Iterable[CheckMessage]]
+
+_checks: list[CheckFunction] = []
+_checks_lock = threading.Lock()
+
+# The core cannot import an integration's library, so an integration's checks are loaded when
+# its library is already imported: a project whose models are SQLAlchemy classes gets the
+# SQLAlchemy checks even if it never imported tidings.sqlalchemy (the likely mistake).
+_INTEGRATION_CHECKS = {"sqlalchemy": "tidings.sqlalchemy._checks"}
+
+
+def register_check(check: CheckFunction) -> CheckFunction:
+    """Add ``check`` to what :meth:`Apps.check` (and so ``populate()``) reports; a decorator.
+
+    Every registry runs every registered check. Registering the same function again does
+    nothing.
+
+    Args:
+        check: Called as ``check(registry)`` with the :class:`Apps` being checked; returns
+            the :class:`CheckMessage` objects it finds (none when all is well).
+
+    Returns:
+        ``check`` itself.
+    """
+    with _checks_lock:
+        if check not in _checks:
+            _checks.append(check)
+    return check
+
+
+def registered_checks() -> list[CheckFunction]:
+    """Return the registered checks, after loading those of the integrations in use."""
+    for library, module in _INTEGRATION_CHECKS.items():
+        if library in sys.modules:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                # An unsupported version of the library: the integration cannot be in use,
+                # so neither can the mistakes its checks look for.
+                logger.debug("Checks of %s not loaded", module, exc_info=True)
+    with _checks_lock:
+        return list(_checks)
 
 
 def make_model_key(reference: str | tuple[str, str]) -> ModelKey:

@@ -37,9 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
 import logging
-import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -47,12 +45,15 @@ from collections.abc import Callable, Iterable, Iterator
 from tidings._appconfig import (
     AppConfig,
     AppRegistryNotReady,
+    CheckFunction,
     CheckMessage,
     CheckWarning,
     ImproperlyConfigured,
     ModelKey,
     RegistryError,
     make_model_key,
+    register_check,
+    registered_checks,
 )
 
 __all__ = [
@@ -80,49 +81,9 @@ for _public in (
     ImproperlyConfigured,
     RegistryError,
     make_model_key,
+    register_check,
 ):
     _public.__module__ = __name__
-
-#: A check an integration contributes: called with the registry being checked.
-CheckFunction = Callable[["Apps"], Iterable[CheckMessage]]
-
-_checks: list[CheckFunction] = []
-_checks_lock = threading.Lock()
-
-# The core cannot import an integration's library, so an integration's checks are loaded when
-# its library is already imported: a project whose models are SQLAlchemy classes gets the
-# SQLAlchemy checks even if it never imported tidings.sqlalchemy (the likely mistake).
-_INTEGRATION_CHECKS = {"sqlalchemy": "tidings.sqlalchemy._checks"}
-
-
-def register_check(check: CheckFunction) -> CheckFunction:
-    """Add ``check`` to what :meth:`Apps.check` (and so ``populate()``) reports; a decorator.
-
-    Every registry runs every registered check. Registering the same function again does
-    nothing.
-
-    Args:
-        check: Called as ``check(registry)`` with the :class:`Apps` being checked; returns
-            the :class:`CheckMessage` objects it finds (none when all is well).
-
-    Returns:
-        ``check`` itself.
-    """
-    with _checks_lock:
-        if check not in _checks:
-            _checks.append(check)
-    return check
-
-
-def _load_integration_checks() -> None:
-    for library, module in _INTEGRATION_CHECKS.items():
-        if library in sys.modules:
-            try:
-                importlib.import_module(module)
-            except ImportError:
-                # An unsupported version of the library: the integration cannot be in use,
-                # so neither can the mistakes its checks look for.
-                logger.debug("Checks of %s not loaded", module, exc_info=True)
 
 
 @dataclasses.dataclass
@@ -463,10 +424,7 @@ class Apps:
             for operation, _ in waiting:
                 text = f"{operation.description} '{app_label}.{model_name}', but {reason}."
                 messages.append(CheckMessage(operation.check_id, text, operation.obj))
-        _load_integration_checks()
-        with _checks_lock:
-            checks = list(_checks)
-        for check in checks:
+        for check in registered_checks():
             messages.extend(check(self))
         messages.sort(key=lambda message: message.msg)
         if raise_on_error and messages:
