@@ -1,4 +1,4 @@
-"""The app registry's checks for SQLAlchemy: receivers that no instrumented class can call.
+"""The app registry's checks for SQLAlchemy: receivers that no model signal will ever call.
 
 A mapped class sends model signals only when its declarative base (or registry) was passed to
 :func:`tidings.sqlalchemy.instrument`. Forgetting that call fails silently: receivers connected
@@ -12,6 +12,10 @@ the warnings issued when ``populate()`` finishes:
 ``sqlalchemy.E002``
     A lazy reference still waits for ``"app_label.model"``, and a mapped class that is not
     instrumented has that name and app label: it would resolve the reference once instrumented.
+``sqlalchemy.E003``
+    A receiver of such a signal is connected with a declarative base (or an SQLModel base) as
+    its sender. Model signals are sent with the mapped class as the sender, matched by
+    identity, so the base itself never sends: the receiver is never called.
 
 The core must not import SQLAlchemy, so :meth:`~tidings.apps.Apps.check` imports this module
 itself once SQLAlchemy has been imported by someone: the checks run even in a project that
@@ -25,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import inspect
 from sqlalchemy.orm import Mapper, mapperlib
+from sqlalchemy.orm import registry as sa_registry
 
 from tidings._refs import describe
 from tidings.apps import CheckMessage, register_check
@@ -69,6 +74,14 @@ def _uninstrumented(cls: object) -> bool:
     return isinstance(mapper, Mapper) and not is_instrumented(cls)
 
 
+def _is_base(cls: object) -> bool:
+    """Whether ``cls`` is a declarative or SQLModel base: it has a registry but no mapper."""
+    if not isinstance(cls, type) or isinstance(inspect(cls, raiseerr=False), Mapper):
+        return False
+    found = cls.__dict__.get("registry") or cls.__dict__.get("_sa_registry")
+    return isinstance(found, sa_registry)
+
+
 def _name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
@@ -100,13 +113,27 @@ def check(registry: Apps) -> list[CheckMessage]:
 
     Returns:
         One ``sqlalchemy.E001`` message per connection to an uninstrumented mapped class,
-        one ``sqlalchemy.E002`` per pending lazy reference such a class would resolve.
+        one ``sqlalchemy.E002`` per pending lazy reference such a class would resolve, one
+        ``sqlalchemy.E003`` per connection to a declarative base.
     """
     messages = []
     for signal in _SIGNALS:
         for connection in signal.receivers:
             sender = None if connection.sender is None else connection.sender()
             receiver = connection.receiver()
+            if receiver is not None and isinstance(sender, type) and _is_base(sender):
+                messages.append(
+                    CheckMessage(
+                        "sqlalchemy.E003",
+                        f"The receiver {describe(receiver)!r} is connected to the "
+                        f"{signal.name!r} signal with the sender {_name(sender)}, a declarative "
+                        "base: model signals are sent with the mapped class as the sender, so "
+                        "it is never called. Connect it with each model as the sender, or for "
+                        "any sender and test issubclass(sender, Base) in it.",
+                        describe(receiver),
+                    )
+                )
+                continue
             if receiver is None or not _uninstrumented(sender):
                 continue
             assert isinstance(sender, type)

@@ -154,3 +154,33 @@ def test_check_runs_without_tidings_sqlalchemy_being_imported() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "['sqlalchemy.E001']"
+
+
+@pytest.mark.parametrize("instrumented", [False, True], ids=["plain", "instrumented"])
+def test_receiver_with_the_declarative_base_as_sender_is_reported(instrumented: bool) -> None:
+    """A base as the sender never matches a send (the mapped class is the sender): E003."""
+    base, _ = _models("base_shop")
+    if instrumented:
+        instrument(base)
+    post_save.connect(on_save, sender=base)
+    try:
+        (message,) = apps.check()
+        assert message.id == "sqlalchemy.E003"
+        assert message.msg.startswith(
+            f"The receiver '{__name__}.on_save' is connected to the 'post_save' signal with the "
+            "sender tests.integrations.sqlalchemy.twins.Base, a declarative base: model signals"
+        )
+        assert "issubclass(sender, Base)" in message.msg
+    finally:
+        post_save.disconnect(on_save, sender=base)
+
+
+def test_sqlmodel_base_as_sender_is_reported() -> None:
+    """SQLModel itself, as a sender, is a base too."""
+    from sqlmodel import SQLModel
+
+    post_save.connect(on_save, sender=SQLModel)
+    try:
+        assert [m.id for m in apps.check()] == ["sqlalchemy.E003"]
+    finally:
+        post_save.disconnect(on_save, sender=SQLModel)
