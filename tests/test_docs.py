@@ -153,7 +153,13 @@ def isolated() -> Iterator[None]:
     finally:
         for signal, receivers in saved:
             signal.receivers = receivers
-        tidings._appconfig._checks[:] = checks
+        # Drop the checks a sample registered; keep those an integration loaded meanwhile
+        # (its module is imported once, so it would never register them again).
+        tidings._appconfig._checks[:] = [
+            check
+            for check in tidings._appconfig._checks
+            if check in checks or getattr(check, "__module__", "").startswith("tidings.")
+        ]
 
 
 @contextlib.contextmanager
