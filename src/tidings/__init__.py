@@ -17,6 +17,10 @@ from tidings._errors import (
     InvalidSenderError,
     ReceiverSignatureError,
     TidingsError,
+    TidingsLookupError,
+    TidingsRuntimeError,
+    TidingsTypeError,
+    TidingsValueError,
 )
 
 __all__ = [
@@ -29,6 +33,10 @@ __all__ = [
     "ReceiverSignatureError",
     "Signal",
     "TidingsError",
+    "TidingsLookupError",
+    "TidingsRuntimeError",
+    "TidingsTypeError",
+    "TidingsValueError",
     "compiled",
     "receiver",
 ]

@@ -20,7 +20,13 @@ import types
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from tidings._errors import TidingsError
+from tidings._errors import (
+    AppRegistryNotReady,
+    ImproperlyConfigured,
+    RegistryError,
+    TidingsLookupError,
+    TidingsValueError,
+)
 
 if TYPE_CHECKING:
     from tidings.apps import Apps
@@ -46,18 +52,6 @@ logger = logging.getLogger("tidings.apps")
 
 _APPS_MODULE = "apps"
 _MODELS_MODULE = "models"
-
-
-class ImproperlyConfigured(TidingsError):
-    """An installed-apps entry, an app label or a lazy reference is wrong."""
-
-
-class AppRegistryNotReady(TidingsError):
-    """An :class:`AppConfig` was asked for its models before joining a registry."""
-
-
-class RegistryError(TidingsError, RuntimeError):
-    """The registry was misused: ``populate()`` re-entered, or two models share a name."""
 
 
 class CheckWarning(UserWarning):
@@ -150,7 +144,7 @@ def make_model_key(reference: str | tuple[str, str]) -> ModelKey:
         and len(parts) == 2
         and all(isinstance(part, str) and part for part in parts)
     ):
-        raise ValueError(
+        raise TidingsValueError(
             f"Invalid model reference {reference!r}. String model references must be of the "
             "form 'app_label.ModelName'."
         )
@@ -381,7 +375,7 @@ class AppConfig:
         """
         model = self._registry().get_registered_model(self.label, model_name)
         if model is None:
-            raise LookupError(f"App {self.label!r} doesn't have a {model_name!r} model.")
+            raise TidingsLookupError(f"App {self.label!r} doesn't have a {model_name!r} model.")
         return model
 
     def get_models(self) -> list[type]:

@@ -46,6 +46,7 @@ from tidings._errors import (
     AsyncReceiversInEventLoopError,
     InvalidReceiverError,
     InvalidSenderError,
+    TidingsTypeError,
 )
 from tidings._refs import (
     Getter,
@@ -137,13 +138,13 @@ class Signal:
                 if isinstance(use_caching, str)
                 else ""
             )
-            raise TypeError(
+            raise TidingsTypeError(
                 f"Signal(use_caching=...) must be True or False, not {use_caching!r}.{hint}"
             )
         if name is not None and not isinstance(name, str):
-            raise TypeError(f"Signal(name=...) must be a string or None, not {name!r}")
+            raise TidingsTypeError(f"Signal(name=...) must be a string or None, not {name!r}")
         if not isinstance(string_senders, bool):
-            raise TypeError(
+            raise TidingsTypeError(
                 f"Signal(string_senders=...) must be True or False, not {string_senders!r}"
             )
         self.use_caching = use_caching
@@ -269,7 +270,7 @@ class Signal:
         connections = tuple(connections)
         for connection in connections:
             if not isinstance(connection, Connection):
-                raise TypeError(
+                raise TidingsTypeError(
                     f"{self!r}.receivers accepts only connections read from a signal's "
                     f"receivers, not {connection!r}"
                 )
@@ -478,7 +479,7 @@ class Signal:
     def _arguments(self, sender: Any, named: dict[str, Any]) -> dict[str, Any]:
         """The keyword arguments of every receiver call, built once per send."""
         if "signal" in named:
-            raise TypeError(
+            raise TidingsTypeError(
                 f"{self!r} was sent a keyword argument named 'signal', which receivers "
                 "already receive: the signal itself. Rename the argument."
             )
@@ -590,7 +591,7 @@ def receiver(signal: Signal | Sequence[Signal], **kwargs: Any) -> Callable[[F], 
     signals: list[object] = list(signal) if isinstance(signal, (list, tuple)) else [signal]
     for s in signals:
         if not isinstance(s, Signal):
-            raise TypeError(f"@receiver() expects a Signal or a list of Signals, not {s!r}")
+            raise TidingsTypeError(f"@receiver() expects a Signal or a list of Signals, not {s!r}")
     checked = [s for s in signals if isinstance(s, Signal)]
 
     def connect(func: F) -> F:

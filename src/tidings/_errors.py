@@ -1,19 +1,58 @@
-"""The exceptions tidings raises itself.
+"""Every exception tidings raises, in one place.
 
-Every error has :class:`TidingsError` as a base. Errors that correspond to a built-in category
-also derive from that built-in (``TypeError``, ``ValueError``, ``RuntimeError``), so code written
-for django.dispatch, which raises the built-ins, keeps catching them.
+Each one derives from :class:`TidingsError`, so ``except tidings.TidingsError`` catches whatever
+tidings itself raised (a receiver's own exception propagates unchanged and is not wrapped).
+Each one also keeps the built-in base that code written for Django catches (``TypeError``,
+``ValueError``, ``LookupError``, ``RuntimeError``); django.dispatch and django.apps raise those
+built-ins. The classes are re-exported where users import them: the root package, and
+:mod:`tidings.apps`, :mod:`tidings.sqlalchemy`, :mod:`tidings.outbox` for theirs.
+
+Hierarchy::
+
+    TidingsError(Exception)
+    ├── TidingsTypeError(TypeError)            a value of the wrong type was passed
+    │   ├── InvalidReceiverError               a receiver not callable / not weakly referenceable
+    │   ├── AppKindError                       an ASGI app given to the WSGI middleware, or back
+    │   └── PayloadTypeError                   a durable send's argument cannot be stored
+    ├── TidingsValueError(ValueError)          a value of the right type, but wrong
+    │   ├── InvalidSenderError                 a sender that can never match a send, as written
+    │   └── ReceiverSignatureError             a receiver that cannot take ``**kwargs``
+    ├── TidingsLookupError(LookupError)        an app label or a model that does not exist
+    ├── TidingsRuntimeError(RuntimeError)      an operation the current state does not allow
+    │   ├── AsyncReceiversInEventLoopError     send() with async receivers in a running loop
+    │   ├── RegistryError                      populate() re-entered, two models with one key
+    │   ├── FlushLoopError                     save receivers that keep changing the session
+    │   ├── AmbiguousSessionError              deferred work with two unbound Sessions open
+    │   └── RelayBusyError                     another relay holds the outbox lease
+    ├── ImproperlyConfigured                   an installed app, label or lazy reference is wrong
+    │   └── AppLabelError(TidingsLookupError)  a mapped class that no installed app holds
+    └── AppRegistryNotReady                    an AppConfig asked for models before populate()
+
+Standard library only: the integrations' errors live here too, so this module stays the one
+place, and catching them never needs the integration's dependencies.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AmbiguousSessionError",
     "AppKindError",
+    "AppLabelError",
+    "AppRegistryNotReady",
     "AsyncReceiversInEventLoopError",
+    "FlushLoopError",
+    "ImproperlyConfigured",
     "InvalidReceiverError",
     "InvalidSenderError",
+    "PayloadTypeError",
     "ReceiverSignatureError",
+    "RegistryError",
+    "RelayBusyError",
     "TidingsError",
+    "TidingsLookupError",
+    "TidingsRuntimeError",
+    "TidingsTypeError",
+    "TidingsValueError",
 ]
 
 
@@ -21,11 +60,27 @@ class TidingsError(Exception):
     """Base class of every exception raised by tidings itself."""
 
 
-class InvalidReceiverError(TidingsError, TypeError):
+class TidingsTypeError(TidingsError, TypeError):
+    """An argument of the wrong type (a string where a list belongs, not a Signal, ...)."""
+
+
+class TidingsValueError(TidingsError, ValueError):
+    """An argument of the right type but a wrong value (a malformed key, a bad limit, ...)."""
+
+
+class TidingsLookupError(TidingsError, LookupError):
+    """Something looked up by name does not exist: an app label, a model."""
+
+
+class TidingsRuntimeError(TidingsError, RuntimeError):
+    """An operation the current state does not allow (a helper used twice, a loop, ...)."""
+
+
+class InvalidReceiverError(TidingsTypeError):
     """A receiver is not callable, or cannot be weakly referenced although ``weak=True``."""
 
 
-class InvalidSenderError(TidingsError, ValueError):
+class InvalidSenderError(TidingsValueError):
     """A sender given to ``connect`` can never be the sender of a send, as written.
 
     A string sender on a plain :class:`~tidings.Signal` is almost always a lazy model
@@ -34,11 +89,11 @@ class InvalidSenderError(TidingsError, ValueError):
     """
 
 
-class ReceiverSignatureError(TidingsError, ValueError):
+class ReceiverSignatureError(TidingsValueError):
     """A receiver cannot accept the keyword arguments every send passes (``**kwargs``)."""
 
 
-class AsyncReceiversInEventLoopError(TidingsError, RuntimeError):
+class AsyncReceiversInEventLoopError(TidingsRuntimeError):
     """``send()`` was called inside a running event loop while async receivers match.
 
     Awaiting them would need the loop that is busy running the caller; ``await signal.asend()``
@@ -46,10 +101,42 @@ class AsyncReceiversInEventLoopError(TidingsError, RuntimeError):
     """
 
 
-class AppKindError(TidingsError, TypeError):
+class AppKindError(TidingsTypeError):
     """A request-signal middleware was given an application of the other kind.
 
     For example an ASGI application (Starlette, FastAPI) given to
     :class:`tidings.wsgi.SignalsMiddleware`, or a WSGI one (Flask) given to
     :class:`tidings.asgi.SignalsMiddleware`. The message names the middleware to use instead.
     """
+
+
+class ImproperlyConfigured(TidingsError):
+    """An installed-apps entry, an app label or a lazy reference is wrong."""
+
+
+class AppLabelError(ImproperlyConfigured, TidingsLookupError):
+    """A mapped class has no app label: no ``__app_label__`` and no installed app holds it."""
+
+
+class AppRegistryNotReady(TidingsError):
+    """An :class:`~tidings.apps.AppConfig` was asked for its models before joining a registry."""
+
+
+class RegistryError(TidingsRuntimeError):
+    """The registry was misused: ``populate()`` re-entered, or two models share a name."""
+
+
+class FlushLoopError(TidingsRuntimeError):
+    """Save or delete receivers kept changing the session, flush after flush."""
+
+
+class AmbiguousSessionError(TidingsRuntimeError):
+    """Work was deferred with two Sessions open in the calling context and none bound."""
+
+
+class PayloadTypeError(TidingsTypeError):
+    """A durable send's argument cannot be stored in the outbox."""
+
+
+class RelayBusyError(TidingsRuntimeError):
+    """Another relay holds the relay lease of this SQLite database."""

@@ -55,6 +55,7 @@ from tidings._appconfig import (
     register_check,
     registered_checks,
 )
+from tidings._errors import TidingsLookupError
 
 __all__ = [
     "AppConfig",
@@ -244,7 +245,7 @@ class Apps:
                 if config.name == app_label:
                     message += f" Did you mean {config.label!r}?"
                     break
-            raise LookupError(message) from None
+            raise TidingsLookupError(message) from None
 
     def is_installed(self, name: str) -> bool:
         """Whether an app with the full module path ``name`` is installed."""
@@ -288,8 +289,8 @@ class Apps:
         if model is not None:
             return model
         if app_label in self._state.app_configs or app_label in self._state.models:
-            raise LookupError(f"App {app_label!r} doesn't have a {model_name!r} model.")
-        raise LookupError(f"No installed app with label {app_label!r}.")
+            raise TidingsLookupError(f"App {app_label!r} doesn't have a {model_name!r} model.")
+        raise TidingsLookupError(f"No installed app with label {app_label!r}.")
 
     def get_models(self) -> list[type]:
         """Return every registered model, grouped by app label in registration order."""

@@ -47,6 +47,7 @@ from typing import Any, TypeVar, cast
 
 from tidings._connections import Connection
 from tidings._dispatch import Signal
+from tidings._errors import TidingsRuntimeError, TidingsTypeError, TidingsValueError
 from tidings._refs import describe, id_of
 
 __all__ = ["Call", "Capture", "Muted", "capture", "capture_on_commit", "muted"]
@@ -125,7 +126,7 @@ class Capture:
 
     def __init__(self, signal: Signal, *, sender: Any = None) -> None:
         if not isinstance(signal, Signal):
-            raise TypeError(f"capture() expects a Signal, not {signal!r}")
+            raise TidingsTypeError(f"capture() expects a Signal, not {signal!r}")
         self.signal = signal
         self.sender = sender
         self.calls: list[Call] = []
@@ -163,7 +164,9 @@ class Capture:
 
     def __enter__(self) -> Capture:
         if self._started:
-            raise RuntimeError(f"{self!r} was already used; create a new capture() for each block")
+            raise TidingsRuntimeError(
+                f"{self!r} was already used; create a new capture() for each block"
+            )
         self._started = True
         # Signal's own connect without its sender check: a ModelSignal would treat a string
         # sender as a lazy model reference, and a plain Signal refuses one, while a capture
@@ -315,10 +318,10 @@ class Muted:
         self, *signals: Signal, receivers: Iterable[Callable[..., Any]] | None = None
     ) -> None:
         if not signals:
-            raise TypeError("muted() needs at least one signal")
+            raise TidingsTypeError("muted() needs at least one signal")
         for signal in signals:
             if not isinstance(signal, Signal):
-                raise TypeError(f"muted() expects Signals, not {signal!r}")
+                raise TidingsTypeError(f"muted() expects Signals, not {signal!r}")
         self.signals: tuple[Signal, ...] = tuple(dict.fromkeys(signals))
         self.receivers: tuple[Callable[..., Any], ...] | None = (
             None if receivers is None else tuple(receivers)
@@ -354,7 +357,7 @@ class Muted:
             missing = [r for r in self.receivers if id_of(r) not in found]
             if missing:
                 names = ", ".join(describe(r) for r in missing)
-                raise ValueError(
+                raise TidingsValueError(
                     f"Cannot mute {names}: not connected to {', '.join(map(repr, self.signals))}"
                 )
         for saved in entry:

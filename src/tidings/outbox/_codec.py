@@ -42,15 +42,11 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import manager_of_class
 
-from tidings._errors import TidingsError
+from tidings._errors import PayloadTypeError, TidingsValueError
 
 __all__ = ["PayloadTypeError", "decode", "encode", "import_path", "stable_path"]
 
 _TAG = "$t"
-
-
-class PayloadTypeError(TidingsError, TypeError):
-    """A durable send's argument cannot be stored in the outbox."""
 
 
 def stable_path(obj: Any) -> str | None:
@@ -216,7 +212,7 @@ class _Decoder:
             return import_path(raw)
         if tag == "model":
             return self.instance(value)
-        raise ValueError(f"unknown value tag {tag!r}")
+        raise TidingsValueError(f"unknown value tag {tag!r}")
 
     def instance(self, value: dict[str, Any]) -> Any:
         cls = import_path(value["cls"])
@@ -253,7 +249,7 @@ def decode(text: str, open_session: Callable[[], Session]) -> tuple[dict[str, An
     try:
         data = json.loads(text)
         if not isinstance(data, dict):
-            raise ValueError("the payload is not a JSON object")
+            raise TidingsValueError("the payload is not a JSON object")
         return {key: decoder.value(item) for key, item in data.items()}, decoder.session
     except BaseException:
         if decoder.session is not None:

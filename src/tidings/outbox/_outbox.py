@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, MetaData
 
 from tidings._dispatch import Signal
+from tidings._errors import TidingsValueError
 from tidings.outbox._codec import encode
 from tidings.outbox._receivers import DurableReceiver
 from tidings.outbox._schema import OutboxTables, build_tables
@@ -106,7 +107,9 @@ class Outbox:
             ValueError: The signal has no name.
         """
         if not signal.name:
-            raise ValueError(f"{signal!r} has no name: durable sends need Signal(name='...')")
+            raise TidingsValueError(
+                f"{signal!r} has no name: durable sends need Signal(name='...')"
+            )
         shown = receivers[0] if len(receivers) == 1 else ", ".join(receivers)
 
         def where(argument: str) -> str:

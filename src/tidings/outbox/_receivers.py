@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tidings._dispatch import Signal
+from tidings._errors import TidingsValueError
 
 __all__ = [
     "DurableReceiver",
@@ -88,19 +89,21 @@ class DurableReceiver:
 
     def __post_init__(self) -> None:
         if not self.signal.name:
-            raise ValueError(
+            raise TidingsValueError(
                 f"durable receiver {self.name!r} is connected to an unnamed signal {self.signal!r}:"
                 " give the signal a stable name, Signal(name='app.event')"
             )
         if self.max_attempts < 1:
-            raise ValueError(f"durable receiver {self.name!r}: max_attempts must be at least 1")
+            raise TidingsValueError(
+                f"durable receiver {self.name!r}: max_attempts must be at least 1"
+            )
         if self.backoff < 0 or self.backoff_max < self.backoff:
-            raise ValueError(
+            raise TidingsValueError(
                 f"durable receiver {self.name!r}: need 0 <= backoff <= backoff_max, got "
                 f"{self.backoff} and {self.backoff_max}"
             )
         if self.timeout is not None and self.timeout <= 0:
-            raise ValueError(f"durable receiver {self.name!r}: timeout must be positive")
+            raise TidingsValueError(f"durable receiver {self.name!r}: timeout must be positive")
 
     @property
     def key(self) -> tuple[str, str]:
@@ -134,7 +137,7 @@ def register(spec: DurableReceiver) -> None:
     with _lock:
         known = _registry.get(spec.key)
         if known is not None and known.func is not spec.func:
-            raise ValueError(
+            raise TidingsValueError(
                 f"two durable receivers of {spec.signal!r} are named {spec.name!r}: "
                 f"{known.func!r} and {spec.func!r}; give one of them name='...'"
             )

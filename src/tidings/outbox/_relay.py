@@ -36,7 +36,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from tidings._errors import TidingsError
+from tidings._errors import RelayBusyError, TidingsRuntimeError, TidingsValueError
 from tidings.outbox._codec import decode
 from tidings.outbox._outbox import Outbox
 from tidings.outbox._receivers import DurableReceiver, Event, registered
@@ -46,10 +46,6 @@ from tidings.outbox._store import Claimed, Failure, Outcome, Store, utcnow
 __all__ = ["Relay", "RelayBusyError", "RelayStats"]
 
 logger = logging.getLogger("tidings.outbox")
-
-
-class RelayBusyError(TidingsError, RuntimeError):
-    """Another relay holds the relay lease of this SQLite database."""
 
 
 @dataclass
@@ -108,7 +104,7 @@ class Relay:
         progress_interval: float = 5.0,
     ) -> None:
         if batch_size < 1 or lease <= 0 or poll_interval <= 0:
-            raise ValueError("batch_size must be >= 1, lease and poll_interval positive")
+            raise TidingsValueError("batch_size must be >= 1, lease and poll_interval positive")
         self.outbox = outbox
         self._store: Store = outbox._store
         if receivers is None:
@@ -179,7 +175,7 @@ class Relay:
             The relay itself.
         """
         if self._thread is not None:
-            raise RuntimeError(f"{self!r} is running already")
+            raise TidingsRuntimeError(f"{self!r} is running already")
         self._stopping.clear()
         self._thread = threading.Thread(target=self._run_in_thread, name=self.name, daemon=True)
         self._thread.start()

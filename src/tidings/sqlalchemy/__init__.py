@@ -25,6 +25,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from tidings._errors import FlushLoopError
 from tidings.sqlalchemy import _transactions
 from tidings.sqlalchemy._lifecycle import Deferred
 from tidings.sqlalchemy._registry import AppLabelError, instrument, is_instrumented
@@ -38,6 +39,7 @@ __all__ = [
     "AmbiguousSessionError",
     "AppLabelError",
     "Deferred",
+    "FlushLoopError",
     "asave",
     "in_transaction",
     "instrument",

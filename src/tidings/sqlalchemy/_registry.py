@@ -26,7 +26,8 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.orm import Mapper, registry
 
-from tidings.apps import ImproperlyConfigured, apps
+from tidings._errors import AppLabelError, TidingsTypeError
+from tidings.apps import apps
 from tidings.models import class_prepared
 
 __all__ = ["AppLabelError", "instrument", "is_instrumented"]
@@ -35,10 +36,6 @@ _lock = threading.RLock()
 _registries: weakref.WeakKeyDictionary[registry, str | None] = weakref.WeakKeyDictionary()
 _classes: weakref.WeakSet[type] = weakref.WeakSet()
 _installed = False
-
-
-class AppLabelError(ImproperlyConfigured, LookupError):
-    """A mapped class has no app label: no ``__app_label__`` and no installed app holds it."""
 
 
 def is_instrumented(cls: type) -> bool:
@@ -81,7 +78,7 @@ def _registry_of(base: Any) -> tuple[registry, str | None]:
             found = getattr(base, "_sa_registry", None) or getattr(base, "registry", None)
         if isinstance(found, registry):
             return found, getattr(base, "__app_label__", None)
-    raise TypeError(
+    raise TidingsTypeError(
         f"instrument() needs a DeclarativeBase subclass, an SQLModel base class or a "
         f"sqlalchemy.orm.registry, not {base!r}"
     )

@@ -37,6 +37,7 @@ from sqlalchemy.orm.attributes import flag_dirty, instance_state
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.orm.unitofwork import UOWTransaction
 
+from tidings._errors import FlushLoopError, TidingsValueError
 from tidings.models import post_delete, post_save, pre_delete, pre_save
 from tidings.sqlalchemy import _delete, _withheld
 from tidings.sqlalchemy._fields import (
@@ -149,7 +150,7 @@ def _before_flush(session: Session, flush_context: UOWTransaction, _instances: o
                 break
             _send_pre(session, flush, saves, deletes)
         else:
-            raise RuntimeError(
+            raise FlushLoopError(
                 f"pre_save/pre_delete receivers kept changing the session for {_MAX_ROUNDS} "
                 "rounds of one flush; is a receiver saving the object it receives?"
             )
@@ -331,7 +332,7 @@ def _flush_again(session: Session) -> None:
             session._flush()
             if session._is_clean():
                 return
-        raise RuntimeError(
+        raise FlushLoopError(
             f"post_save/post_delete receivers kept changing the session for {_MAX_ROUNDS} "
             "flushes in a row; is a receiver saving the object it receives?"
         )
@@ -389,7 +390,7 @@ def _check_update_fields(state: InstanceState[Any], fields: frozenset[str]) -> N
     mapper = state.mapper
     cls = mapper.class_.__name__
     if state.key is None:
-        raise ValueError(
+        raise TidingsValueError(
             f"Cannot save a new {cls} with update_fields={sorted(fields)}: it is not in the "
             "database yet; save it without update_fields."
         )
@@ -397,7 +398,7 @@ def _check_update_fields(state: InstanceState[Any], fields: frozenset[str]) -> N
     allowed = set(field_keys(mapper))
     wrong = sorted(name for name in fields if name not in allowed or name in primary)
     if wrong:
-        raise ValueError(
+        raise TidingsValueError(
             f"The following fields do not exist in model {cls}, or are m2m fields or primary "
             f"keys: {', '.join(wrong)} (update_fields of tidings.sqlalchemy.save())"
         )

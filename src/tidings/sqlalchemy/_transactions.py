@@ -50,8 +50,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.util import concurrency as sa_concurrency
 
-from tidings import AsyncReceiversInEventLoopError, InvalidReceiverError, TidingsError
+from tidings import AsyncReceiversInEventLoopError, InvalidReceiverError
 from tidings._async import in_running_loop, run_concurrently
+from tidings._errors import AmbiguousSessionError, TidingsTypeError
 from tidings._refs import describe
 
 __all__ = [
@@ -79,10 +80,6 @@ _open: contextvars.ContextVar[tuple[_Entry, ...]] = contextvars.ContextVar(
 _bound: contextvars.ContextVar[Session | None] = contextvars.ContextVar(
     "tidings_sqlalchemy_bound", default=None
 )
-
-
-class AmbiguousSessionError(TidingsError, RuntimeError):
-    """Work was deferred with two Sessions open in the calling context and none bound."""
 
 
 class Work:
@@ -166,7 +163,7 @@ def install() -> None:
 def sync_session(session: Any) -> Session:
     sync = getattr(session, "sync_session", session)  # an AsyncSession wraps a sync Session
     if not isinstance(sync, Session):
-        raise TypeError(f"Expected a sqlalchemy Session or AsyncSession, not {session!r}")
+        raise TidingsTypeError(f"Expected a sqlalchemy Session or AsyncSession, not {session!r}")
     return sync
 
 
