@@ -237,6 +237,37 @@ done:
     return responses;
 }
 
+/* Whether `plan` is one the C loop can run: 1 when it holds only sync, immediate receivers;
+ * 0 when the pure method must run it; 2 when it belongs to another (dead) sender than
+ * `sender` (checked when `sender` is not NULL); -1 on error. Two layouts are understood:
+ * (sync getters, async getters, runs) and (sync getters, whether any receiver is async or
+ * deferred, the sender's identity getter or None, ...). */
+static int
+plain_plan(PyObject *plan, PyObject *sender)
+{
+    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) < 3 ||
+        !PyTuple_CheckExact(PyTuple_GET_ITEM(plan, 0))) {
+        return 0;
+    }
+    PyObject *second = PyTuple_GET_ITEM(plan, 1);
+    if (PyTuple_CheckExact(second)) {
+        return PyTuple_GET_SIZE(second) == 0;
+    }
+    if (second != Py_False) {
+        return 0;
+    }
+    PyObject *identity = PyTuple_GET_ITEM(plan, 2);
+    if (sender == NULL || identity == Py_None) {
+        return 1;
+    }
+    PyObject *owner = dereference(identity);
+    if (owner == NULL) {
+        return -1;
+    }
+    Py_DECREF(owner);
+    return owner == sender ? 1 : 2;
+}
+
 /* -- SendMethod ------------------------------------------------------------------------- */
 
 typedef struct {
@@ -309,11 +340,16 @@ send_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
         }
         plan = PyTuple_GET_ITEM(state, 1);
     }
-    /* A plan is (sync getters, async getters, runs for asend); only all-sync is lifted. */
-    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) < 2 ||
-        !PyTuple_CheckExact(PyTuple_GET_ITEM(plan, 0)) ||
-        !PyTuple_CheckExact(PyTuple_GET_ITEM(plan, 1)) ||
-        PyTuple_GET_SIZE(PyTuple_GET_ITEM(plan, 1)) != 0) {
+    int usable = plain_plan(plan, sender);
+    if (usable < 0) {
+        goto done;
+    }
+    if (usable == 2) {
+        /* The plan of a dead sender whose id() this sender reuses: the others' plan. */
+        plan = PyTuple_GET_ITEM(state, 1);
+        usable = plain_plan(plan, NULL);
+    }
+    if (usable != 1) {
         goto fallback;
     }
     PyObject *getters = PyTuple_GET_ITEM(plan, 0);
