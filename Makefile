@@ -35,6 +35,7 @@ demo: $(DEMO_STAMP)
 	$(PY) examples/core_demo.py
 	$(PY) examples/cmdbox/main.py
 	$(PY) examples/web/demo.py
+	$(PY) examples/durable/demo.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
