@@ -5,10 +5,10 @@ stay in memory, and the next ``save()`` that covers them writes them. Nothing el
 commit writes no field a save left out. SQLAlchemy writes every changed attribute of a dirty
 object at every flush, so the changes of the unlisted fields are *withheld*: the in-memory
 value is made the committed one (no flush sees a change) and the old committed value is kept
-here, weakly keyed by the object's state. A later ``save()`` listing the field (or a full one)
-*shows* the change again before its flush: the attribute is flagged modified with its old
-committed value back, so that flush writes it and ``changes`` reports ``(old, new)`` as if it
-had never been withheld.
+in the state's ``info``, so the record goes with the object. A later ``save()`` listing the
+field (or a full one) *shows* the change again before its flush: the attribute is flagged
+modified with its old committed value back, so that flush writes it and ``changes`` reports
+``(old, new)`` as if it had never been withheld.
 
 A record is valid only while the attribute still holds the withheld value. Setting the
 attribute again makes it an ordinary change (its old value is put back first, so ``changes``
@@ -19,8 +19,6 @@ discards any in-memory value.
 
 from __future__ import annotations
 
-import threading
-import weakref
 from typing import Any
 
 from sqlalchemy.orm.attributes import flag_modified, set_committed_value
@@ -31,15 +29,24 @@ from tidings.sqlalchemy._fields import field_keys, read_history
 
 __all__ = ["hide", "settle", "show"]
 
-# state -> {attribute key: (committed value before it was withheld, the withheld value)}
-_records: weakref.WeakKeyDictionary[InstanceState[Any], dict[str, tuple[Any, Any]]] = (
-    weakref.WeakKeyDictionary()
-)
-_lock = threading.Lock()
+#: Key of ``InstanceState.info``: {attribute key: (committed value before it was withheld,
+#: the withheld value)}. Kept on the state, it lives exactly as long as the object.
+_KEY = "tidings.withheld"
+
+# Whether anything was ever withheld: until then no state's ``info`` is even looked at.
+_used = False
+
+
+def _record(state: InstanceState[Any]) -> dict[str, tuple[Any, Any]] | None:
+    if not _used:
+        return None
+    record: dict[str, tuple[Any, Any]] | None = state.info.get(_KEY)
+    return record
 
 
 def hide(state: InstanceState[Any], fields: frozenset[str]) -> list[str]:
     """Withhold the changes of ``state``'s fields not in ``fields``; return their keys."""
+    global _used
     obj = state.obj()
     if obj is None:
         return []
@@ -52,10 +59,10 @@ def hide(state: InstanceState[Any], fields: frozenset[str]) -> list[str]:
             continue
         value = state.dict[key]
         old = history.deleted[0] if history.deleted else NO_VALUE
-        with _lock:
-            record = _records.setdefault(state, {})
-            # Withheld again by a later partial save: the row still holds the first old value.
-            record[key] = (record.get(key, (old,))[0], value)
+        _used = True
+        record = state.info.setdefault(_KEY, {})
+        # Withheld again by a later partial save: the row still holds the first old value.
+        record[key] = (record.get(key, (old,))[0], value)
         set_committed_value(obj, key, value)
         hidden.append(key)
     return hidden
@@ -63,22 +70,19 @@ def hide(state: InstanceState[Any], fields: frozenset[str]) -> list[str]:
 
 def show(state: InstanceState[Any], keys: frozenset[str] | list[str] | None) -> None:
     """Make the withheld changes of ``state``'s ``keys`` (None: all) pending for the flush."""
-    if state not in _records:
-        return
     settle(state)
-    with _lock:
-        record = _records.get(state, {})
-        shown = [(key, record.pop(key)) for key in list(record) if keys is None or key in keys]
-        if not record:
-            _records.pop(state, None)
+    record = _record(state)
     obj = state.obj()
-    if obj is None:
+    if not record or obj is None:
         return
-    for key, (old, _) in shown:
+    for key in [key for key in record if keys is None or key in keys]:
+        old, _ = record.pop(key)
         flag_modified(obj, key)
         if old is not NO_VALUE:
             # flag_modified records "old value unknown"; put back the one the row holds.
             state.committed_state[key] = old
+    if not record:
+        del state.info[_KEY]
 
 
 def settle(state: InstanceState[Any]) -> None:
@@ -87,20 +91,15 @@ def settle(state: InstanceState[Any]) -> None:
     An attribute set again since is an ordinary change from the value the row holds; one
     expired or reloaded has lost the unwritten value.
     """
-    if state not in _records:
+    record = _record(state)
+    if not record:
         return
-    with _lock:
-        record = _records.get(state, {})
-        stale = [
-            (key, old, value)
-            for key, (old, value) in record.items()
-            if state.dict.get(key, NO_VALUE) is not value
-        ]
-        for key, _, _ in stale:
-            del record[key]
-        if not record:
-            _records.pop(state, None)
-    for key, old, value in stale:
+    for key, (old, value) in list(record.items()):
+        if state.dict.get(key, NO_VALUE) is value:
+            continue
+        del record[key]
         committed = state.committed_state
         if old is not NO_VALUE and key in state.dict and committed.get(key, NO_VALUE) is value:
             committed[key] = old
+    if not record:
+        del state.info[_KEY]
