@@ -66,7 +66,16 @@ def test_every_error_keeps_a_builtin_base_where_the_docstring_says() -> None:
     [
         ("tidings", ["AppKindError", "InvalidReceiverError", "TidingsError", "TidingsTypeError"]),
         ("tidings.apps", ["AppRegistryNotReady", "ImproperlyConfigured", "RegistryError"]),
-        ("tidings.sqlalchemy", ["AmbiguousSessionError", "AppLabelError", "FlushLoopError"]),
+        (
+            "tidings.sqlalchemy",
+            [
+                "AmbiguousSessionError",
+                "AppLabelError",
+                "FlushLoopError",
+                "InstrumentError",
+                "UpdateFieldsError",
+            ],
+        ),
         ("tidings.outbox", ["PayloadTypeError", "RelayBusyError"]),
     ],
 )

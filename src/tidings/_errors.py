@@ -13,9 +13,11 @@ Hierarchy::
     ├── TidingsTypeError(TypeError)            a value of the wrong type was passed
     │   ├── InvalidReceiverError               a receiver not callable / not weakly referenceable
     │   ├── AppKindError                       an ASGI app given to the WSGI middleware, or back
+    │   ├── InstrumentError                    instrument() given neither a base nor a registry
     │   └── PayloadTypeError                   a durable send's argument cannot be stored
     ├── TidingsValueError(ValueError)          a value of the right type, but wrong
     │   ├── InvalidSenderError                 a sender that can never match a send, as written
+    │   ├── UpdateFieldsError                  save(update_fields=...) naming no row's fields
     │   └── ReceiverSignatureError             a receiver that cannot take ``**kwargs``
     ├── TidingsLookupError(LookupError)        an app label or a model that does not exist
     ├── TidingsRuntimeError(RuntimeError)      an operation the current state does not allow
@@ -42,6 +44,7 @@ __all__ = [
     "AsyncReceiversInEventLoopError",
     "FlushLoopError",
     "ImproperlyConfigured",
+    "InstrumentError",
     "InvalidReceiverError",
     "InvalidSenderError",
     "PayloadTypeError",
@@ -53,6 +56,7 @@ __all__ = [
     "TidingsRuntimeError",
     "TidingsTypeError",
     "TidingsValueError",
+    "UpdateFieldsError",
 ]
 
 
@@ -108,6 +112,16 @@ class AppKindError(TidingsTypeError):
     :class:`tidings.wsgi.SignalsMiddleware`, or a WSGI one (Flask) given to
     :class:`tidings.asgi.SignalsMiddleware`. The message names the middleware to use instead.
     """
+
+
+class InstrumentError(TidingsTypeError):
+    """``tidings.sqlalchemy.instrument()`` was given a mapped class, or neither a base class
+    nor a registry."""
+
+
+class UpdateFieldsError(TidingsValueError):
+    """``update_fields`` of ``tidings.sqlalchemy.save()``/``asave()`` is a string, or names
+    something that is not a field of the model's row."""
 
 
 class ImproperlyConfigured(TidingsError):

@@ -25,11 +25,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from tidings._errors import FlushLoopError
+from tidings._errors import FlushLoopError, InstrumentError, UpdateFieldsError
 from tidings.sqlalchemy import _transactions
 from tidings.sqlalchemy._lifecycle import Deferred
 from tidings.sqlalchemy._registry import AppLabelError, instrument, is_instrumented
 from tidings.sqlalchemy._session import save
+from tidings.sqlalchemy._session import update_fields_of as _update_fields_of
 from tidings.sqlalchemy._transactions import AmbiguousSessionError, in_transaction, on_commit
 
 if TYPE_CHECKING:  # the asyncio extension is needed only by those who use it
@@ -40,6 +41,8 @@ __all__ = [
     "AppLabelError",
     "Deferred",
     "FlushLoopError",
+    "InstrumentError",
+    "UpdateFieldsError",
     "asave",
     "in_transaction",
     "instrument",
@@ -69,9 +72,9 @@ async def asave(
         flush: As for :func:`save`.
 
     Raises:
-        ValueError: As for :func:`save`.
+        UpdateFieldsError: As for :func:`save`.
     """
-    fields = None if update_fields is None else frozenset(update_fields)
+    fields = _update_fields_of(update_fields)
     if fields is not None and not fields:
         return  # as save(): no signal, no SQL
     save(session.sync_session, instance, update_fields=fields, flush=False)

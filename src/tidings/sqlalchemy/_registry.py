@@ -23,10 +23,10 @@ import threading
 import weakref
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.orm import Mapper, registry
 
-from tidings._errors import AppLabelError, TidingsTypeError
+from tidings._errors import AppLabelError, InstrumentError
 from tidings.apps import apps
 from tidings.models import class_prepared
 
@@ -54,7 +54,9 @@ def instrument(base: Any) -> None:
             attribute on a base class becomes the default label of the classes under it.
 
     Raises:
-        TypeError: ``base`` is none of those.
+        InstrumentError: ``base`` is none of those (a ``TypeError``). A mapped class is refused
+            too: its whole registry would be instrumented, its siblings included; pass the
+            base class, or the registry (``Model.registry``) to mean exactly that.
         AppLabelError: a class mapped under it already has no app label.
     """
     reg, label = _registry_of(base)
@@ -72,15 +74,31 @@ def _registry_of(base: Any) -> tuple[registry, str | None]:
     if isinstance(base, registry):
         return base, None
     if isinstance(base, type):
+        mapper: object = inspect(base, raiseerr=False)
+        if isinstance(mapper, Mapper):
+            raise _mapped_class_error(base, mapper)
         found = base.__dict__.get("registry")
         if not isinstance(found, registry):
             # SQLModel keeps it as ``_sa_registry``; other declarative bases as ``registry``.
             found = getattr(base, "_sa_registry", None) or getattr(base, "registry", None)
         if isinstance(found, registry):
             return found, getattr(base, "__app_label__", None)
-    raise TidingsTypeError(
+    raise InstrumentError(
         f"instrument() needs a DeclarativeBase subclass, an SQLModel base class or a "
         f"sqlalchemy.orm.registry, not {base!r}"
+    )
+
+
+def _mapped_class_error(cls: type, mapper: Mapper[Any]) -> InstrumentError:
+    siblings = sorted(m.class_.__name__ for m in mapper.registry.mappers if m is not mapper)
+    bases = [b for b in cls.__mro__[1:] if isinstance(b, type) and "registry" in b.__dict__]
+    hint = f"instrument({bases[0].__name__})" if bases else "instrument(<its declarative base>)"
+    also = f" ({', '.join(siblings)})" if siblings else ""
+    return InstrumentError(
+        f"instrument() takes the declarative base of the classes to instrument, not the mapped "
+        f"class {cls.__module__}.{cls.__qualname__}: it would instrument every class of its "
+        f"registry{also}. Call {hint}, or instrument({cls.__name__}.registry) to instrument "
+        f"that whole registry on purpose."
     )
 
 

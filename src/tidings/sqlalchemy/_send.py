@@ -51,14 +51,20 @@ def send(signal: Signal, sender: Any, **named: Any) -> None:
 
     Raises:
         AsyncReceiversInEventLoopError: async receivers match and the hook runs in an event
-            loop thread outside AsyncSession's greenlet (a sync Session used in async code).
+            loop thread outside AsyncSession's greenlet (a sync Session used in async code);
+            the message says to use ``AsyncSession``.
     """
     try:
         signal.send(sender, **named)
     except AsyncReceiversInEventLoopError:
         # Raised before any receiver ran, so running them all here calls each one once.
         if not _in_bridge():
-            raise
+            # The core's advice ("await signal.asend()") cannot be followed from ORM code.
+            raise AsyncReceiversInEventLoopError(
+                f"{signal!r} has async receivers for sender {sender!r}, and a sync Session "
+                "used inside a running event loop cannot await them; use "
+                "sqlalchemy.ext.asyncio.AsyncSession in async code. No receiver was called."
+            ) from None
         _send_bridged(signal, sender, named)
 
 

@@ -37,7 +37,7 @@ from sqlalchemy.orm.attributes import flag_dirty, instance_state
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.orm.unitofwork import UOWTransaction
 
-from tidings._errors import FlushLoopError, TidingsValueError
+from tidings._errors import FlushLoopError, UpdateFieldsError
 from tidings.models import post_delete, post_save, pre_delete, pre_save
 from tidings.sqlalchemy import _delete, _withheld
 from tidings.sqlalchemy._fields import (
@@ -50,7 +50,14 @@ from tidings.sqlalchemy._fields import (
 from tidings.sqlalchemy._registry import is_instrumented
 from tidings.sqlalchemy._send import send
 
-__all__ = ["FlushHook", "add_flush_hook", "install", "save", "using_for"]
+__all__ = [
+    "FlushHook",
+    "add_flush_hook",
+    "install",
+    "save",
+    "update_fields_of",
+    "using_for",
+]
 
 FlushHook = Callable[[Session, UOWTransaction], None]
 Stage = Literal["before_flush", "after_flush", "after_flush_postexec"]
@@ -365,14 +372,14 @@ def save(
             receivers, by the same ``flush()`` call.
 
     Raises:
-        ValueError: ``update_fields`` names an attribute that is not a column or many-to-one
+        UpdateFieldsError: (a ``ValueError``) ``update_fields`` is a string rather than a
+            collection of names, names an attribute that is not a column or many-to-one
             attribute, names a primary-key column, or is given for an object not yet in the
             database.
     """
     state: InstanceState[Any] = inspect(instance)
-    fields: frozenset[str] | None = None
-    if update_fields is not None:
-        fields = frozenset(update_fields)
+    fields = update_fields_of(update_fields)
+    if fields is not None:
         if not fields:
             return
         _check_update_fields(state, fields)
@@ -386,11 +393,28 @@ def save(
         session.flush()
 
 
+def update_fields_of(update_fields: Iterable[str] | None) -> frozenset[str] | None:
+    """Return ``update_fields`` as the frozenset receivers get (None stays None).
+
+    Raises:
+        UpdateFieldsError: ``update_fields`` is a string, which would be read as its letters.
+    """
+    if update_fields is None:
+        return None
+    if isinstance(update_fields, (str, bytes)):
+        raise UpdateFieldsError(
+            f"update_fields must be a collection of field names, not the string "
+            f"{update_fields!r} (read as the names of its letters); pass "
+            f"update_fields=[{update_fields!r}]"
+        )
+    return frozenset(update_fields)
+
+
 def _check_update_fields(state: InstanceState[Any], fields: frozenset[str]) -> None:
     mapper = state.mapper
     cls = mapper.class_.__name__
     if state.key is None:
-        raise TidingsValueError(
+        raise UpdateFieldsError(
             f"Cannot save a new {cls} with update_fields={sorted(fields)}: it is not in the "
             "database yet; save it without update_fields."
         )
@@ -398,7 +422,7 @@ def _check_update_fields(state: InstanceState[Any], fields: frozenset[str]) -> N
     allowed = set(field_keys(mapper))
     wrong = sorted(name for name in fields if name not in allowed or name in primary)
     if wrong:
-        raise TidingsValueError(
+        raise UpdateFieldsError(
             f"The following fields do not exist in model {cls}, or are m2m fields or primary "
             f"keys: {', '.join(wrong)} (update_fields of tidings.sqlalchemy.save())"
         )

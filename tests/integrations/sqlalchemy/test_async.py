@@ -130,7 +130,8 @@ def test_sync_session_runs_async_receivers_in_a_fresh_loop(m: Any) -> None:
 
 
 def test_sync_session_inside_a_running_loop_refuses_async_receivers(m: Any) -> None:
-    """A sync Session used in async code cannot await async receivers: the core's error."""
+    """A sync Session used in async code cannot await async receivers: the error says to use
+    AsyncSession (the core's "await signal.asend()" cannot be followed from ORM code)."""
 
     async def receiver(**kwargs: Any) -> None:  # pragma: no cover - never called
         raise AssertionError
@@ -140,8 +141,12 @@ def test_sync_session_inside_a_running_loop_refuses_async_receivers(m: Any) -> N
         m.Base.metadata.create_all(engine)
         with Session(engine) as session:
             session.add(m.Book(title="Emma"))
-            with pytest.raises(AsyncReceiversInEventLoopError):
+            with pytest.raises(AsyncReceiversInEventLoopError) as caught:
                 session.flush()
+            message = str(caught.value)
+            assert "use sqlalchemy.ext.asyncio.AsyncSession" in message
+            assert "pre_save" in message
+            assert "asend" not in message
         engine.dispose()
 
     tm.pre_save.connect(receiver, sender=m.Book)

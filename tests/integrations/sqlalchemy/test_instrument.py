@@ -13,7 +13,7 @@ from tests.integrations.sqlalchemy.twins import declarative_base
 from tidings import TidingsError
 from tidings.apps import apps
 from tidings.models import class_prepared, post_init, pre_init
-from tidings.sqlalchemy import AppLabelError, instrument, is_instrumented
+from tidings.sqlalchemy import AppLabelError, InstrumentError, instrument, is_instrumented
 
 
 class Events:
@@ -174,9 +174,41 @@ def test_a_class_without_app_label_is_an_error_naming_it() -> None:
 
 
 def test_instrument_rejects_what_is_not_a_base() -> None:
-    """instrument() of a plain class raises TypeError naming it."""
-    with pytest.raises(TypeError, match="NotABase"):
+    """instrument() of a plain class raises InstrumentError (a TypeError) naming it."""
+    with pytest.raises(InstrumentError, match="NotABase"):
         instrument(type("NotABase", (), {}))
+
+
+def test_instrument_refuses_a_mapped_class_naming_its_base_and_siblings() -> None:
+    """instrument(Model) would instrument Model's whole registry: refused, nothing instrumented;
+    instrument(Model.registry) is how to ask for that whole registry on purpose."""
+
+    class Shop(DeclarativeBase):
+        __app_label__ = "shop"
+
+    class Item(Shop):
+        __tablename__ = "item"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    class Order(Shop):
+        __tablename__ = "orders"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    with pytest.raises(InstrumentError) as caught:
+        instrument(Item)
+    assert isinstance(caught.value, TypeError)
+    assert isinstance(caught.value, TidingsError)
+    message = str(caught.value)
+    assert "mapped class" in message
+    assert "Item" in message
+    assert "(Order)" in message
+    assert "instrument(Shop)" in message
+    assert "instrument(Item.registry)" in message
+    assert not is_instrumented(Item)
+    assert not is_instrumented(Order)
+    instrument(Item.registry)
+    assert is_instrumented(Item)
+    assert is_instrumented(Order)
 
 
 def test_abstract_classes_are_not_prepared() -> None:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import ForeignKey, create_engine, event, select
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from sqlalchemy.pool import StaticPool
 
 import tidings.models as tm
 from tests.integrations.sqlalchemy.twins import build, declarative_base
-from tidings.sqlalchemy import instrument, save
+from tidings import TidingsError
+from tidings.sqlalchemy import UpdateFieldsError, asave, instrument, save
 from tidings.sqlalchemy._lifecycle import DEFERRED
 
 
@@ -141,6 +144,34 @@ def test_update_fields_are_validated_before_any_signal(m: Any, session: Session,
         save(session, person, update_fields=["id"])
     with pytest.raises(ValueError, match="pages"):
         save(session, book, update_fields=["pages"])
+    assert log.calls == []
+
+
+def test_update_fields_given_as_a_bare_string_is_refused(
+    m: Any, session: Session, log: Log
+) -> None:
+    """save(update_fields="title") would read the letters as names: refused, before any signal."""
+    book = m.Book(title="Emma")
+    save(session, book)
+    log.calls.clear()
+    with pytest.raises(UpdateFieldsError, match=r"update_fields=\['title'\]") as caught:
+        save(session, book, update_fields="title")
+    assert isinstance(caught.value, ValueError)
+    assert isinstance(caught.value, TidingsError)
+
+    async def main() -> None:
+        engine = create_async_engine("sqlite+aiosqlite://", poolclass=StaticPool)
+        async with engine.begin() as connection:
+            await connection.run_sync(m.Base.metadata.create_all)
+        async with AsyncSession(engine) as async_session:
+            other = m.Book(title="Persuasion")
+            await asave(async_session, other)
+            log.calls.clear()
+            with pytest.raises(UpdateFieldsError, match="not the string 'title'"):
+                await asave(async_session, other, update_fields="title")
+        await engine.dispose()
+
+    asyncio.run(main())
     assert log.calls == []
 
 
