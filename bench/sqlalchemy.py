@@ -107,7 +107,7 @@ class _Workload:
             __app_label__ = "bench"
 
         self.received = 0
-        if kind not in (PLAIN, PLAIN_AGAIN):
+        if kind not in (PLAIN, PLAIN_AGAIN, LISTENER):
             # Only now: the plain worker must never import tidings.
             from tidings.sqlalchemy import instrument
 
