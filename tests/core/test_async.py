@@ -3,7 +3,7 @@
 ``send()`` from sync code runs async receivers concurrently in a fresh event loop after the sync
 ones; inside a running loop it refuses before calling anything. ``asend()`` runs sync receivers
 in a worker thread (on the loop with ``inline=True``), then async receivers concurrently.
-Statement numbers (#n) refer to the numbered django.dispatch semantics tidings reproduces.
+Statement numbers (#n) refer to the numbered list in docs/semantics.md.
 """
 
 from __future__ import annotations

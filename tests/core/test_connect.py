@@ -1,6 +1,6 @@
 """Connecting and disconnecting: identity keys, duplicates, dispatch_uid, validation.
 
-Statement numbers (#n) refer to the numbered django.dispatch semantics tidings reproduces.
+Statement numbers (#n) refer to the numbered list in docs/semantics.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Introspection: ``has_listeners``, ``live_receivers`` and the ``receivers`` round trip.
 
-Statement numbers (#n) refer to the numbered django.dispatch semantics tidings reproduces.
+Statement numbers (#n) refer to the numbered list in docs/semantics.md.
 """
 
 from __future__ import annotations

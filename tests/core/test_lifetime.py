@@ -1,6 +1,6 @@
 """Lifetime: weak and strong receivers, dead receivers and senders, lazy purging.
 
-Statement numbers (#n) refer to the numbered django.dispatch semantics tidings reproduces.
+Statement numbers (#n) refer to the numbered list in docs/semantics.md.
 """
 
 from __future__ import annotations

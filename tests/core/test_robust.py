@@ -1,6 +1,6 @@
 """``send_robust``: errors become responses, are logged, and never stop the other receivers.
 
-Statement numbers (#n) refer to the numbered django.dispatch semantics tidings reproduces.
+Statement numbers (#n) refer to the numbered list in docs/semantics.md.
 """
 
 from __future__ import annotations

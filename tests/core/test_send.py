@@ -1,6 +1,6 @@
 """Sending: matching by identity, call order, snapshot semantics, errors, caching.
 
-Statement numbers (#n) refer to the numbered django.dispatch semantics tidings reproduces.
+Statement numbers (#n) refer to the numbered list in docs/semantics.md.
 """
 
 from __future__ import annotations
