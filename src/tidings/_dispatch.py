@@ -54,6 +54,7 @@ from tidings._refs import (
     check_receiver,
     describe,
     id_of,
+    safe_repr,
 )
 
 __all__ = ["ReceiverInfo", "Signal", "receiver"]
@@ -563,10 +564,13 @@ class Signal:
         return responses
 
     def _log_failure(self, receiver: object, error: Exception) -> None:
-        name = getattr(receiver, "__qualname__", None)
+        try:
+            name = getattr(receiver, "__qualname__", None)
+        except Exception:
+            name = None
         logger.error(
             "Error calling %s in Signal.send_robust() (%s)",
-            name if isinstance(name, str) else repr(receiver),
+            name if isinstance(name, str) else safe_repr(receiver),
             error,
             exc_info=error,
         )

@@ -25,16 +25,26 @@ Key = int | tuple[int, int]
 
 
 def id_of(obj: object) -> Key:
-    """Return the identity key of ``obj``: ``(id(self), id(func))`` for bound methods."""
-    func = getattr(obj, "__func__", None)
-    if func is not None and hasattr(obj, "__self__"):
-        return (id(obj.__self__), id(func))
+    """Return the identity key of ``obj``: ``(id(self), id(func))`` for bound methods.
+
+    An object whose attribute lookup raises (a ``__getattr__`` raising something other than
+    ``AttributeError``) is no bound method: its key is its ``id()``.
+    """
+    try:
+        func = getattr(obj, "__func__", None)
+        if func is not None and hasattr(obj, "__self__"):
+            return (id(obj.__self__), id(func))
+    except Exception:
+        pass
     return id(obj)
 
 
 def is_bound_method(obj: object) -> bool:
     """Whether ``obj`` has both ``__self__`` and ``__func__`` (a bound method or classmethod)."""
-    return hasattr(obj, "__self__") and hasattr(obj, "__func__")
+    try:
+        return hasattr(obj, "__self__") and hasattr(obj, "__func__")
+    except Exception:
+        return False
 
 
 def strong_getter(obj: object) -> Getter:
@@ -58,7 +68,7 @@ def receiver_getter(
         return weakref.ref(receiver, on_death)
     except TypeError:
         raise InvalidReceiverError(
-            f"Cannot connect {receiver!r} to {signal!r} weakly: objects of type "
+            f"Cannot connect {describe(receiver)} to {signal!r} weakly: objects of type "
             f"{type(receiver).__qualname__!r} cannot be weakly referenced. "
             "Connect it with weak=False."
         ) from None
@@ -96,13 +106,20 @@ def check_receiver(receiver: object, signal: object) -> None:
     """
     if not callable(receiver):
         raise InvalidReceiverError(
-            f"Cannot connect {receiver!r} to {signal!r}. Signal receivers must be callable."
+            f"Cannot connect {describe(receiver)} to {signal!r}. Signal receivers must be callable."
         )
     try:
         parameters = inspect.signature(receiver).parameters.values()
     except (TypeError, ValueError):
         # Some builtins have no introspectable signature; they are given the benefit of doubt.
         return
+    except Exception as error:
+        # A raising __signature__, or an __eq__ that inspect trips over: the receiver's own
+        # error, but connect must say which receiver it was.
+        raise InvalidReceiverError(
+            f"Cannot connect {describe(receiver)} to {signal!r}: reading its signature raised "
+            f"{type(error).__name__}: {error}"
+        ) from error
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         raise ReceiverSignatureError(
             f"Cannot connect {describe(receiver)} to {signal!r}. Signal receivers must accept "
@@ -111,9 +128,24 @@ def check_receiver(receiver: object, signal: object) -> None:
 
 
 def describe(receiver: object) -> str:
-    """A readable name for a receiver: its qualified name where it has one, else its repr."""
-    qualname = getattr(receiver, "__qualname__", None)
-    if isinstance(qualname, str):
-        module = getattr(receiver, "__module__", None)
-        return f"{module}.{qualname}" if isinstance(module, str) else qualname
-    return repr(receiver)
+    """A readable name for a receiver: its qualified name where it has one, else its repr.
+
+    Never raises: an object whose attribute lookup or ``repr()`` fails is described by its
+    type and address.
+    """
+    try:
+        qualname = getattr(receiver, "__qualname__", None)
+        if isinstance(qualname, str):
+            module = getattr(receiver, "__module__", None)
+            return f"{module}.{qualname}" if isinstance(module, str) else qualname
+    except Exception:
+        pass
+    return safe_repr(receiver)
+
+
+def safe_repr(obj: object) -> str:
+    """``repr(obj)``, or ``<TypeName object at 0x...>`` when ``repr()`` itself raises."""
+    try:
+        return repr(obj)
+    except Exception:
+        return f"<{type(obj).__qualname__} object at {id(obj):#x} (repr() failed)>"
