@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import tracemalloc
+from collections.abc import Callable
 from typing import Any
 
 SENDER_KINDS = ["none", "class", "instance", "bound-method", "object", "int", "list", "dict"]
@@ -122,3 +125,23 @@ def dispatch(signal: Any, method: str, sender: Any, **named: Any) -> list[tuple[
     if method.startswith("a"):
         return asyncio.run(getattr(signal, method)(sender, **named))  # type: ignore[no-any-return]
     return getattr(signal, method)(sender, **named)  # type: ignore[no-any-return]
+
+
+def retained_by_second_window(cycle: Callable[[], object], cycles: int) -> int:
+    """Run ``cycle`` in a warm-up and two windows of ``cycles``; return the second's growth."""
+    for _ in range(min(cycles, 300)):
+        cycle()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for _ in range(cycles):
+            cycle()
+        gc.collect()
+        first = tracemalloc.get_traced_memory()[0]
+        for _ in range(cycles):
+            cycle()
+        gc.collect()
+        second = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    return second - first
