@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import inspect
 import logging
 import threading
 import weakref
@@ -351,17 +352,19 @@ def run_now(work: Work) -> None:
         AsyncReceiversInEventLoopError: it is async and the thread's event loop is running
             outside SQLAlchemy's greenlet.
     """
-    if not work.is_async:
-        work.func()
-    elif _in_greenlet():
-        _await(work.func())
-    elif not in_running_loop():
-        run_concurrently([work.func()])
-    else:
+    bridged = work.is_async and _in_greenlet()
+    if work.is_async and not bridged and in_running_loop():
         raise AsyncReceiversInEventLoopError(
             f"Cannot call {work.name} now: it is async, no transaction is open and this "
             "thread's event loop is running; await it instead."
         )
+    result = work.func()
+    # A receiver that died before the commit returns None instead of a coroutine.
+    if work.is_async and inspect.isawaitable(result):
+        if bridged:
+            _await(result)
+        else:
+            run_concurrently([result])
 
 
 def run_robustly(work: list[Work], where: str) -> None:

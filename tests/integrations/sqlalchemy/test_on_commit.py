@@ -138,16 +138,16 @@ def test_work_registered_during_the_commit_phase_matches_django(sqlite_engine: A
     ]
 
 
-def test_callbacks_can_use_the_session_after_the_commit(flavor: Flavor) -> None:
+@pytest.mark.parametrize("how", ["commit()", "with begin()"])
+def test_callbacks_can_use_the_session_after_the_commit(flavor: Flavor, how: str) -> None:
     """A callback reloads expired attributes of what was committed and commits new work on the
-    same Session (sync callbacks under AsyncSession too; async ones await the AsyncSession)."""
+    same Session (sync callbacks under AsyncSession too; async ones await the AsyncSession),
+    after commit() and at the end of a ``with session.begin():`` block alike."""
     seen: list[Any] = []
 
     async def scenario(flavor: Flavor) -> None:
         async with flavor.session() as db:
             row = Row(label="first")
-            db.session.add(row)
-            await db.call("flush")
 
             def sync_callback() -> None:
                 seen.append(row.label)  # expired by the commit: reloaded here
@@ -161,10 +161,19 @@ def test_callbacks_can_use_the_session_after_the_commit(flavor: Flavor) -> None:
                 db.session.add(Row(label="from async callback"))
                 await db.session.commit()
 
-            on_commit(sync_callback)
-            if db.is_async:
-                on_commit(async_callback)
-            await db.call("commit")
+            async def work() -> None:
+                db.session.add(row)
+                await db.call("flush")
+                on_commit(sync_callback)
+                if db.is_async:
+                    on_commit(async_callback)
+
+            if how == "commit()":
+                await work()
+                await db.call("commit")
+            else:
+                async with db.block(nested=False):
+                    await work()
             seen.append("commit returned")
             labels = await db.call("scalars", select(Row.label).order_by(Row.id))
             seen.append(list(labels))
