@@ -22,9 +22,9 @@ Works with any test framework; the assertion helpers raise :class:`AssertionErro
   muted under an identity that is being restored is dropped in favour of the original
   connection, as a repeated ``connect`` would be. Active captures are never muted.
 * :func:`capture_on_commit` (Django's ``captureOnCommitCallbacks``) takes the work deferred to
-  the commit of a SQLAlchemy Session (``tidings.sqlalchemy.on_commit()`` and receivers
-  connected with ``delivery="on_commit"``) during a ``with`` block, lists it, and can run it
-  on exit, emulating the commit. It needs ``tidings[sqlalchemy]``, imported only when called.
+  the commit of a SQLAlchemy Session (``tidings.sqlalchemy.on_commit()``) during a ``with``
+  block, lists it, and can run it on exit, emulating the commit. It needs
+  ``tidings[sqlalchemy]``, imported only when called.
 * The pytest plugin (loaded through the ``pytest11`` entry point) adds the fixtures
   ``signal_capture``, ``mute_signals`` and ``capture_on_commit_callbacks``. It imports pytest
   only when pytest configures it, so ``import tidings.testing`` stays cheap outside pytest.
@@ -470,9 +470,8 @@ def capture_on_commit(
     to the capture instead of that transaction: it does not run at the commit. On exit the
     yielded list holds, in registration order, the callables still pending (work of a
     transaction or savepoint rolled back inside the block is left out): for
-    ``tidings.sqlalchemy.on_commit(func)`` the ``func`` itself, for a receiver connected with
-    ``delivery="on_commit"`` a callable that calls it with the send's arguments. Work that
-    runs at once (no transaction open) is not captured.
+    ``tidings.sqlalchemy.on_commit(func)`` the ``func`` itself. Work that runs at once (no
+    transaction open) is not captured.
 
     Args:
         session: A ``Session`` or ``AsyncSession``; None captures the work of every Session.

@@ -7,8 +7,8 @@ signals of :mod:`tidings.models`, with Django's arguments, from sync ``Session``
 ``AsyncSession`` alike. See ``docs/sqlalchemy.md`` for the semantics and the differences from
 Django.
 
-:func:`on_commit` (and receivers connected with ``delivery="on_commit"``) run work after a
-Session's outermost transaction commits, savepoint-correct; see ``docs/transactions.md``.
+:func:`on_commit` runs work after a Session's outermost transaction commits,
+savepoint-correct; see ``docs/transactions.md``.
 
 Requires SQLAlchemy: ``pip install "tidings[sqlalchemy]"``.
 """
