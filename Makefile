@@ -51,7 +51,7 @@ packaging: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy --strict src
+	$(VENV)/bin/mypy --strict src tests
 
 bench: $(STAMP)
 	$(PY) bench/run.py

@@ -145,7 +145,7 @@ def test_invalid_reference_is_refused_at_once(signal: ModelSignal, reference: st
 
 def test_lazy_connect_before_registration(signal: ModelSignal) -> None:
     """A receiver connected to a model not yet registered receives its sends afterwards."""
-    assert signal.connect(handler, sender="blog.Post") is None
+    assert signal.connect(handler, sender="blog.Post") is None  # type: ignore[func-returns-value]
     assert not signal.has_listeners()
     post = model("Post")
     apps.register_model("blog", post)
@@ -197,7 +197,7 @@ def test_disconnect_after_registration_returns_none(signal: ModelSignal) -> None
 def test_class_sender_connects_immediately(signal: ModelSignal) -> None:
     """A class sender never goes through the registry; disconnect returns the bool."""
     post = model("Post")
-    assert signal.connect(handler, sender=post) is None
+    assert signal.connect(handler, sender=post) is None  # type: ignore[func-returns-value]
     assert apps.check() == []
     assert signal.send(post) == [(handler, "handled")]
     assert signal.disconnect(handler, sender=post) is True

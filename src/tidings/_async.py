@@ -46,7 +46,6 @@ def run_concurrently(awaitables: list[Awaitable[Any]]) -> list[Any]:
     caller had set (not running) stays current. Context changes are written back into the
     calling thread's context; a failure cancels the other awaitables (see the module docstring).
     """
-
     contexts: list[contextvars.Context] = []
     loop = asyncio.new_event_loop()
     try:

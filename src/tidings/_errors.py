@@ -115,13 +115,17 @@ class AppKindError(TidingsTypeError):
 
 
 class InstrumentError(TidingsTypeError):
-    """``tidings.sqlalchemy.instrument()`` was given a mapped class, or neither a base class
-    nor a registry."""
+    """``tidings.sqlalchemy.instrument()`` was given the wrong kind of object.
+
+    A mapped class (instead of its base), or neither a base class nor a registry.
+    """
 
 
 class UpdateFieldsError(TidingsValueError):
-    """``update_fields`` of ``tidings.sqlalchemy.save()``/``asave()`` is a string, or names
-    something that is not a field of the model's row."""
+    """``update_fields`` of ``tidings.sqlalchemy.save()``/``asave()`` is wrong.
+
+    It is a string, or it names something that is not a field of the model's row.
+    """
 
 
 class ImproperlyConfigured(TidingsError):

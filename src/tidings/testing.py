@@ -542,7 +542,7 @@ def _fixture_class() -> type:
 
         @pytest.fixture
         def capture_on_commit_callbacks(self) -> Callable[..., Any]:
-            """:func:`capture_on_commit` itself: ``with capture_on_commit_callbacks(...)``."""
+            """Give :func:`capture_on_commit` itself, to use as a context manager in the test."""
             return capture_on_commit
 
         @pytest.fixture

@@ -123,7 +123,7 @@ def names(responses: list[tuple[Any, Any]]) -> list[tuple[str, Any]]:
 def dispatch(signal: Any, method: str, sender: Any, **named: Any) -> list[tuple[Any, Any]]:
     """Call ``signal.<method>(sender, **named)``, running the async methods to completion."""
     if method.startswith("a"):
-        return asyncio.run(getattr(signal, method)(sender, **named))  # type: ignore[no-any-return]
+        return asyncio.run(getattr(signal, method)(sender, **named))
     return getattr(signal, method)(sender, **named)  # type: ignore[no-any-return]
 
 

@@ -235,7 +235,7 @@ def _first_of_group(error: Exception) -> Exception:
     """The first exception of Django 6.1's ``ExceptionGroup`` (deviation f), else ``error``."""
     group = getattr(builtins, "BaseExceptionGroup", None)  # Python 3.11+
     while group is not None and isinstance(error, group):
-        first = error.exceptions[0]  # type: ignore[attr-defined]
+        first = error.exceptions[0]
         error.__traceback__ = None
         error = first
     return error
@@ -347,7 +347,7 @@ class DispatchComparison(RuleBasedStateMachine):
 
     def both(self, operation: Callable[[str, Any], Any]) -> tuple[Any, Any]:
         """Apply ``operation(impl, signal)`` to Django, then to tidings; return both outcomes."""
-        outcomes = []
+        outcomes: list[tuple[str, ...]] = []
         for impl in IMPLEMENTATIONS:
             self.run.calls[impl].clear()
             self.log.messages[impl].clear()
@@ -553,15 +553,13 @@ class CachingDispatchComparison(DispatchComparison):
     use_caching = True
 
 
-class TestDispatchComparison(DispatchComparison.TestCase):  # type: ignore[name-defined]
+class TestDispatchComparison(DispatchComparison.TestCase):  # type: ignore[misc,valid-type]
     """tidings and Django agree on random operation sequences without caching."""
 
     settings = settings(max_examples=200, stateful_step_count=30, deadline=None)
 
 
-class TestCachingDispatchComparison(
-    CachingDispatchComparison.TestCase  # type: ignore[name-defined]
-):
+class TestCachingDispatchComparison(CachingDispatchComparison.TestCase):  # type: ignore[misc,valid-type]
     """tidings and Django agree on random operation sequences with ``use_caching=True``."""
 
     settings = settings(max_examples=200, stateful_step_count=30, deadline=None)

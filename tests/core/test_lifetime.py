@@ -209,7 +209,8 @@ class _Unreferenceable:
 @pytest.mark.parametrize("how", ["disconnect", "receiver-dies"])
 def test_strongly_held_sender_is_released_with_its_connections(how: str) -> None:
     """A sender held because it has no weak references is freed once its connections go."""
-    rec, signal, freed = Recorder(), Signal(), []
+    rec, signal = Recorder(), Signal()
+    freed: list[bool] = []
     sender = _Unreferenceable(freed)
     signal.connect(rec.sync("a"), sender=sender)
     assert signal.has_listeners(sender)

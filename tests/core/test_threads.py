@@ -102,7 +102,9 @@ def _connect_disconnect(threads: int, rounds: int, per_round: int) -> None:
     assert len(live) == len(set(map(id, (r for r, _ in live))))
     for t in range(threads):
         # Each thread's survivors are there, exactly once, in that thread's connection order.
-        assert [pair for pair in live if pair[0].name.startswith(f"t{t}-")] == expected[t]
+        assert [
+            pair for pair in live if getattr(pair[0], "name", "").startswith(f"t{t}-")
+        ] == expected[t]
     assert len(live) == sum(len(pairs) for pairs in expected.values())
     assert len(signal.receivers) == len(live)
 

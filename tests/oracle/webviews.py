@@ -19,7 +19,7 @@ from tests.integrations.http.recording import REQUEST_ID, note
 
 
 def _rid(request: HttpRequest) -> str | None:
-    rid = request.GET.get("id")
+    rid: str | None = request.GET.get("id")
     REQUEST_ID.set(rid)
     note("app", rid)
     return rid

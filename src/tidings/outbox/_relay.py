@@ -207,8 +207,10 @@ class Relay:
         self.close()
 
     async def arun(self, *, once: bool = False) -> None:
-        """Relay from async code: the database work runs in a thread, async receivers in the
-        running loop. Cancelling this stops the relay (the running receiver finishes first).
+        """Relay from async code.
+
+        The database work runs in a thread, async receivers in the running loop. Cancelling
+        this stops the relay (the running receiver finishes first).
 
         Args:
             once: Return as soon as nothing is due.

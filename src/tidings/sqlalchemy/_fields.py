@@ -121,8 +121,11 @@ def changes_of(instance: Any, *, load: bool = False) -> dict[str, tuple[Any, Any
 
 
 def fields_modified(state: InstanceState[Any]) -> bool:
-    """Tell whether the flush will UPDATE this object's row: ``Session.is_modified()``
-    restricted to the fields (it also counts the reverse side of a one-to-one)."""
+    """Tell whether the flush will UPDATE this object's row.
+
+    That is ``Session.is_modified()`` restricted to the fields (it also counts the reverse side
+    of a one-to-one).
+    """
     if not state.modified:
         return False
     for key in field_keys(state.mapper):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ class Served:
         return self.sender is wsgi.SignalsMiddleware
 
 
-APPS = {
+APPS: dict[str, tuple[Callable[[Any], Any], Any, type[Any]]] = {
     "bare-asgi": (serve_asgi, apps.bare_asgi_with_signals, asgi.SignalsMiddleware),
     "starlette": (serve_asgi, apps.starlette_app, asgi.SignalsMiddleware),
     "fastapi": (serve_asgi, apps.fastapi_app, asgi.SignalsMiddleware),

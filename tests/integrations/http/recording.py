@@ -64,7 +64,7 @@ class Recorder:
             events = [e for e in events if e.kind in ("started", "exception", "finished")]
         return events
 
-    def kinds(self, rid: str, *, signals_only: bool = True) -> list[str]:
+    def kinds(self, rid: str | None, *, signals_only: bool = True) -> list[str]:
         """The kinds of the events of one request, in order."""
         return [e.kind for e in self.events(rid, signals_only=signals_only)]
 
@@ -125,6 +125,7 @@ class Recorder:
 
     def connect(self, *, asynchronous: bool = False) -> None:
         """Connect the sync (or the async) receivers to the three signals, for any sender."""
+        pairs: list[tuple[Signal, Callable[..., Any]]]
         if asynchronous:
             pairs = [
                 (request_started, self.aon_started),

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -21,7 +21,7 @@ START_TIMEOUT = 10.0
 
 
 @contextmanager
-def serve_asgi(app: Any, *, lifespan: str = "off") -> Iterator[str]:
+def serve_asgi(app: Any, *, lifespan: Literal["auto", "on", "off"] = "off") -> Iterator[str]:
     """Serve an ASGI app with uvicorn on 127.0.0.1:<free port>; yield its base URL."""
     # proto=IPPROTO_TCP matters: asyncio enables TCP_NODELAY only on sockets that say TCP,
     # and without it every response waits out the client's delayed ACK (about 40 ms).

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+from collections.abc import MutableMapping
 from typing import Any
 
 import httpx
@@ -42,7 +43,7 @@ class Wire:
     """The server side of one direct call: a request body to receive, the messages sent."""
 
     def __init__(self, *, fail_on: str | None = None) -> None:
-        self.sent: list[dict[str, Any]] = []
+        self.sent: list[MutableMapping[str, Any]] = []
         self.fail_on = fail_on
 
     async def receive(self) -> dict[str, Any]:
@@ -53,7 +54,7 @@ class Wire:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: MutableMapping[str, Any]) -> None:
         """Record a message, or fail like a server whose client went away."""
         if message["type"] == self.fail_on:
             raise OSError("client went away")
@@ -72,7 +73,7 @@ def _request_id_app(app: Any) -> Any:
     return tagged
 
 
-def test_async_receivers_are_awaited_before_the_app_runs():
+def test_async_receivers_are_awaited_before_the_app_runs() -> None:
     """Async receivers are awaited on the server's loop: request_started completes first."""
     rec = Recorder()
     rec.connect(asynchronous=True)
@@ -105,7 +106,7 @@ def _remember_path(sender: Any, scope: Any, **kwargs: Any) -> None:
     REQUEST_PATH.set(scope["path"])
 
 
-def test_request_started_receivers_can_set_per_request_context(recorder: Recorder):
+def test_request_started_receivers_can_set_per_request_context(recorder: Recorder) -> None:
     """A sync request_started receiver's context changes are seen by request_finished's."""
     seen: list[str | None] = []
 
@@ -124,14 +125,14 @@ def test_request_started_receivers_can_set_per_request_context(recorder: Recorde
     assert seen == ["/ok"]
 
 
-def test_lifespan_passes_through(recorder: Recorder):
+def test_lifespan_passes_through(recorder: Recorder) -> None:
     """Lifespan events reach the app untouched and send no request signal."""
     with serve_asgi(apps.bare_asgi_with_signals, lifespan="on"):
         recorder.wait_for(lambda: recorder.kinds(None, signals_only=False) == ["lifespan.startup"])
     assert [e.kind for e in recorder.events()] == ["lifespan.startup", "lifespan.shutdown"]
 
 
-def test_websocket_scope_passes_through_untouched(recorder: Recorder):
+def test_websocket_scope_passes_through_untouched(recorder: Recorder) -> None:
     """A websocket connection reaches the app with the server's own scope, receive and send."""
     seen: list[Any] = []
 
@@ -145,7 +146,7 @@ def test_websocket_scope_passes_through_untouched(recorder: Recorder):
     assert recorder.events() == []
 
 
-def test_without_receivers_the_app_gets_the_servers_send():
+def test_without_receivers_the_app_gets_the_servers_send() -> None:
     """With no receiver connected the middleware adds no wrapper at all."""
     seen: list[Any] = []
 
@@ -157,7 +158,7 @@ def test_without_receivers_the_app_gets_the_servers_send():
     assert seen == [wire.send]
 
 
-def test_cancellation_mid_stream_finishes_once(recorder: Recorder):
+def test_cancellation_mid_stream_finishes_once(recorder: Recorder) -> None:
     """A request task cancelled mid-stream sends request_finished once and stays cancelled."""
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -180,7 +181,7 @@ def test_cancellation_mid_stream_finishes_once(recorder: Recorder):
     assert recorder.kinds("direct") == ["started", "finished"]
 
 
-def test_cancelled_again_while_finishing_still_runs_the_receivers(recorder: Recorder):
+def test_cancelled_again_while_finishing_still_runs_the_receivers(recorder: Recorder) -> None:
     """A second cancellation while request_finished runs does not cut its receivers short."""
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -213,7 +214,9 @@ def test_cancelled_again_while_finishing_still_runs_the_receivers(recorder: Reco
     assert [e.kind for e in recorder.events(signals_only=True)] == ["started", "finished"]
 
 
-def test_failing_exception_receiver_leaves_the_apps_exception(recorder: Recorder, caplog):
+def test_failing_exception_receiver_leaves_the_apps_exception(
+    recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
     """A got_request_exception receiver that raises is logged; the app's exception propagates."""
     error = ValueError("the app's own")
 
@@ -261,7 +264,7 @@ def test_failing_finished_receiver_is_logged_and_the_others_still_run(
     assert [(type(e), str(e)) for e in logged] == [(RuntimeError, "receiver bug")]
 
 
-def test_failing_started_receiver_stops_the_request(recorder: Recorder):
+def test_failing_started_receiver_stops_the_request(recorder: Recorder) -> None:
     """A request_started receiver that raises propagates; the app never runs, nothing follows."""
     called: list[bool] = []
 
@@ -282,7 +285,7 @@ def test_failing_started_receiver_stops_the_request(recorder: Recorder):
     assert [e.kind for e in recorder.events(signals_only=True)] == ["started"]
 
 
-def test_a_failing_server_send_is_not_an_application_error(recorder: Recorder):
+def test_a_failing_server_send_is_not_an_application_error(recorder: Recorder) -> None:
     """When the server's ``send`` fails (client gone), no exception signal; finished once."""
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -329,7 +332,7 @@ def test_a_failing_server_send_is_not_an_application_error(recorder: Recorder):
 )
 def test_finished_follows_the_message_that_completes_the_response(
     recorder: Recorder, messages: list[dict[str, Any]], final: int
-):
+) -> None:
     """request_finished comes right after the message that completes the response."""
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -349,7 +352,7 @@ def test_finished_follows_the_message_that_completes_the_response(
     ] + ["app_returns"]
 
 
-def test_custom_sender(recorder: Recorder):
+def test_custom_sender(recorder: Recorder) -> None:
     """``sender=`` replaces the middleware class as the sender of started and finished."""
     calls: list[str] = []
 
@@ -377,7 +380,7 @@ def test_custom_sender(recorder: Recorder):
     assert senders == [Site, Site, SignalsMiddleware, SignalsMiddleware]
 
 
-def test_a_protocol_error_from_the_server_is_an_application_error(recorder: Recorder):
+def test_a_protocol_error_from_the_server_is_an_application_error(recorder: Recorder) -> None:
     """uvicorn's RuntimeError for a body sent before the start is the app's bug: reported."""
 
     async def app(scope: Any, receive: Any, send: Any) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 DEMO = Path(__file__).resolve().parents[3] / "examples" / "web" / "demo.py"
 
 
-def test_demo_runs_and_traces_three_requests():
+def test_demo_runs_and_traces_three_requests() -> None:
     """``examples/web/demo.py`` exits 0 after tracing start, finish and the error of requests."""
     done = subprocess.run(
         [sys.executable, str(DEMO)], capture_output=True, text=True, timeout=30, check=False

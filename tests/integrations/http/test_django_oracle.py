@@ -7,6 +7,7 @@ bare tidings test apps; the signal sequences (names and arguments) must be the s
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -100,7 +101,7 @@ def _normalise(events: list[Any]) -> list[tuple[str, tuple[str, ...]]]:
 
 @pytest.mark.parametrize("protocol", ["wsgi", "asgi"])
 @pytest.mark.parametrize("path", list(ROUTES))
-def test_same_signals_as_django(servers: dict[str, str], protocol: str, path: str):
+def test_same_signals_as_django(servers: dict[str, str], protocol: str, path: str) -> None:
     """Each route sends the same signals, with the same arguments, as Django's handler does."""
     theirs_status, theirs = _sequence(
         DjangoRecorder(), servers[f"django-{protocol}"], path, f"dj-{protocol}{path}"
@@ -121,7 +122,7 @@ def test_same_signals_as_django(servers: dict[str, str], protocol: str, path: st
 @pytest.mark.parametrize("protocol", ["wsgi", "asgi"])
 def test_streamed_body_comes_before_request_finished_like_django(
     servers: dict[str, str], protocol: str
-):
+) -> None:
     """Both Django and tidings send request_finished only after the last streamed chunk."""
     for rec, name in [(DjangoRecorder(), "django"), (Recorder(), "tidings")]:
         _sequence(rec, servers[f"{name}-{protocol}"], "/stream", f"{name}-order")
@@ -129,7 +130,7 @@ def test_streamed_body_comes_before_request_finished_like_django(
         assert kinds == ["chunk", "chunk", "chunk", "last_chunk", "finished"], name
 
 
-def test_error_mid_stream_is_reported_where_django_is_silent(servers: dict[str, str]):
+def test_error_mid_stream_is_reported_where_django_is_silent(servers: dict[str, str]) -> None:
     """Django misses an exception raised by a streamed body; tidings reports it (a deviation).
 
     Over WSGI only: Django's ASGI handler sends no request_finished at all in that case (and
@@ -157,14 +158,14 @@ def _hang_up_mid_stream(url: str, rid: str) -> None:
 
 
 @pytest.mark.parametrize("protocol", ["wsgi", "asgi"])
-def test_client_disconnect_mid_stream_like_django(servers: dict[str, str], protocol: str):
+def test_client_disconnect_mid_stream_like_django(servers: dict[str, str], protocol: str) -> None:
     """A client hanging up mid-stream gets request_finished once, early, in Django and tidings."""
     for rec, name in [(DjangoRecorder(), "django"), (Recorder(), "tidings")]:
         CURRENT.append(rec)
         rec.connect()
         try:
             _hang_up_mid_stream(servers[f"{name}-{protocol}"], f"{name}-gone")
-            rec.wait_for(lambda r=rec: "finished" in [e.kind for e in r.events()])
+            rec.wait_for(functools.partial(_has_finished, rec))
         finally:
             rec.disconnect()
             CURRENT.remove(rec)
@@ -174,3 +175,7 @@ def test_client_disconnect_mid_stream_like_django(servers: dict[str, str], proto
             "finished",
         ], name
         assert "last_chunk" not in kinds, name
+
+
+def _has_finished(recorder: Recorder) -> bool:
+    return "finished" in [e.kind for e in recorder.events()]

@@ -118,8 +118,8 @@ def test_each_wsgi_app_is_accepted_by_the_wsgi_middleware(app: Any) -> None:
 @pytest.mark.parametrize("app", UNDECIDABLE)
 def test_apps_of_undecidable_kind_are_accepted_by_both(app: Any) -> None:
     """A callable whose kind cannot be told from its signature is accepted by either."""
-    assert asgi.SignalsMiddleware(app).app is app
-    assert wsgi.SignalsMiddleware(app).app is app
+    for middleware in (asgi.SignalsMiddleware(app), wsgi.SignalsMiddleware(app)):
+        assert middleware.app is app
 
 
 def test_flask_init_app_rejects_an_asgi_app() -> None:

@@ -13,7 +13,7 @@ from tidings.http import Request
 from .servers import serve_asgi, serve_wsgi
 
 
-def test_from_scope():
+def test_from_scope() -> None:
     """An ASGI scope becomes method, full path, raw query, lower-case headers, client, scheme."""
     request = Request.from_scope(
         {
@@ -39,14 +39,14 @@ def test_from_scope():
     assert request.header("missing", "none") == "none"
 
 
-def test_from_scope_adds_a_missing_root_path():
+def test_from_scope_adds_a_missing_root_path() -> None:
     """A server that leaves ``root_path`` out of ``path`` still yields the full path."""
     request = Request.from_scope({"type": "http", "root_path": "/api", "path": "/items"})
     assert request.path == "/api/items"
     assert request.client is None
 
 
-def test_from_environ():
+def test_from_environ() -> None:
     """A WSGI environ becomes the same fields; the path is decoded from PEP 3333's latin-1."""
     environ = {
         "REQUEST_METHOD": "put",
@@ -73,7 +73,7 @@ def test_from_environ():
     assert request.scheme == "https"
 
 
-def test_request_is_frozen_and_hashable():
+def test_request_is_frozen_and_hashable() -> None:
     """The request is immutable, so receivers can keep it or use it as a key."""
     request = Request(method="GET", path="/")
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -81,7 +81,7 @@ def test_request_is_frozen_and_hashable():
     assert {request: 1}[Request(method="GET", path="/")] == 1
 
 
-def test_same_request_over_asgi_and_wsgi_gives_the_same_object():
+def test_same_request_over_asgi_and_wsgi_gives_the_same_object() -> None:
     """One request seen by uvicorn and by waitress yields equal requests, but for the port."""
     seen: list[Request] = []
 
@@ -95,7 +95,7 @@ def test_same_request_over_asgi_and_wsgi_gives_the_same_object():
         start_response("204 No Content", [])
         return []
 
-    headers = {"X-Probe": "été".encode(), "Accept": b"text/plain"}
+    headers = {b"X-Probe": "été".encode(), b"Accept": b"text/plain"}
     with (
         serve_asgi(asgi_app) as asgi_url,
         serve_wsgi(wsgi_app) as wsgi_url,
@@ -111,7 +111,7 @@ def test_same_request_over_asgi_and_wsgi_gives_the_same_object():
     def comparable(request: Request) -> Any:
         headers = sorted(h for h in request.headers if h[0] != "host")
         assert request.client is not None
-        return dataclasses.replace(request, headers=tuple(headers), client=request.client[:1])
+        return dataclasses.replace(request, headers=tuple(headers), client=(request.client[0], 0))
 
     assert comparable(from_asgi) == comparable(from_wsgi)
 

@@ -18,7 +18,9 @@ from .recording import REQUEST_ID, Recorder
 from .servers import connect, read_until, read_until_closed, request_bytes
 
 
-def test_ok_sends_started_then_finished(served: Served, recorder: Recorder, client: httpx.Client):
+def test_ok_sends_started_then_finished(
+    served: Served, recorder: Recorder, client: httpx.Client
+) -> None:
     """A plain response sends request_started then request_finished, from the middleware class."""
     response = client.get(f"{served.url}/ok?id=ok1")
     assert response.status_code == 200
@@ -32,7 +34,9 @@ def test_ok_sends_started_then_finished(served: Served, recorder: Recorder, clie
     assert finished.data["keys"] == ()
 
 
-def test_started_comes_before_the_app(served: Served, recorder: Recorder, client: httpx.Client):
+def test_started_comes_before_the_app(
+    served: Served, recorder: Recorder, client: httpx.Client
+) -> None:
     """request_started has been handled before the application sees the request."""
     client.get(f"{served.url}/ok?id=ok2")
     recorder.wait_finished("ok2")
@@ -41,7 +45,7 @@ def test_started_comes_before_the_app(served: Served, recorder: Recorder, client
 
 def test_streaming_finishes_after_the_last_chunk(
     served: Served, recorder: Recorder, client: httpx.Client
-):
+) -> None:
     """request_finished comes once, after every chunk of a streamed body."""
     response = client.get(f"{served.url}/stream?id=st1&n=4&delay=0.01")
     assert response.status_code == 200
@@ -60,7 +64,7 @@ def test_streaming_finishes_after_the_last_chunk(
 
 def test_error_reports_then_500_then_finishes_once(
     served: Served, recorder: Recorder, client: httpx.Client
-):
+) -> None:
     """An exception escaping the app sends got_request_exception, a 500, one request_finished."""
     response = client.get(f"{served.url}/error?id=err1", headers={"X-Probe": "yes"})
     assert response.status_code == 500
@@ -82,7 +86,9 @@ def test_error_reports_then_500_then_finishes_once(
     assert request.scheme == "http"
 
 
-def test_error_mid_stream_is_reported(served: Served, recorder: Recorder, client: httpx.Client):
+def test_error_mid_stream_is_reported(
+    served: Served, recorder: Recorder, client: httpx.Client
+) -> None:
     """An exception raised while the body streams is reported, then request_finished once."""
     # The server cuts the connection of a response that broke halfway.
     with contextlib.suppress(httpx.HTTPError):
@@ -93,7 +99,7 @@ def test_error_mid_stream_is_reported(served: Served, recorder: Recorder, client
 
 def test_not_found_sends_no_exception_signal(
     served: Served, recorder: Recorder, client: httpx.Client
-):
+) -> None:
     """A 404 the app produces itself is a response, not an exception: no exception signal."""
     response = client.get(f"{served.url}/missing?id=nf1")
     assert response.status_code == 404
@@ -101,7 +107,7 @@ def test_not_found_sends_no_exception_signal(
     assert recorder.kinds("nf1") == ["started", "finished"]
 
 
-def test_client_disconnect_mid_stream_finishes_once(served: Served, recorder: Recorder):
+def test_client_disconnect_mid_stream_finishes_once(served: Served, recorder: Recorder) -> None:
     """A client that hangs up mid-stream still gets exactly one request_finished, early."""
     with connect(served.url) as sock:
         sock.sendall(request_bytes(served.url, "/stream?id=dc1&n=500&delay=0.01"))
@@ -113,7 +119,7 @@ def test_client_disconnect_mid_stream_finishes_once(served: Served, recorder: Re
     assert kinds.count("chunk") < 500
 
 
-def test_concurrent_requests_pair_their_signals(served: Served, recorder: Recorder):
+def test_concurrent_requests_pair_their_signals(served: Served, recorder: Recorder) -> None:
     """Overlapping requests each get one request_started and one request_finished, in order."""
     ids = [f"cc{i}" for i in range(16)]
     barrier = threading.Barrier(len(ids))
@@ -178,7 +184,7 @@ def test_failing_finished_receiver_loses_no_keepalive_request(
 
 
 @pytest.mark.parametrize("path", ["/ok", "/missing"])
-def test_no_signals_without_receivers(served: Served, client: httpx.Client, path: str):
+def test_no_signals_without_receivers(served: Served, client: httpx.Client, path: str) -> None:
     """With no receiver connected the middleware stays out of the way and the app still answers."""
     response = client.get(f"{served.url}{path}")
     assert response.status_code in (200, 404)

@@ -67,7 +67,7 @@ def _app(**kwargs: Any) -> Starlette:
     )
 
 
-def test_add_middleware_placement(recorder: Recorder):
+def test_add_middleware_placement(recorder: Recorder) -> None:
     """Inside ServerErrorMiddleware: HTTP and handled errors are responses, crashes are reported."""
     app = _app(middleware=[Middleware(Tag), Middleware(SignalsMiddleware)])
     with serve_asgi(app) as url, httpx.Client(trust_env=False) as client:
@@ -94,7 +94,7 @@ def test_add_middleware_placement(recorder: Recorder):
     ]
 
 
-def test_wrapping_the_whole_app_reports_after_finishing(recorder: Recorder):
+def test_wrapping_the_whole_app_reports_after_finishing(recorder: Recorder) -> None:
     """Outside ServerErrorMiddleware the 500 is already sent when the error arrives: avoid it."""
     app = Tag(SignalsMiddleware(_app()))
     with serve_asgi(app) as url, httpx.Client(trust_env=False) as client:
@@ -103,7 +103,7 @@ def test_wrapping_the_whole_app_reports_after_finishing(recorder: Recorder):
     assert recorder.kinds("outer") == ["started", "finished", "exception"]
 
 
-def test_background_task_errors_are_reported_after_finishing(recorder: Recorder):
+def test_background_task_errors_are_reported_after_finishing(recorder: Recorder) -> None:
     """A failing background task runs after request_finished and is still reported."""
     app = _app(middleware=[Middleware(Tag), Middleware(SignalsMiddleware)])
     with serve_asgi(app) as url, httpx.Client(trust_env=False) as client:

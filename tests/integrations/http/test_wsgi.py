@@ -5,7 +5,8 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Iterable, Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 from wsgiref.util import FileWrapper, setup_testing_defaults
 
 import flask
@@ -45,7 +46,7 @@ class Body:
         self.recorder.note("inner_close", "direct")
 
 
-def test_finished_comes_from_close_after_the_apps_own_close(recorder: Recorder):
+def test_finished_comes_from_close_after_the_apps_own_close(recorder: Recorder) -> None:
     """request_finished is sent by ``close()``, after the app's iterable was closed, once."""
 
     def app(environ: Any, start_response: Any) -> Iterable[bytes]:
@@ -86,7 +87,7 @@ class CountingBody:
         self.closes += 1
 
 
-def test_iteration_stopped_early_closes_the_apps_response_once(recorder: Recorder):
+def test_iteration_stopped_early_closes_the_apps_response_once(recorder: Recorder) -> None:
     """A server that drops the body iterator unfinished, then closes, closes the app's once."""
     body = CountingBody(3, b"x")
 
@@ -106,7 +107,7 @@ def test_iteration_stopped_early_closes_the_apps_response_once(recorder: Recorde
 
 def test_client_hanging_up_mid_body_on_waitress_closes_the_apps_response_once(
     recorder: Recorder,
-):
+) -> None:
     """On waitress, a client that resets the connection mid-body: one close(), one finished."""
     bodies: list[CountingBody] = []
 
@@ -127,7 +128,7 @@ def test_client_hanging_up_mid_body_on_waitress_closes_the_apps_response_once(
     assert recorder.kinds("hangup") == ["started", "finished"]
 
 
-def test_sized_responses_keep_their_length(recorder: Recorder):
+def test_sized_responses_keep_their_length(recorder: Recorder) -> None:
     """A list response keeps ``len()``, so waitress still sends a Content-Length."""
 
     def app(environ: Any, start_response: Any) -> Iterable[bytes]:
@@ -144,7 +145,7 @@ def test_sized_responses_keep_their_length(recorder: Recorder):
     assert "transfer-encoding" not in response.headers
 
 
-def test_generator_responses_have_no_length(recorder: Recorder):
+def test_generator_responses_have_no_length(recorder: Recorder) -> None:
     """A generator response stays unsized, so servers never call ``len()`` on it."""
 
     def app(environ: Any, start_response: Any) -> Iterable[bytes]:
@@ -156,7 +157,7 @@ def test_generator_responses_have_no_length(recorder: Recorder):
     result.close()  # type: ignore[attr-defined]
 
 
-def test_app_raising_before_responding(recorder: Recorder):
+def test_app_raising_before_responding(recorder: Recorder) -> None:
     """An exception raised by the app call is reported, then finished, then re-raised as is."""
     error = ValueError("the app's own")
 
@@ -170,7 +171,9 @@ def test_app_raising_before_responding(recorder: Recorder):
     assert recorder.events("direct", signals_only=True)[1].data["exception"] is error
 
 
-def test_failing_exception_receiver_leaves_the_apps_exception(recorder: Recorder, caplog):
+def test_failing_exception_receiver_leaves_the_apps_exception(
+    recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
     """A got_request_exception receiver that raises is logged; the app's exception propagates."""
     error = ValueError("the app's own")
 
@@ -211,7 +214,7 @@ def test_failing_finished_receiver_is_logged_and_the_others_still_run(
     assert [(type(e), str(e)) for e in logged] == [(RuntimeError, "receiver bug")]
 
 
-def test_failing_started_receiver_stops_the_request(recorder: Recorder):
+def test_failing_started_receiver_stops_the_request(recorder: Recorder) -> None:
     """A request_started receiver that raises propagates; the app never runs, nothing follows."""
     called: list[bool] = []
 
@@ -232,7 +235,7 @@ def test_failing_started_receiver_stops_the_request(recorder: Recorder):
     assert recorder.kinds("direct") == ["started"]
 
 
-def test_without_receivers_the_apps_response_is_returned_as_is():
+def test_without_receivers_the_apps_response_is_returned_as_is() -> None:
     """With no receiver connected the app's own iterable goes to the server unwrapped."""
     body = [b"untouched"]
 
@@ -256,7 +259,7 @@ def _propagating_flask_app() -> flask.Flask:
     return app
 
 
-def test_flask_propagated_exception_is_reported_once(recorder: Recorder):
+def test_flask_propagated_exception_is_reported_once(recorder: Recorder) -> None:
     """With PROPAGATE_EXCEPTIONS on, Flask's bridge and the middleware report it once in all."""
     app = _propagating_flask_app()
     assert isinstance(app.wsgi_app, SignalsMiddleware)
@@ -269,7 +272,7 @@ def test_flask_propagated_exception_is_reported_once(recorder: Recorder):
     assert str(exception) == "propagated"
 
 
-def test_flask_bridge_alone_marks_the_environ(recorder: Recorder):
+def test_flask_bridge_alone_marks_the_environ(recorder: Recorder) -> None:
     """``forward_exception`` reports through tidings and marks the environ for the middleware."""
     app = flask.Flask("tidings_test_bridge_only")
 
@@ -289,7 +292,7 @@ def test_flask_bridge_alone_marks_the_environ(recorder: Recorder):
     assert str(environ[REPORTED_KEY]) == "bridged"
 
 
-def test_request_finished_has_no_arguments(recorder: Recorder):
+def test_request_finished_has_no_arguments(recorder: Recorder) -> None:
     """request_finished carries only the sender, as in Django."""
     seen: list[dict[str, Any]] = []
 
@@ -308,7 +311,9 @@ def test_request_finished_has_no_arguments(recorder: Recorder):
     assert [sorted(k) for k in seen] == [["sender", "signal"]]
 
 
-def test_server_file_wrapper_is_kept_and_its_close_finishes(recorder: Recorder, tmp_path):
+def test_server_file_wrapper_is_kept_and_its_close_finishes(
+    recorder: Recorder, tmp_path: Path
+) -> None:
     """A ``wsgi.file_wrapper`` response reaches the server as is; its close() finishes once."""
     data = tmp_path / "data.bin"
     data.write_bytes(b"0123456789" * 1000)
@@ -316,7 +321,7 @@ def test_server_file_wrapper_is_kept_and_its_close_finishes(recorder: Recorder, 
     def app(environ: Any, start_response: Any) -> Iterable[bytes]:
         REQUEST_ID.set(environ["QUERY_STRING"][3:])
         start_response("200 OK", [("Content-Length", "10000")])
-        return environ["wsgi.file_wrapper"](data.open("rb"), 4096)
+        return cast("Iterable[bytes]", environ["wsgi.file_wrapper"](data.open("rb"), 4096))
 
     environ = _environ()
     environ["wsgi.file_wrapper"] = FileWrapper

@@ -133,7 +133,7 @@ def test_a_registry_instruments_imperative_and_decorated_classes() -> None:
     pre_init.connect(events)
     post_init.connect(events)
     try:
-        Gadget(name="g")
+        Gadget(name="g")  # type: ignore[call-arg]
         Widget("w")
     finally:
         pre_init.disconnect(events)

@@ -97,7 +97,7 @@ def _life_cycle(engine: Any, m: Models, size: int) -> None:
         session.commit()
     with Session(engine, expire_on_commit=False) as session:
         items = session.scalars(select(m.Item).options(selectinload(m.Item.tags))).all()
-        tags = session.scalars(select(m.Tag)).all()
+        tags = list(session.scalars(select(m.Tag)).all())
         for index, item in enumerate(items):
             item.name = f"n{index}"
             if index % 10 == 0:

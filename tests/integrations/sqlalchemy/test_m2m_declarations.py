@@ -61,13 +61,13 @@ def _pair_models(
         authors: Mapped[list[Author]] = relationship(
             secondary=table, back_populates="books", info=book_info
         )
-        __mapper_args__: ClassVar[dict[str, Any]] = {
+        __mapper_args__: ClassVar[dict[str, Any]] = {  # type: ignore[misc]
             "polymorphic_on": "kind",
             "polymorphic_identity": "book",
         }
 
     class Novel(Book):
-        __mapper_args__: ClassVar[dict[str, Any]] = {"polymorphic_identity": "novel"}
+        __mapper_args__: ClassVar[dict[str, Any]] = {"polymorphic_identity": "novel"}  # type: ignore[misc]
 
     class Shelf(Base):
         __tablename__ = "shelf"

@@ -211,7 +211,7 @@ def test_random_operation_sequences_match_django() -> None:
 # -- Several operations per flush: the signals must describe exactly what the flush wrote --------
 
 #: Per pair of relationships: (owner, collection, targets) for each way to change the links.
-PAIRS = {
+PAIRS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
     "books": [(b, "authors", ("a1", "a2", "a3")) for b in ("b1", "b2")]
     + [(a, "books", ("b1", "b2")) for a in ("a1", "a2", "a3")],
     "persons": [

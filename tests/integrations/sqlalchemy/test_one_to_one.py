@@ -10,6 +10,7 @@ identity" warning.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Iterator
 from typing import Any, Optional
 
@@ -307,12 +308,7 @@ def models() -> Any:
         owner_code: Mapped[str] = mapped_column(ForeignKey("owner.code"))
         owner: Mapped[Owner] = relationship()
 
-    class Models:
-        pass
-
-    namespace = Models()
-    namespace.Base, namespace.Owner, namespace.Card, namespace.Badge = base, Owner, Card, Badge
-    return namespace
+    return types.SimpleNamespace(Base=base, Owner=Owner, Card=Card, Badge=Badge)
 
 
 @pytest.fixture
@@ -351,6 +347,7 @@ def test_replacing_an_unloaded_profile(models: Any, session: Session, log: Log) 
     session.commit()
     session.expunge_all()
     owner = session.get(models.Owner, 1)
+    assert owner is not None
     log.calls.clear()
     statements = Statements(session)
     owner.card = models.Card()
@@ -381,6 +378,8 @@ def test_the_flush_adds_no_query(models: Any) -> None:
             session.commit()
             owner, other = session.get(models.Owner, 1), session.get(models.Owner, 2)
             badge = session.get(models.Badge, 1)
+            assert owner is not None
+            assert badge is not None
             statements = Statements(session)
             log = log or Log()
             log.calls.clear()

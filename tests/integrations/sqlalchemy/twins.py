@@ -24,7 +24,7 @@ def declarative_base(label: str | None = "lifecycle") -> type[DeclarativeBase]:
 def build(base: Any) -> SimpleNamespace:
     """Define the twin models under ``base`` and return them by name."""
 
-    class Person(base):  # type: ignore[misc,valid-type]
+    class Person(base):  # type: ignore[misc]
         __tablename__ = "person"
         id: Mapped[int] = mapped_column(primary_key=True)
         first_name: Mapped[str] = mapped_column(String(50))
@@ -38,7 +38,7 @@ def build(base: Any) -> SimpleNamespace:
     class ProxyPerson(Person):
         __mapper_args__: ClassVar[dict[str, Any]] = {"polymorphic_identity": "proxy"}
 
-    class Book(base):  # type: ignore[misc,valid-type]
+    class Book(base):  # type: ignore[misc]
         __tablename__ = "book"
         id: Mapped[int] = mapped_column(primary_key=True)
         title: Mapped[str] = mapped_column(String(50), default="")
@@ -47,7 +47,7 @@ def build(base: Any) -> SimpleNamespace:
         )
         reviews: Mapped[list[Review]] = relationship(back_populates="book")
 
-    class Page(base):  # type: ignore[misc,valid-type]
+    class Page(base):  # type: ignore[misc]
         __tablename__ = "page"
         id: Mapped[int] = mapped_column(primary_key=True)
         book_id: Mapped[int] = mapped_column(ForeignKey("book.id"))
@@ -57,21 +57,21 @@ def build(base: Any) -> SimpleNamespace:
             back_populates="page", cascade="all, delete-orphan", order_by="Note.id"
         )
 
-    class Note(base):  # type: ignore[misc,valid-type]
+    class Note(base):  # type: ignore[misc]
         __tablename__ = "note"
         id: Mapped[int] = mapped_column(primary_key=True)
         page_id: Mapped[int] = mapped_column(ForeignKey("page.id"))
         text: Mapped[str] = mapped_column(String(50), default="")
         page: Mapped[Page] = relationship(back_populates="notes")
 
-    class Review(base):  # type: ignore[misc,valid-type]
+    class Review(base):  # type: ignore[misc]
         __tablename__ = "review"
         id: Mapped[int] = mapped_column(primary_key=True)
         book_id: Mapped[Optional[int]] = mapped_column(ForeignKey("book.id"))  # noqa: UP045
         stars: Mapped[int] = mapped_column(default=0)
         book: Mapped[Optional[Book]] = relationship(back_populates="reviews")  # noqa: UP045
 
-    class Place(base):  # type: ignore[misc,valid-type]
+    class Place(base):  # type: ignore[misc]
         __tablename__ = "place"
         id: Mapped[int] = mapped_column(primary_key=True)
         name: Mapped[str] = mapped_column(String(50))
@@ -87,7 +87,7 @@ def build(base: Any) -> SimpleNamespace:
         serves: Mapped[str] = mapped_column(String(50), default="")
         __mapper_args__: ClassVar[dict[str, Any]] = {"polymorphic_identity": "restaurant"}
 
-    class User(base):  # type: ignore[misc,valid-type]
+    class User(base):  # type: ignore[misc]
         __tablename__ = "user_account"
         id: Mapped[int] = mapped_column(primary_key=True)
         name: Mapped[str] = mapped_column(String(50))
@@ -96,7 +96,7 @@ def build(base: Any) -> SimpleNamespace:
             back_populates="user", cascade="all, delete-orphan"
         )
 
-    class Profile(base):  # type: ignore[misc,valid-type]
+    class Profile(base):  # type: ignore[misc]
         __tablename__ = "profile"
         id: Mapped[int] = mapped_column(primary_key=True)
         user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), unique=True)

@@ -211,7 +211,7 @@ def build_world(models: SimpleNamespace, session: Session | AsyncSession) -> Sql
             # Mark each collection of the new object as loaded and empty, so that no step
             # lazy-loads (which AsyncSession forbids outside await) or autoflushes.
             for key in _COLLECTIONS[model_name]:
-                empty = set() if model_name in ("Article", "Topic") else []
+                empty: set[Any] | list[Any] = set() if model_name in ("Article", "Topic") else []
                 set_committed_value(obj, key, empty)
             setattr(world, name, obj)
             session.add(obj)

@@ -46,7 +46,7 @@ def build(base: Any) -> SimpleNamespace:
         Column("to_person_id", ForeignKey("m2m_person.id"), primary_key=True),
     )
 
-    class Author(base):  # type: ignore[misc,valid-type]
+    class Author(base):
         __tablename__ = "m2m_author"
         id: Mapped[int] = mapped_column(primary_key=True)
         name: Mapped[str] = mapped_column(String(50), default="")
@@ -54,7 +54,7 @@ def build(base: Any) -> SimpleNamespace:
             secondary=book_authors, back_populates="authors", order_by="Book.id"
         )
 
-    class Book(base):  # type: ignore[misc,valid-type]
+    class Book(base):
         __tablename__ = "m2m_book"
         id: Mapped[int] = mapped_column(primary_key=True)
         title: Mapped[str] = mapped_column(String(50), default="")
@@ -62,11 +62,11 @@ def build(base: Any) -> SimpleNamespace:
             secondary=book_authors, back_populates="books", order_by=Author.id
         )
 
-    class Topic(base):  # type: ignore[misc,valid-type]
+    class Topic(base):
         __tablename__ = "m2m_topic"
         id: Mapped[int] = mapped_column(primary_key=True)
 
-    class Article(base):  # type: ignore[misc,valid-type]
+    class Article(base):
         __tablename__ = "m2m_article"
         id: Mapped[int] = mapped_column(primary_key=True)
         topics: Mapped[set[Topic]] = relationship(
@@ -75,7 +75,7 @@ def build(base: Any) -> SimpleNamespace:
             backref=backref("articles", collection_class=set),
         )
 
-    class Person(base):  # type: ignore[misc,valid-type]
+    class Person(base):
         __tablename__ = "m2m_person"
         id: Mapped[int] = mapped_column(primary_key=True)
         following: Mapped[list[Person]] = relationship(
@@ -91,21 +91,21 @@ def build(base: Any) -> SimpleNamespace:
             back_populates="following",
         )
 
-    class Membership(base):  # type: ignore[misc,valid-type]
+    class Membership(base):
         __tablename__ = "m2m_membership"
         id: Mapped[int] = mapped_column(Integer, primary_key=True)
         group_id: Mapped[int] = mapped_column(ForeignKey("m2m_group.id"))
         member_id: Mapped[int] = mapped_column(ForeignKey("m2m_member.id"))
         role: Mapped[str] = mapped_column(String(20), default="member")
 
-    class Member(base):  # type: ignore[misc,valid-type]
+    class Member(base):
         __tablename__ = "m2m_member"
         id: Mapped[int] = mapped_column(primary_key=True)
         groups: Mapped[list[Group]] = relationship(
             secondary="m2m_membership", back_populates="members"
         )
 
-    class Group(base):  # type: ignore[misc,valid-type]
+    class Group(base):
         __tablename__ = "m2m_group"
         id: Mapped[int] = mapped_column(primary_key=True)
         members: Mapped[list[Member]] = relationship(
