@@ -54,7 +54,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy --strict src tests
 
 bench: $(STAMP)
-	$(PY) bench/run.py
+	$(PY) -m bench.run
 
 stress: $(STAMP)
 	$(PY) -m pytest -q -m stress

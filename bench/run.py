@@ -1,14 +1,14 @@
-"""Run the benchmarks: ``python bench/run.py [--quick] [section ...]``.
+"""Run the benchmarks: ``python -m bench.run [--quick] [section ...]`` from the repository root.
 
-Sections run in a fixed order (``core`` first) in this one process; each is a module
-``bench/<section>.py`` with a ``run()`` function, which receives ``quick=True`` when it accepts
-a ``quick`` keyword and ``--quick`` was given. A section whose file does not exist is reported
-as skipped; a section that fails prints its traceback, the others still run, and the exit
-status is non-zero at the end.
+Sections run in a fixed order (``core`` first) in this one process; each is a module of
+``bench/`` (see ``SECTIONS``) with a ``run()`` function, which receives ``quick=True`` when it
+accepts a ``quick`` keyword and ``--quick`` was given. A section whose file does not exist is
+reported as skipped; a section that fails prints its traceback, the others still run, and the
+exit status is non-zero at the end.
 
-The modules are imported as ``bench.<section>`` with the repository root on ``sys.path`` and
-``bench/`` itself taken off it, so ``bench/http.py`` and ``bench/sqlalchemy.py`` never shadow
-the standard library's ``http`` or the real ``sqlalchemy``.
+Run as a module, the repository root is on ``sys.path`` and ``bench`` is a package of it. No
+module of ``bench/`` is named after a package it measures (``http``, ``sqlalchemy``), so none
+shadows one, without any change to ``sys.path``.
 """
 
 from __future__ import annotations
@@ -22,26 +22,25 @@ import traceback
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-SECTIONS = ("core", "http", "sqlalchemy", "outbox")
-
-
-def _fix_path() -> None:
-    # Running ``python bench/run.py`` puts bench/ first on sys.path, where http.py and
-    # sqlalchemy.py would shadow the real modules for every import in the process.
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
-    sys.path.insert(0, str(ROOT))
+#: Section name -> module of bench/, in the order the sections run.
+SECTIONS = {
+    "core": "core",
+    "http": "http_middleware",
+    "sqlalchemy": "sqlalchemy_signals",
+    "outbox": "outbox",
+}
 
 
 def _run_section(name: str, *, quick: bool) -> bool:
     """Run one section; return whether it succeeded (a missing module counts as success)."""
-    if not (BENCH / f"{name}.py").exists():
-        print(f"== {name}: skipped: not present (bench/{name}.py)\n")
+    module_name = SECTIONS[name]
+    if not (BENCH / f"{module_name}.py").exists():
+        print(f"== {name}: skipped: not present (bench/{module_name}.py)\n")
         return True
     print(f"== {name}")
     started = time.perf_counter()
     try:
-        module = importlib.import_module(f"bench.{name}")
+        module = importlib.import_module(f"bench.{module_name}")
         run = module.run
         if quick and "quick" in inspect.signature(run).parameters:
             run(quick=True)
@@ -59,7 +58,9 @@ def _run_section(name: str, *, quick: bool) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the requested sections (all by default); return the exit status."""
-    parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__.splitlines()[0]
+    )
     parser.add_argument(
         "sections",
         nargs="*",
@@ -74,7 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown section(s): {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     requested = set(args.sections) or set(SECTIONS)
-    _fix_path()
     started = time.perf_counter()
     failed = [
         name for name in SECTIONS if name in requested and not _run_section(name, quick=args.quick)

@@ -238,7 +238,7 @@ class _Worker:
     """The parent's handle on one worker process."""
 
     def __init__(self, kind: str) -> None:
-        code = f"from bench.sqlalchemy import worker; worker({kind!r})"
+        code = f"from bench.sqlalchemy_signals import worker; worker({kind!r})"
         self.process = subprocess.Popen(
             [sys.executable, "-c", code],
             cwd=ROOT,
