@@ -27,16 +27,22 @@ from typing import TYPE_CHECKING, Any
 
 from tidings._errors import FlushLoopError, InstrumentError, UpdateFieldsError
 from tidings.sqlalchemy import _transactions
-from tidings.sqlalchemy._lifecycle import Deferred
+from tidings.sqlalchemy._lifecycle import DEFERRED, Deferred
 from tidings.sqlalchemy._registry import AppLabelError, instrument, is_instrumented
 from tidings.sqlalchemy._session import save
 from tidings.sqlalchemy._session import update_fields_of as _update_fields_of
-from tidings.sqlalchemy._transactions import AmbiguousSessionError, in_transaction, on_commit
+from tidings.sqlalchemy._transactions import (
+    AmbiguousSessionError,
+    current_session,
+    in_transaction,
+    on_commit,
+)
 
 if TYPE_CHECKING:  # the asyncio extension is needed only by those who use it
     from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = [
+    "DEFERRED",
     "AmbiguousSessionError",
     "AppLabelError",
     "Deferred",
@@ -44,6 +50,7 @@ __all__ = [
     "InstrumentError",
     "UpdateFieldsError",
     "asave",
+    "current_session",
     "in_transaction",
     "instrument",
     "is_instrumented",

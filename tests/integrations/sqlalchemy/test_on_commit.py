@@ -31,8 +31,7 @@ from tests.integrations.sqlalchemy.programs import (
     run_programs,
 )
 from tidings import AsyncReceiversInEventLoopError, InvalidReceiverError, TidingsError
-from tidings.sqlalchemy import AmbiguousSessionError, in_transaction, on_commit
-from tidings.sqlalchemy._transactions import current_session
+from tidings.sqlalchemy import AmbiguousSessionError, current_session, in_transaction, on_commit
 
 
 @pytest.fixture(params=FLAVORS)

@@ -15,8 +15,7 @@ from sqlalchemy.pool import StaticPool
 import tidings.models as tm
 from tests.integrations.sqlalchemy.twins import build, declarative_base
 from tidings import TidingsError
-from tidings.sqlalchemy import UpdateFieldsError, asave, instrument, save
-from tidings.sqlalchemy._lifecycle import DEFERRED
+from tidings.sqlalchemy import DEFERRED, UpdateFieldsError, asave, instrument, save
 
 
 class Log:
