@@ -8,7 +8,6 @@ import pytest
 from sqlalchemy import Column, Integer, String, Table
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
 
-import tidings.sqlalchemy
 from tests.integrations.sqlalchemy.twins import declarative_base
 from tidings import TidingsError
 from tidings.apps import apps
@@ -25,17 +24,6 @@ class Events:
     def __call__(self, signal: Any, sender: Any, **kwargs: Any) -> None:
         name = getattr(signal, "name", None) or "class_prepared"
         self.seen.append((name, sender.__name__))
-
-
-def test_public_all_is_sorted_and_complete() -> None:
-    """tidings.sqlalchemy.__all__ is sorted and lists exactly the public names."""
-    public = {
-        name
-        for name, value in vars(tidings.sqlalchemy).items()
-        if not name.startswith("_") and getattr(value, "__module__", "").startswith("tidings")
-    }
-    assert tidings.sqlalchemy.__all__ == sorted(tidings.sqlalchemy.__all__)
-    assert set(tidings.sqlalchemy.__all__) == public
 
 
 def test_class_prepared_then_registration_for_existing_and_later_classes() -> None:
