@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,7 +154,9 @@ def _check(plan: Plan, cancel_after: int, robust: bool, bystanders: int) -> None
         assert got == sync + asynchronous, report
 
 
-def _scenarios(examples: int, cancel_limit: int, bystander_limit: int) -> Any:
+def _scenarios(
+    examples: int, cancel_limit: int, bystander_limit: int
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Hypothesis settings and strategies for a test taking ``_check``'s arguments."""
     strategies = given(
         plan=plans_st,
