@@ -30,6 +30,7 @@ from sqlalchemy import Column, event
 from sqlalchemy.orm import Mapper, ORMExecuteState, Session
 
 from tidings.models import post_bulk_delete, post_bulk_update
+from tidings.sqlalchemy._compat import has_return_defaults
 from tidings.sqlalchemy._lifecycle import sync_load_listener
 from tidings.sqlalchemy._registry import is_instrumented
 from tidings.sqlalchemy._send import send
@@ -82,6 +83,10 @@ def _on_execute(orm_state: ORMExecuteState) -> Any:
     else:
         result = orm_state.invoke_statement()
     rowcount = getattr(result, "rowcount", -1)
+    if pks == () and rowcount != 0:
+        # Rows changed but none came back (a release that ignores return_defaults() for the
+        # statement): the keys are unknown, which an empty tuple would deny.
+        pks = None
     send(signal, sender, statement=statement, using=using, pks=pks, rowcount=rowcount)
     return result
 
@@ -112,9 +117,7 @@ def _pk(values: list[Any]) -> Any:
 
 
 def _has_returning(statement: Any) -> bool:
-    return bool(getattr(statement, "_returning", ())) or bool(
-        getattr(statement, "_return_defaults", False)
-    )
+    return bool(statement.exported_columns) or has_return_defaults(statement)
 
 
 def _supports_returning(orm_state: ORMExecuteState, mapper: Any) -> bool:

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from sqlalchemy import inspect
-from sqlalchemy.orm import Mapper, mapperlib
+from sqlalchemy.orm import Mapper
 from sqlalchemy.orm import registry as sa_registry
 
 from tidings._refs import describe
@@ -44,6 +44,7 @@ from tidings.models import (
     pre_init,
     pre_save,
 )
+from tidings.sqlalchemy._compat import mapped_registries
 from tidings.sqlalchemy._registry import is_instrumented
 
 if TYPE_CHECKING:
@@ -87,12 +88,9 @@ def _name(cls: type) -> str:
 
 
 def _mapped_classes() -> Iterator[type]:
-    # SQLAlchemy has no public list of its registries; _all_registries() exists throughout
-    # 2.x, and without it only the receivers' own senders (sqlalchemy.E001) are checked.
-    all_registries = getattr(mapperlib, "_all_registries", None)
-    if all_registries is None:  # pragma: no cover - every supported SQLAlchemy has it
-        return
-    for registry in all_registries():
+    # SQLAlchemy has no public list of its registries; without one only the receivers' own
+    # senders (sqlalchemy.E001) are checked.
+    for registry in mapped_registries():
         for mapper in list(registry.mappers):
             yield mapper.class_
 

@@ -29,6 +29,13 @@ from sqlalchemy.orm.attributes import History, get_history, instance_state
 from sqlalchemy.orm.base import MANYTOONE, LoaderCallableStatus, PassiveFlag
 from sqlalchemy.orm.state import InstanceState
 
+from tidings.sqlalchemy._compat import (
+    committed_state,
+    has_parent,
+    is_orphan,
+    orphaned_outside_of_session,
+)
+
 __all__ = [
     "changes_of",
     "expunged_by_flush",
@@ -85,11 +92,12 @@ def read_history(
     value is reported as unknown. Other attributes are read with ``passive``, by default as
     ``Session.is_modified()`` reads them: no loader callable and no SQL.
     """
-    if state.committed_state.get(key) is LoaderCallableStatus.PASSIVE_NO_RESULT:
+    committed = committed_state(state)
+    if committed.get(key) is LoaderCallableStatus.PASSIVE_NO_RESULT:
         if not (load and state.has_identity):
             return History([state.dict.get(key)], (), ())
         history = state.get_history(key, _FLUSH_HISTORY)
-        state.committed_state[key] = (*history.deleted, *history.unchanged, None)[0]
+        committed[key] = (*history.deleted, *history.unchanged, None)[0]
         return history
     return get_history(state.obj(), key, passive=passive)
 
@@ -142,11 +150,7 @@ def expunged_by_flush(state: InstanceState[Any]) -> bool:
     detached from its delete-orphan parent while that parent was outside the session. Any
     other pending orphan (say, a child added with only its foreign-key value set) is inserted.
     """
-    return (
-        not state.has_identity
-        and state._orphaned_outside_of_session
-        and state.mapper._is_orphan(state)
-    )
+    return not state.has_identity and orphaned_outside_of_session(state) and is_orphan(state)
 
 
 def removed_children(session: Session) -> list[Any]:
@@ -167,12 +171,11 @@ def removed_children(session: Session) -> list[Any]:
         state = instance_state(obj)
         for key in _delete_orphan_keys(state.mapper):
             history = read_history(state, key, load=True, passive=_FLUSH_HISTORY)
-            impl = state.manager[key].impl
             for child in history.deleted:
                 if child is None:
                     continue
                 child_state = instance_state(child)
-                if child_state.has_identity and impl.hasparent(child_state) is False:
+                if child_state.has_identity and has_parent(state, key, child_state) is False:
                     found.append(child)
     return found
 
@@ -181,7 +184,7 @@ def _delete_orphan_keys(mapper: Mapper[Any]) -> tuple[str, ...]:
     keys = _orphan_keys.get(mapper)
     if keys is None:
         keys = _orphan_keys[mapper] = tuple(
-            rel.key for rel in mapper.relationships if rel._cascade.delete_orphan
+            rel.key for rel in mapper.relationships if rel.cascade.delete_orphan
         )
     return keys
 

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.orm.attributes import instance_state
 
 from tidings.models import post_init, pre_init
+from tidings.sqlalchemy._compat import STATE_ATTR
 from tidings.sqlalchemy._registry import is_instrumented
 from tidings.sqlalchemy._send import quiet, send
 
@@ -52,7 +53,6 @@ class Deferred(enum.Enum):
 
 DEFERRED = Deferred.DEFERRED
 
-_STATE_ATTR = "_sa_instance_state"
 
 _LOADING = "tidings.sqlalchemy.loading"  # Session.info key: the load listener is installed
 _column_keys: weakref.WeakKeyDictionary[Mapper[Any], tuple[str, ...]] = weakref.WeakKeyDictionary()
@@ -85,7 +85,7 @@ def sync_load_listener(session: Session) -> None:
 def _wrap_init(inner: Any) -> Any:
     @functools.wraps(inner)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        if _STATE_ATTR in self.__dict__:
+        if STATE_ATTR in self.__dict__:
             # A subclass constructor is running: its own wrapper sends the signals.
             inner(self, *args, **kwargs)
             return

@@ -56,6 +56,7 @@ from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.schema import Table
 
 from tidings.models import m2m_changed
+from tidings.sqlalchemy._compat import reverse_properties
 from tidings.sqlalchemy._send import send
 from tidings.sqlalchemy._session import add_flush_hook, using_for
 
@@ -159,7 +160,7 @@ def instrument_mapper(mapper: Mapper[Any]) -> None:
 def _instrument_relationships(mapper: Mapper[Any], class_: object = None) -> None:
     for prop in mapper.relationships:
         # A backref generated on another mapper appears here only through its partner.
-        for candidate in (prop, *prop._reverse_property):
+        for candidate in (prop, *reverse_properties(prop)):
             if _writes_secondary(candidate):
                 _listen(candidate)
 
@@ -282,7 +283,7 @@ def _resolve_side(prop: RelationshipProperty[Any]) -> _Side:
 
 
 def _partner(prop: RelationshipProperty[Any]) -> RelationshipProperty[Any] | None:
-    for other in prop._reverse_property:
+    for other in reverse_properties(prop):
         if _writes_secondary(other) and other.secondary is prop.secondary:
             return other
     return None
@@ -577,6 +578,7 @@ def _send(change: _Change, phase: str, session: Session) -> None:
         model=side.model,
         pk_set=pk_set,
         using=using_for(session, change.state.mapper),
+        raw=False,  # Django 6.1 added it (True only while loading fixtures)
     )
 
 

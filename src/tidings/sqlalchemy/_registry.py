@@ -29,6 +29,7 @@ from sqlalchemy.orm import Mapper, registry
 from tidings._errors import AppLabelError, InstrumentError
 from tidings.apps import apps
 from tidings.models import class_prepared
+from tidings.sqlalchemy._compat import sqlmodel_registry
 
 __all__ = ["AppLabelError", "instrument", "is_instrumented"]
 
@@ -80,7 +81,7 @@ def _registry_of(base: Any) -> tuple[registry, str | None]:
         found = base.__dict__.get("registry")
         if not isinstance(found, registry):
             # SQLModel keeps it as ``_sa_registry``; other declarative bases as ``registry``.
-            found = getattr(base, "_sa_registry", None) or getattr(base, "registry", None)
+            found = sqlmodel_registry(base) or getattr(base, "registry", None)
         if isinstance(found, registry):
             return found, getattr(base, "__app_label__", None)
     raise InstrumentError(

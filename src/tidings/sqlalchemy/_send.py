@@ -18,14 +18,11 @@ from collections.abc import Coroutine
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import util as sa_util
 
 from tidings import AsyncReceiversInEventLoopError, Signal
+from tidings.sqlalchemy._compat import await_
 
 __all__ = ["quiet", "send"]
-
-# SQLAlchemy 2.1 renamed ``await_only`` to ``await_``; 2.0 only has the old name.
-_await: Any = getattr(sa_util, "await_", None) or sa_util.await_only
 
 
 def quiet(signal: Signal) -> bool:
@@ -71,7 +68,7 @@ def send(signal: Signal, sender: Any, **named: Any) -> None:
 def _in_bridge() -> bool:
     probe = asyncio.sleep(0)
     try:
-        _await(probe)
+        await_(probe)
     except sa_exc.MissingGreenlet:
         return False
     return True
@@ -89,7 +86,7 @@ def _send_bridged(signal: Signal, sender: Any, named: dict[str, Any]) -> None:
             coroutine.close()  # never started: nothing to cancel, no "never awaited" warning
         raise
     if pending:
-        _await(_all_or_nothing(pending))
+        await_(_all_or_nothing(pending))
 
 
 async def _all_or_nothing(coroutines: list[Coroutine[Any, Any, Any]]) -> None:

@@ -40,6 +40,7 @@ from sqlalchemy.orm.unitofwork import UOWTransaction
 from tidings._errors import FlushLoopError, UpdateFieldsError
 from tidings.models import post_delete, post_save, pre_delete, pre_save
 from tidings.sqlalchemy import _delete, _withheld
+from tidings.sqlalchemy._compat import flush_again, is_clean, is_flushing, is_orphan
 from tidings.sqlalchemy._fields import (
     changes_of,
     expunged_by_flush,
@@ -197,7 +198,7 @@ def _new_saves(
         state = instance_state(obj)
         if state in seen or not is_instrumented(type(obj)):
             continue
-        if state.has_identity and state.mapper._is_orphan(state):
+        if state.has_identity and is_orphan(state):
             continue  # the flush deletes it: _new_deletes signals it
         _withheld.settle(state)
         if state in explicit:
@@ -232,7 +233,7 @@ def _new_deletes(session: Session, flush: _FlushState) -> list[Any]:
         state = instance_state(obj)
         # A persistent object removed from a delete-orphan collection: the flush will delete
         # it (the same test SQLAlchemy's flush applies), so it is signalled as a deletion.
-        if state not in flush.seen and state.has_identity and state.mapper._is_orphan(state):
+        if state not in flush.seen and state.has_identity and is_orphan(state):
             orphans.append(obj)
     orphans.extend(removed_children(session))
     for orphan in orphans:
@@ -326,18 +327,19 @@ def _flush_again(session: Session) -> None:
     """Flush what receivers left pending, from inside the current flush.
 
     ``Session.flush()`` refuses to run while a flush is in progress, and the outer flush has
-    no later hook, so this calls the flush body (``Session._flush``) directly: each extra
-    flush runs in a subtransaction of the outer one, like every flush does. Only the
+    no later hook, so this calls the flush body directly: each extra
+    flush runs in a subtransaction of the outer one, like every flush does (see
+    :func:`tidings.sqlalchemy._compat.flush_again`). Only the
     outermost flush loops; the extra flushes' own hooks leave the work to it, which keeps the
     stack flat however long receivers keep saving.
     """
-    if session.info.get(_DEPTH_KEY) or session._is_clean():
+    if session.info.get(_DEPTH_KEY) or is_clean(session):
         return
     session.info[_DEPTH_KEY] = True
     try:
         for _ in range(_MAX_ROUNDS):
-            session._flush()
-            if session._is_clean():
+            flush_again(session)
+            if is_clean(session):
                 return
         raise FlushLoopError(
             f"post_save/post_delete receivers kept changing the session for {_MAX_ROUNDS} "
@@ -389,7 +391,7 @@ def save(
     session.info.setdefault(_SAVES_KEY, {})[state] = fields
     # Inside a receiver the session is flushing and cannot flush again; the object is
     # written by the flush that follows the receivers, within the same flush() call.
-    if flush and not session._flushing:
+    if flush and not is_flushing(session):
         session.flush()
 
 

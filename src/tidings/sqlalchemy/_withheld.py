@@ -25,6 +25,7 @@ from sqlalchemy.orm.attributes import flag_modified, set_committed_value
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.state import InstanceState
 
+from tidings.sqlalchemy._compat import committed_state
 from tidings.sqlalchemy._fields import field_keys, read_history
 
 __all__ = ["hide", "settle", "show"]
@@ -80,7 +81,7 @@ def show(state: InstanceState[Any], keys: frozenset[str] | list[str] | None) -> 
         flag_modified(obj, key)
         if old is not NO_VALUE:
             # flag_modified records "old value unknown"; put back the one the row holds.
-            state.committed_state[key] = old
+            committed_state(state)[key] = old
     if not record:
         del state.info[_KEY]
 
@@ -98,7 +99,7 @@ def settle(state: InstanceState[Any]) -> None:
         if state.dict.get(key, NO_VALUE) is value:
             continue
         del record[key]
-        committed = state.committed_state
+        committed = committed_state(state)
         if old is not NO_VALUE and key in state.dict and committed.get(key, NO_VALUE) is value:
             committed[key] = old
     if not record:

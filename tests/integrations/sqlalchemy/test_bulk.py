@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy
 from sqlalchemy import delete, select, update
 
 import tidings.models as tm
@@ -205,13 +206,15 @@ def test_a_bulk_receiver_never_changes_what_a_statement_does(sqla_dml: SqlaSide)
         tm.post_bulk_update.disconnect(receiver)
         tm.post_bulk_delete.disconnect(receiver)
     assert outcomes[True] == outcomes[False]
+    # SQLAlchemy 2.0 ignores return_defaults() on DELETE: there the keys are unknown (None).
+    unknown = sqlalchemy.__version__.startswith("2.0.")
     expected = {
-        name: (keys, len(keys))
+        name: (None if unknown and name.startswith("delete") else keys, len(keys))
         for name, (_, keys) in _shapes(sqla_dml.models).items()
         if keys is not None
     }
     got = {
-        name: (tuple(sorted(pks)), rowcount)
+        name: (None if pks is None else tuple(sorted(pks)), rowcount)
         for name, (pks, rowcount) in reported.items()
         if not name.startswith("cleanup")
     }
