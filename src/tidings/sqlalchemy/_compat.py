@@ -77,14 +77,18 @@ def is_orphan(state: InstanceState[Any]) -> bool:
 
 
 def orphaned_outside_of_session(state: InstanceState[Any]) -> bool:
-    """``InstanceState._orphaned_outside_of_session``: half of the flush's "expunge instead
-    of insert" test for a pending orphan."""
+    """``InstanceState._orphaned_outside_of_session``: half of the flush's "expunge" test.
+
+    The flush expunges a pending orphan instead of inserting it only when this is set.
+    """
     return bool(state._orphaned_outside_of_session)
 
 
 def has_parent(state: InstanceState[Any], key: str, child: InstanceState[Any]) -> bool | None:
-    """The attribute implementation's ``hasparent()``: the delete-orphan test of a child
-    removed from ``state``'s relationship ``key`` (None when unknown)."""
+    """The attribute implementation's ``hasparent()``: the delete-orphan test of a child.
+
+    For a child removed from ``state``'s relationship ``key``; None when unknown.
+    """
     result: bool | None = state.manager[key].impl.hasparent(child)
     return result
 
@@ -100,21 +104,27 @@ def committed_state(state: InstanceState[Any]) -> dict[str, Any]:
 
 
 def reverse_properties(prop: RelationshipProperty[Any]) -> set[RelationshipProperty[Any]]:
-    """``RelationshipProperty._reverse_property``: the other side of a backref or
-    ``back_populates`` pair, resolved at mapper configuration."""
+    """``RelationshipProperty._reverse_property``: the other side of a relationship pair.
+
+    The partner of a backref or ``back_populates`` pair, resolved at mapper configuration.
+    """
     result: set[RelationshipProperty[Any]] = prop._reverse_property
     return result
 
 
 def has_return_defaults(statement: Any) -> bool:
-    """``UpdateBase._return_defaults``: whether the caller asked for ``return_defaults()``
-    (``exported_columns`` tells only ``returning()`` apart)."""
+    """``UpdateBase._return_defaults``: whether the caller asked for ``return_defaults()``.
+
+    ``exported_columns`` tells only ``returning()`` apart.
+    """
     return bool(getattr(statement, "_return_defaults", False))
 
 
 def mapped_registries() -> list[registry]:
-    """``mapperlib._all_registries()``: every registry of the process (for ``apps.check()``);
-    an empty list if a release drops it, which only narrows what the checks can see."""
+    """``mapperlib._all_registries()``: every registry of the process (for ``apps.check()``).
+
+    An empty list if a release drops it, which only narrows what the checks can see.
+    """
     found = getattr(mapperlib, "_all_registries", None)
     return [] if found is None else list(found())
 
