@@ -9,10 +9,13 @@ The core is :class:`Signal` and the :func:`receiver` decorator, with the behavio
 from __future__ import annotations
 
 from tidings._accel import compiled
+from tidings._delivery import Delivery
 from tidings._dispatch import ALL_SENDERS, ReceiverInfo, Signal, receiver
 from tidings._errors import (
     AppKindError,
     AsyncReceiversInEventLoopError,
+    DeliveryOptionsError,
+    InvalidDeliveryError,
     InvalidReceiverError,
     InvalidSenderError,
     ReceiverSignatureError,
@@ -27,6 +30,9 @@ __all__ = [
     "ALL_SENDERS",
     "AppKindError",
     "AsyncReceiversInEventLoopError",
+    "Delivery",
+    "DeliveryOptionsError",
+    "InvalidDeliveryError",
     "InvalidReceiverError",
     "InvalidSenderError",
     "ReceiverInfo",

@@ -15,16 +15,24 @@ The async receivers of one send run as Django 6.1 runs them (its ``TaskGroup``, 
   (Django 6.1 raises an ``ExceptionGroup`` when several fail at once; tidings raises the first
   in connection order and logs the others to the ``tidings`` logger).
 * when the send itself is cancelled, every receiver task is cancelled and awaited first.
+
+An integration that drives async code from sync code running inside an event loop (SQLAlchemy's
+``AsyncSession`` runs the sync ORM, and so the event hooks that send model signals, in a
+greenlet of the loop) installs an *awaiter* with :func:`awaiting`: then ``send()`` and
+``send_robust()`` called in that thread await their async receivers through it instead of
+refusing, as the tasks described above (:func:`gather`), awaited through the awaiter.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
+import inspect
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -32,6 +40,43 @@ T = TypeVar("T")
 _UNSET: Any = object()
 
 logger = logging.getLogger("tidings")
+
+Awaiter = Callable[[Awaitable[Any]], Any]
+_awaiter: contextvars.ContextVar[Awaiter | None] = contextvars.ContextVar(
+    "tidings_awaiter", default=None
+)
+
+
+@contextlib.contextmanager
+def awaiting(await_: Callable[[Awaitable[T]], T]) -> Iterator[None]:
+    """Let ``send()``/``send_robust()`` in a running loop's thread await through ``await_``.
+
+    Args:
+        await_: Awaits an awaitable from sync code and returns its result (for SQLAlchemy:
+            ``sqlalchemy.util.await_only``, the greenlet bridge of ``AsyncSession``).
+
+    Yields:
+        Nothing; the awaiter applies to the calling context until the block ends.
+    """
+    token = _awaiter.set(await_)
+    try:
+        yield
+    finally:
+        _awaiter.reset(token)
+
+
+def current_awaiter() -> Awaiter | None:
+    """The awaiter installed by :func:`awaiting` in the calling context, if any."""
+    return _awaiter.get()
+
+
+def discard(awaitables: list[Any]) -> None:
+    """Close coroutines that will never be awaited, so that none warns "never awaited"."""
+    for awaitable in awaitables:
+        if inspect.iscoroutine(awaitable):
+            awaitable.close()
+        elif isinstance(awaitable, asyncio.Future):
+            awaitable.cancel()
 
 
 def in_running_loop() -> bool:

@@ -1,94 +1,137 @@
 """Connections and plans: the bookkeeping behind :class:`tidings.Signal`.
 
 A *connection* is one connected receiver: its identity key, getters for the receiver and the
-sender (see :mod:`tidings._refs`), and its flags. A *plan* is what a send to one sender needs,
-precomputed whenever the connections change: the sync getters, the async getters, and the sync
-getters grouped into runs of equal ``inline`` flags (for ``asend``). Plans are immutable
-tuples, so a send can read one without a lock.
+sender (see :mod:`tidings._refs`), its flags and its delivery mode. A *plan* is what a send to
+one sender needs, precomputed whenever that sender's connections change. Plans are immutable
+tuples, so a send reads one without a lock.
+
+A plan built for one sender carries a getter of that sender's identity, and a send uses the
+plan only if the getter yields the very object sent from. A sender's ``id()`` can be reused by
+a new object once the sender has died; this check makes a stale plan (one still installed while
+another thread purges the dead sender's connections) unusable for the newcomer, whatever the
+interleaving of sends, deaths and purges.
 """
 
 from __future__ import annotations
 
 import heapq
 import operator
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
+from typing import Any
 
-from tidings._refs import Getter, Key, receiver_getter, sender_getter
+from tidings._delivery import Delivery
+from tidings._refs import Getter, Key, id_of, identity_of, receiver_getter, sender_refs
 
-if TYPE_CHECKING:
-    from tidings._dispatch import Signal
+__all__ = [
+    "NO_PLAN",
+    "Connection",
+    "Plan",
+    "alive",
+    "deref",
+    "make_plan",
+    "own_plan",
+    "sender_plan",
+]
 
-__all__ = ["NO_PLAN", "Connection", "Plan", "alive", "deref", "make_plan", "make_plans"]
+EMPTY_OPTIONS: Mapping[str, Any] = MappingProxyType({})
 
 
 class Connection:
     """One connected receiver (a row of ``Signal.receivers``)."""
 
     __slots__ = (
+        "delivery",
         "dispatch_uid",
+        "identity",
         "inline",
         "is_async",
         "key",
+        "name",
+        "options",
         "owner",
         "receiver",
         "sender",
+        "seq",
         "weak",
     )
 
     def __init__(
         self,
-        owner: Signal,
+        owner: object,
         key: tuple[Any, Key | None],
         receiver: Callable[..., Any],
         sender: Any,
         *,
+        on_death: Callable[[Any], None],
         is_async: bool,
         inline: bool,
         weak: bool,
         dispatch_uid: object,
+        delivery: Delivery = Delivery.IMMEDIATE,
+        options: Mapping[str, Any] = EMPTY_OPTIONS,
+        name: str = "",
     ) -> None:
-        # The owner is the signal whose dead flag the references' callbacks raise.
+        # The owner is the signal whose bookkeeping ``on_death`` reports deaths to.
         self.owner = owner
         self.key = key
-        self.receiver = receiver_getter(receiver, weak, owner._flag_dead, owner)
-        self.sender = None if sender is None else sender_getter(sender, owner._flag_dead)
+        self.receiver = receiver_getter(receiver, weak, on_death, owner)
+        self.identity: Getter | None
+        self.sender: Getter | None
+        if sender is None:
+            self.identity = self.sender = None
+        else:
+            self.identity, self.sender = sender_refs(sender, on_death)
         self.is_async = is_async
         self.inline = inline
         self.weak = weak
         self.dispatch_uid = dispatch_uid
+        self.delivery = delivery
+        self.options = options
+        self.name = name
+        self.seq = 0  # position in connection order, set by the signal when installed
 
-    def adopted_by(self, signal: Signal) -> Connection | None:
-        """This connection for ``signal``: itself, or a copy whose references flag ``signal``.
+    def adopted_by(self, owner: object, on_death: Callable[[Any], None]) -> Connection | None:
+        """This connection for ``owner``: itself, or a copy whose references report to it.
 
         Returns None when the receiver or the sender has died.
         """
-        if self.owner is signal:
+        if self.owner is owner:
             return self
         receiver = self.receiver()
         sender = None if self.sender is None else self.sender()
         if receiver is None or (self.sender is not None and sender is None):
             return None
         return Connection(
-            signal,
+            owner,
             self.key,
             receiver,
             sender,
+            on_death=on_death,
             is_async=self.is_async,
             inline=self.inline,
             weak=self.weak,
             dispatch_uid=self.dispatch_uid,
+            delivery=self.delivery,
+            options=self.options,
+            name=self.name,
         )
 
     @property
     def sender_key(self) -> Key | None:
+        """The sender's identity key, ``None`` for a connection to any sender."""
         return self.key[1]
 
     def alive(self) -> bool:
-        return self.receiver() is not None and (self.sender is None or self.sender() is not None)
+        """Whether neither the receiver nor the sender has died."""
+        return self.receiver() is not None and (
+            self.identity is None or self.identity() is not None
+        )
 
     def __repr__(self) -> str:
-        return f"<connection of {self.receiver()!r} for sender {self.sender and self.sender()!r}>"
+        target = self.receiver()
+        sender = None if self.sender is None else self.sender()
+        return f"<connection of {target!r} for sender {sender!r}>"
 
 
 # Calls a getter; operator.call is a C function (Python 3.11+), cheaper than a lambda.
@@ -100,45 +143,58 @@ def alive(getters: tuple[Getter, ...]) -> list[Callable[..., Any]]:
     return [r for r in list(map(deref, getters)) if r is not None]
 
 
-Plan = tuple[tuple[Getter, ...], tuple[Getter, ...], tuple[tuple[bool, tuple[Getter, ...]], ...]]
-NO_PLAN: Plan = ((), (), ())
+# (getters of the immediate sync receivers, whether anything else matches (async receivers or
+#  deferred ones: the send takes the general path), the sender's identity getter or None for
+#  the plan of every other sender, every matching connection in call order (sync ones first),
+#  whether asend can call them all on the loop (immediate, sync, inline))
+Plan = tuple[tuple[Getter, ...], bool, Getter | None, tuple[Connection, ...], bool]
+NO_PLAN: Plan = ((), False, None, (), False)
 
 
-def make_plan(connections: Iterable[Connection]) -> Plan:
+def make_plan(connections: Iterable[Connection], identity: Getter | None) -> Plan:
+    """The plan of the given connections (in connection order) for one sender.
+
+    Args:
+        connections: The matching connections, in connection order.
+        identity: The identity getter of the sender the plan is for, ``None`` for the plan of
+            senders without connections of their own.
+    """
     sync: list[Connection] = []
-    asynchronous: list[Getter] = []
-    for connection in connections:
-        if connection.is_async:
-            asynchronous.append(connection.receiver)
+    asynchronous: list[Connection] = []
+    general = False
+    inline_only = True
+    for c in connections:
+        if c.is_async:
+            asynchronous.append(c)
+            general = True
         else:
-            sync.append(connection)
-    runs: list[tuple[bool, list[Getter]]] = []
-    for connection in sync:
-        if runs and runs[-1][0] == connection.inline:
-            runs[-1][1].append(connection.receiver)
-        else:
-            runs.append((connection.inline, [connection.receiver]))
-    return (
-        tuple(c.receiver for c in sync),
-        tuple(asynchronous),
-        tuple((inline, tuple(getters)) for inline, getters in runs),
-    )
+            sync.append(c)
+            general = general or c.delivery is not Delivery.IMMEDIATE
+            inline_only = inline_only and c.inline
+    entries = (*sync, *asynchronous)
+    getters = tuple([c.receiver for c in sync])
+    return (getters, general, identity, entries, bool(entries) and inline_only and not general)
 
 
-def make_plans(connections: tuple[Connection, ...]) -> tuple[dict[Key, Plan], Plan]:
-    """Every sender's plan and the plan for any other sender, in one pass per plan."""
-    others: list[tuple[int, Connection]] = []
-    own: dict[Key, list[tuple[int, Connection]]] = {}
-    for index, connection in enumerate(connections):
-        if connection.sender_key is None:
-            others.append((index, connection))
-        else:
-            own.setdefault(connection.sender_key, []).append((index, connection))
-    plans = {
-        key: make_plan(c for _, c in heapq.merge(others, entries, key=_FIRST))
-        for key, entries in own.items()
-    }
-    return plans, make_plan(c for _, c in others)
+def sender_plan(anyone: Iterable[Connection], own: dict[Any, Connection]) -> Plan:
+    """The plan of one sender: its own and the any-sender connections, checked by identity."""
+    connections = own.values()
+    identity = next(iter(connections)).identity
+    return make_plan(merged(anyone, connections) if anyone else connections, identity)
 
 
-_FIRST = operator.itemgetter(0)
+def own_plan(plans: dict[Key, Plan], others: Plan, sender: Any) -> Plan:
+    """The plan for ``sender`` when some keys are bound methods' (a slower lookup)."""
+    plan = plans.get(id_of(sender), others)
+    identity = plan[2]
+    if identity is not None and identity() is not identity_of(sender):
+        return others
+    return plan
+
+
+def merged(anyone: Iterable[Connection], own: Iterable[Connection]) -> Iterable[Connection]:
+    """The any-sender and one sender's connections (each in order), in connection order."""
+    return heapq.merge(anyone, own, key=_SEQ)
+
+
+_SEQ = operator.attrgetter("seq")

@@ -14,12 +14,19 @@ Semantics (those of ``django.dispatch`` in Django 5.2, with its plain bugs fixed
   (or garbage-collected) during it still are.
 * **Lifetime.** Receivers are weakly referenced unless connected with ``weak=False``; a dead
   receiver is never called. Senders are weakly referenced where possible; when one dies its
-  connections die with it, so a new object that reuses its ``id()`` inherits nothing. Senders
-  that cannot be weakly referenced are held strongly while connected.
+  connections die with it, so a new object that reuses its ``id()`` inherits nothing (a
+  sender's plan checks the sender's identity, so this holds under every interleaving with
+  purges in other threads). Senders that cannot be weakly referenced are held strongly while
+  connected.
 * **Threads.** ``lock`` serialises connect, disconnect and clean-up. A send reads an immutable
   snapshot of the matching plan and calls receivers without holding any lock, so receivers may
-  connect, disconnect or send on the same signal. Weak-reference callbacks only raise a flag;
-  dead connections are purged under the lock by the next operation.
+  connect, disconnect or send on the same signal. Weak-reference callbacks only queue the dead
+  connection's key and raise a flag; the next operation purges those connections under the
+  lock, replanning only their senders. Connections are indexed per sender, so connecting,
+  disconnecting or losing one sender costs the same whatever the number of other senders.
+* **Delivery.** Each connection has a delivery mode (:class:`tidings.Delivery`); a deferred
+  receiver is handed to its mode's handler in its place in the call order and its response is
+  the mode itself (see :mod:`tidings._delivery` and :mod:`tidings._calls`).
 * **Async.** ``send()`` calls async receivers concurrently in a fresh event loop after the sync
   ones; inside a running loop it refuses, before calling anything. ``asend()`` runs sync
   receivers in a worker thread (or inline on the loop when connected with ``inline=True``),
@@ -31,60 +38,55 @@ Semantics (those of ``django.dispatch`` in Django 5.2, with its plain bugs fixed
 
 from __future__ import annotations
 
-import asyncio
 import enum
-import inspect
-import logging
+import functools
+import itertools
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, TypeVar
 
-from tidings import _async
-from tidings._connections import NO_PLAN, Connection, Plan, alive, deref, make_plan, make_plans
+from tidings._calls import DeliveryPath, Responses
+from tidings._connections import (
+    EMPTY_OPTIONS,
+    NO_PLAN,
+    Connection,
+    Plan,
+    alive,
+    make_plan,
+    own_plan,
+    sender_plan,
+)
+from tidings._delivery import Delivery, resolve
 from tidings._errors import (
-    AsyncReceiversInEventLoopError,
     InvalidReceiverError,
     InvalidSenderError,
     TidingsTypeError,
 )
 from tidings._refs import (
-    Getter,
     Key,
     check_receiver,
     describe,
     id_of,
-    safe_repr,
+    is_async_callable,
 )
 
 __all__ = ["ReceiverInfo", "Signal", "receiver"]
 
-logger = logging.getLogger("tidings")
-
 F = TypeVar("F", bound=Callable[..., Any])
-Responses = list[tuple[Callable[..., Any], Any]]
+ConnectionKey = tuple[Any, Key | None]
+State = tuple[dict[Key, Plan], Plan, bool]
 
 
 class _Everyone(enum.Enum):
-    """Sentinels meaning "every sender"."""
+    """Sentinel meaning "every sender"."""
 
     ALL_SENDERS = enum.auto()  # Signal.live_receivers() called without a sender
-    EVERY_PLAN = enum.auto()  # a change after which every sender's plan is rebuilt
 
 
 ALL_SENDERS = _Everyone.ALL_SENDERS
-_EVERY_PLAN = _Everyone.EVERY_PLAN
-
-
-# asgiref's markcoroutinefunction sets this marker on Python < 3.12.
-_ASGIREF_MARKER = getattr(asyncio.coroutines, "_is_coroutine", object())
-
-
-def _is_async(func: object) -> bool:
-    """Whether calling ``func`` returns a coroutine, decided once at connect time."""
-    return inspect.iscoroutinefunction(func) or (
-        getattr(func, "_is_coroutine", None) is _ASGIREF_MARKER
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,8 @@ class ReceiverInfo:
         dispatch_uid: The ``dispatch_uid`` it was connected with, or ``None``.
         is_async: Whether it is awaited (an ``async def`` function or equivalent).
         inline: Whether ``asend`` calls it on the event loop instead of in a worker thread.
+        delivery: Its delivery mode (:class:`tidings.Delivery`).
+        options: The delivery mode's options it was connected with (read-only).
     """
 
     receiver: Callable[..., Any]
@@ -107,9 +111,11 @@ class ReceiverInfo:
     dispatch_uid: Any
     is_async: bool
     inline: bool
+    delivery: Delivery = Delivery.IMMEDIATE
+    options: Mapping[str, Any] = field(default_factory=lambda: EMPTY_OPTIONS)
 
 
-class Signal:
+class Signal(DeliveryPath):
     """A signal: receivers connect to it, senders send through it.
 
     Args:
@@ -153,9 +159,20 @@ class Signal:
         self.string_senders = string_senders
         # Re-entrant, so that a caller can hold it to read and assign ``receivers`` atomically.
         self.lock = threading.RLock()
-        self._connections: tuple[Connection, ...] = ()
-        # (plans by sender key, plan for every other sender, whether any key is a method's)
-        self._state: tuple[dict[Key, Plan], Plan, bool] | None = None
+        # Every connection by key in connection order; the any-sender ones; each sender's own.
+        # A sender's connections are indexed by its key so that connecting, disconnecting and
+        # purging a sender touch only that sender's plan, whatever the number of other senders.
+        self._table: dict[ConnectionKey, Connection] = {}
+        self._anyone: dict[ConnectionKey, Connection] = {}
+        self._own: dict[Key, dict[ConnectionKey, Connection]] = {}
+        self._method_keys = 0  # how many keys of ``_own`` are a bound method's (id, id) pair
+        self._order = itertools.count()
+        # (plans by sender key, plan for every other sender, whether any key is a method's);
+        # None exactly when nothing is connected.
+        self._state: State | None = None
+        # Keys of connections whose receiver or sender died, queued by weak-reference callbacks
+        # (a lock-free append) for the next operation to purge under the lock.
+        self._dying: deque[ConnectionKey] = deque()
         self._dead = False
 
     def __repr__(self) -> str:
@@ -176,6 +193,8 @@ class Signal:
         dispatch_uid: Any = None,
         *,
         inline: bool = False,
+        delivery: Delivery | str = Delivery.IMMEDIATE,
+        **options: Any,
     ) -> None:
         """Connect ``receiver`` to this signal.
 
@@ -190,6 +209,10 @@ class Signal:
             inline: For a sync receiver: let ``asend``/``asend_robust`` call it directly on the
                 event loop instead of in a worker thread. Only for receivers that return quickly
                 and never block.
+            delivery: When the receiver runs: ``"immediate"`` (inside the send, the default) or
+                ``"on_commit"`` (after the current transaction commits); a
+                :class:`tidings.Delivery` member or its value.
+            **options: Options of the delivery mode, checked by the mode's handler.
 
         Raises:
             InvalidReceiverError: ``receiver`` is not callable, cannot be weakly referenced
@@ -197,9 +220,13 @@ class Signal:
             InvalidSenderError: ``sender`` is a string and the signal was not created with
                 ``string_senders=True``.
             ReceiverSignatureError: ``receiver`` does not accept ``**kwargs``.
+            InvalidDeliveryError: ``delivery`` is not a usable delivery mode.
+            DeliveryOptionsError: ``options`` holds options the mode does not take.
         """
         self._check_sender(receiver, sender)
-        self._connect(receiver, sender, weak, dispatch_uid, inline=inline)
+        self._connect(
+            receiver, sender, weak, dispatch_uid, inline=inline, delivery=delivery, **options
+        )
 
     def _connect(
         self,
@@ -209,9 +236,12 @@ class Signal:
         dispatch_uid: Any,
         *,
         inline: bool,
+        delivery: Delivery | str = Delivery.IMMEDIATE,
+        **options: Any,
     ) -> None:
         """:meth:`connect` without the check of ``sender`` (any sender is taken literally)."""
         is_async = self._check_connectable(receiver, inline)
+        mode = resolve(delivery, options, self, receiver)
         sender_key = None if sender is None else id_of(sender)
         key = (dispatch_uid or id_of(receiver), sender_key)
         connection = Connection(
@@ -219,16 +249,21 @@ class Signal:
             key,
             receiver,
             sender,
+            on_death=functools.partial(self._note_death, key),
             is_async=is_async,
             inline=inline,
             weak=weak,
             dispatch_uid=dispatch_uid or None,
+            delivery=mode,
+            options=MappingProxyType(dict(options)) if options else EMPTY_OPTIONS,
+            name="" if mode is Delivery.IMMEDIATE else options.get("name") or describe(receiver),
         )
         with self.lock:
-            live = self._live_connections()
-            if not any(c.key == key for c in live):
-                changed = sender_key if live is self._connections else _EVERY_PLAN
-                self._install((*live, connection), changed)
+            if self._dead:
+                self._reap()
+            if key not in self._table:
+                self._link(connection)
+                self._replan(sender_key)
 
     def disconnect(
         self,
@@ -245,15 +280,14 @@ class Signal:
         """
         key = (dispatch_uid or id_of(receiver), None if sender is None else id_of(sender))
         with self.lock:
-            live = self._live_connections()
-            for index, connection in enumerate(live):
-                if connection.key == key:
-                    changed = key[1] if live is self._connections else _EVERY_PLAN
-                    self._install(live[:index] + live[index + 1 :], changed)
-                    return True
-            if len(live) != len(self._connections):
-                self._install(live)
-            return False
+            if self._dead:
+                self._reap()
+            connection = self._table.get(key)
+            if connection is None:
+                return False
+            self._unlink(connection)
+            self._replan(key[1])
+            return True
 
     @property
     def receivers(self) -> list[Connection]:
@@ -264,7 +298,8 @@ class Signal:
         silence a signal and bring it back. Hold ``lock`` around the read and the assignment to
         make the pair atomic with respect to other threads.
         """
-        return list(self._connections)
+        with self.lock:
+            return list(self._table.values())
 
     @receivers.setter
     def receivers(self, connections: Iterable[Connection]) -> None:
@@ -276,9 +311,16 @@ class Signal:
                     f"receivers, not {connection!r}"
                 )
         with self.lock:
-            adopted = (c.adopted_by(self) for c in connections)
-            self._install(tuple(c for c in adopted if c is not None))
-            self._dead = True  # the restored connections may hold dead references
+            self._table, self._anyone, self._own, self._method_keys = {}, {}, {}, 0
+            for connection in connections:
+                adopted = connection.adopted_by(
+                    self, functools.partial(self._note_death, connection.key)
+                )
+                # The restored connections may hold references that died meanwhile; the first
+                # of two connections with one key wins, as when connecting.
+                if adopted is not None and adopted.alive() and adopted.key not in self._table:
+                    self._link(adopted)
+            self._replan_all()
 
     @property
     def sender_receivers_cache(self) -> dict[Any, Any]:
@@ -293,7 +335,8 @@ class Signal:
     def send(self, sender: Any, **named: Any) -> Responses:
         """Call every receiver matching ``sender``; return ``[(receiver, response), ...]``.
 
-        A receiver's exception propagates at once; receivers after it are not called.
+        A receiver's exception propagates at once; receivers after it are not called. A
+        deferred receiver's response is its delivery mode (e.g. ``Delivery.ON_COMMIT``).
 
         Raises:
             AsyncReceiversInEventLoopError: async receivers match and the calling thread is
@@ -309,9 +352,16 @@ class Signal:
             if state is None:
                 return []
         plans, others, by_method = state
-        sync, asynchronous, _ = plans.get(id_of(sender) if by_method else id(sender), others)
-        if asynchronous:
-            return self._send_mixed(self._arguments(sender, named), sync, asynchronous, False)
+        if by_method:
+            plan = own_plan(plans, others, sender)
+        else:
+            plan = plans.get(id(sender), others)
+            identity = plan[2]
+            if identity is not None and identity() is not sender:
+                plan = others  # the plan of a dead sender whose id() the sender reuses
+        sync = plan[0]
+        if plan[1]:
+            return self._deliver(plan, sender, named, robust=False)
         if not sync:
             return []
         if "signal" in named:
@@ -323,9 +373,8 @@ class Signal:
             r = sync[0]()
             return [] if r is None else [(r, r(**kwargs))]
         responses = []
-        for r in list(map(deref, sync)):
-            if r is not None:
-                responses.append((r, r(**kwargs)))
+        for r in alive(sync):
+            responses.append((r, r(**kwargs)))
         return responses
 
     def send_robust(self, sender: Any, **named: Any) -> Responses:
@@ -333,15 +382,15 @@ class Signal:
 
         Each caught exception keeps its ``__traceback__`` and is logged to the ``tidings``
         logger at ERROR level with ``exc_info``. ``BaseException`` subclasses that are not
-        ``Exception`` (``KeyboardInterrupt``, ``SystemExit``, cancellation) propagate.
+        ``Exception`` (``KeyboardInterrupt``, ``SystemExit``, cancellation) propagate, and so
+        does an exception of a delivery mode's handler (it is not the receiver's failure).
         """
-        sync, asynchronous, _ = self._plan(sender)
-        if not (sync or asynchronous):
+        plan = self._plan(sender)
+        if not plan[3]:
             return []
-        kwargs = self._arguments(sender, named)
-        if asynchronous:
-            return self._send_mixed(kwargs, sync, asynchronous, True)
-        return self._call_robust(alive(sync), kwargs)
+        if plan[1]:
+            return self._deliver(plan, sender, named, robust=True)
+        return self._call_robust(alive(plan[0]), self._arguments(sender, named))
 
     async def asend(self, sender: Any, **named: Any) -> Responses:
         """Call every receiver matching ``sender`` from async code.
@@ -350,16 +399,16 @@ class Signal:
         connected with ``inline=True``); then async receivers run concurrently. Results come
         in the same order as from :meth:`send`. The first exception propagates.
         """
-        _, asynchronous, runs = self._plan(sender)
-        if not asynchronous and len(runs) == 1 and runs[0][0]:
+        plan = self._plan(sender)
+        if plan[4]:
             # Only inline receivers: nothing to await, so this is send() without the loop check.
-            return self._call(alive(runs[0][1]), self._arguments(sender, named))
-        return await self._asend(asynchronous, runs, sender, named, robust=False)
+            kwargs = self._arguments(sender, named)
+            return [(r, r(**kwargs)) for r in alive(plan[0])]
+        return await self._adeliver(plan, sender, named, robust=False)
 
     async def asend_robust(self, sender: Any, **named: Any) -> Responses:
         """Like :meth:`asend`, catching and logging each receiver's :class:`Exception`."""
-        _, asynchronous, runs = self._plan(sender)
-        return await self._asend(asynchronous, runs, sender, named, robust=True)
+        return await self._adeliver(self._plan(sender), sender, named, robust=True)
 
     # -- introspection ----------------------------------------------------------------------
 
@@ -367,8 +416,16 @@ class Signal:
         """Whether a send from ``sender`` would reach at least one live receiver."""
         if self._state is None:
             return False  # integrations call this per request or per row: keep it cheap
-        sync, asynchronous, _ = self._plan(sender)
-        return bool(sync or asynchronous)
+        return any(c.receiver() is not None for c in self._plan(sender)[3])
+
+    def has_connections(self) -> bool:
+        """Whether anything at all is connected, for any sender (tidings extension).
+
+        Cheaper than :meth:`has_listeners`: code that would send once per row or per request
+        can skip building the send's arguments when this is False. Connections whose receiver
+        or sender died count until they are purged, so True does not promise a live receiver.
+        """
+        return self._state is not None
 
     def live_receivers(self, sender: Any = ALL_SENDERS) -> list[ReceiverInfo]:
         """List the live connections (tidings extension; Django has only private helpers).
@@ -377,22 +434,31 @@ class Signal:
             sender: Without it, every live connection in connection order. With it, the
                 receivers a send from ``sender`` would call, in the order it would call them.
         """
-        connections = [c for c in self._connections if c.alive()]
-        if sender is not ALL_SENDERS:
-            key = id_of(sender)
-            connections = [c for c in connections if c.sender_key in (None, key)]
-            connections.sort(key=lambda c: c.is_async)
+        if sender is ALL_SENDERS:
+            with self.lock:
+                connections: Iterable[Connection] = list(self._table.values())
+        else:
+            connections = self._plan(sender)[3]
         infos = []
         for c in connections:
             target = c.receiver()
             owner = None if c.sender is None else c.sender()
             if target is not None and (c.sender is None or owner is not None):
                 infos.append(
-                    ReceiverInfo(target, owner, c.weak, c.dispatch_uid, c.is_async, c.inline)
+                    ReceiverInfo(
+                        target,
+                        owner,
+                        c.weak,
+                        c.dispatch_uid,
+                        c.is_async,
+                        c.inline,
+                        c.delivery,
+                        c.options,
+                    )
                 )
         return infos
 
-    # -- internals --------------------------------------------------------------------------
+    # -- bookkeeping (every method below but _note_death runs with the lock held) -----------
 
     def _check_connectable(self, receiver: object, inline: bool) -> bool:
         """Validate a receiver for :meth:`connect`; return whether it is async.
@@ -402,7 +468,7 @@ class Signal:
             ReceiverSignatureError: no ``**kwargs`` parameter.
         """
         check_receiver(receiver, self)
-        is_async = _is_async(receiver)
+        is_async = is_async_callable(receiver)
         if inline and is_async:
             raise InvalidReceiverError(
                 f"Cannot connect {describe(receiver)} to {self!r} with inline=True: inline only "
@@ -426,46 +492,98 @@ class Signal:
             "senders really are strings."
         )
 
-    def _flag_dead(self, _ref: object) -> None:
-        # Runs inside garbage collection, possibly while this thread holds the lock: only flag.
+    def _note_death(self, key: ConnectionKey, _ref: object) -> None:
+        # A weak-reference callback: it runs inside garbage collection, possibly while this
+        # thread holds the lock, so it only queues the key (deque.append needs no lock) and
+        # raises the flag. A stale plan left meanwhile is harmless: see _connections.
+        self._dying.append(key)
         self._dead = True
 
-    def _live_connections(self) -> tuple[Connection, ...]:
-        """The connections without dead ones; call with the lock held."""
-        if not self._dead:
-            return self._connections
-        self._dead = False
-        return tuple(c for c in self._connections if c.alive())
+    def _link(self, connection: Connection) -> None:
+        """Add ``connection`` to the indexes, last in connection order (no replanning)."""
+        connection.seq = next(self._order)
+        key = connection.key
+        self._table[key] = connection
+        sender_key = key[1]
+        if sender_key is None:
+            self._anyone[key] = connection
+            return
+        own = self._own.get(sender_key)
+        if own is None:
+            own = self._own[sender_key] = {}
+            self._method_keys += isinstance(sender_key, tuple)
+        own[key] = connection
 
-    def _install(
-        self, connections: tuple[Connection, ...], changed: Key | _Everyone | None = _EVERY_PLAN
-    ) -> None:
-        """Replace the connections and rebuild the plans; call with the lock held.
+    def _unlink(self, connection: Connection) -> None:
+        """Remove ``connection`` from the indexes (no replanning)."""
+        key = connection.key
+        del self._table[key]
+        sender_key = key[1]
+        if sender_key is None:
+            del self._anyone[key]
+            return
+        own = self._own[sender_key]
+        del own[key]
+        if not own:
+            del self._own[sender_key]
+            self._method_keys -= isinstance(sender_key, tuple)
 
-        ``changed`` names the only sender whose plan can differ (a connection for that sender
-        was added or removed), so that connecting many senders stays linear; a change to the
-        any-sender connections, or :data:`_EVERY_PLAN`, rebuilds every plan.
-        """
-        self._connections = connections
-        if not connections:
+    def _replan(self, sender_key: Key | None) -> None:
+        """Rebuild the plan of one sender, or every plan when an any-sender one changed."""
+        state = self._state
+        if sender_key is None or state is None or not self._table:
+            self._replan_all()
+            return
+        plans, others, _ = state
+        own = self._own.get(sender_key)
+        if own:
+            # Assigning one key of the shared dict is atomic: a send sees the old plan or the
+            # new one, never a mix, and connecting N senders stays linear.
+            plans[sender_key] = sender_plan(self._anyone.values(), own)
+        else:
+            plans.pop(sender_key, None)
+        self._state = (plans, others, self._method_keys > 0)
+
+    def _replan_all(self) -> None:
+        if not self._table:
             self._state = None
             return
-        if changed is None or isinstance(changed, _Everyone) or self._state is None:
-            plans, others = make_plans(connections)
-        else:
-            plans, others = dict(self._state[0]), self._state[1]
-            relevant = [c for c in connections if c.sender_key in (None, changed)]
-            if any(c.sender_key is not None for c in relevant):
-                plans[changed] = make_plan(relevant)
-            else:
-                plans.pop(changed, None)
-        self._state = (plans, others, any(isinstance(key, tuple) for key in plans))
+        anyone = tuple(self._anyone.values())
+        plans = {key: sender_plan(anyone, own) for key, own in self._own.items()}
+        self._state = (plans, make_plan(anyone, None), self._method_keys > 0)
 
-    def _purge(self) -> tuple[dict[Key, Plan], Plan, bool] | None:
+    def _reap(self) -> None:
+        """Purge the connections whose receiver or sender died, replanning only their senders.
+
+        The flag goes down only after the plans are consistent again; a death queued while
+        purging raises it again.
+        """
+        dying = self._dying
+        everyone = False
+        senders: set[Key] = set()
+        while dying:
+            key = dying.popleft()
+            connection = self._table.get(key)
+            if connection is None or connection.alive():
+                continue  # already gone, or the key now belongs to a live connection
+            self._unlink(connection)
+            if key[1] is None:
+                everyone = True
+            else:
+                senders.add(key[1])
+        if everyone:
+            self._replan_all()
+        else:
+            for sender_key in senders:
+                self._replan(sender_key)
+        self._dead = False
+        if dying:
+            self._dead = True
+
+    def _purge(self) -> State | None:
         with self.lock:
-            live = self._live_connections()
-            if live is not self._connections:
-                self._install(live)
+            if self._dead:
+                self._reap()
             return self._state
 
     def _plan(self, sender: Any) -> Plan:
@@ -475,105 +593,11 @@ class Signal:
         if state is None:
             return NO_PLAN
         plans, others, by_method = state
-        return plans.get(id_of(sender) if by_method else id(sender), others)
-
-    def _arguments(self, sender: Any, named: dict[str, Any]) -> dict[str, Any]:
-        """The keyword arguments of every receiver call, built once per send."""
-        if "signal" in named:
-            raise TidingsTypeError(
-                f"{self!r} was sent a keyword argument named 'signal', which receivers "
-                "already receive: the signal itself. Rename the argument."
-            )
-        return {"signal": self, "sender": sender, **named}
-
-    def _call(self, receivers: list[Callable[..., Any]], kwargs: dict[str, Any]) -> Responses:
-        return [(r, r(**kwargs)) for r in receivers]
-
-    def _call_robust(
-        self, receivers: list[Callable[..., Any]], kwargs: dict[str, Any]
-    ) -> Responses:
-        responses: Responses = []
-        for r in receivers:
-            try:
-                responses.append((r, r(**kwargs)))
-            except Exception as error:
-                self._log_failure(r, error)
-                responses.append((r, error))
-        return responses
-
-    async def _await_robust(self, receiver: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-        try:
-            return await receiver(**kwargs)
-        except Exception as error:
-            self._log_failure(receiver, error)
-            return error
-
-    def _awaitables(
-        self, receivers: list[Callable[..., Any]], kwargs: dict[str, Any], robust: bool
-    ) -> list[Any]:
-        if robust:
-            return [self._await_robust(r, kwargs) for r in receivers]
-        return [r(**kwargs) for r in receivers]
-
-    def _send_mixed(
-        self,
-        kwargs: dict[str, Any],
-        sync: tuple[Getter, ...],
-        asynchronous: tuple[Getter, ...],
-        robust: bool,
-    ) -> Responses:
-        if _async.in_running_loop():
-            raise AsyncReceiversInEventLoopError(
-                f"{self!r}.{'send_robust' if robust else 'send'}() was called from a running "
-                f"event loop while async receivers are connected for sender "
-                f"{kwargs['sender']!r}; use 'await signal.asend(...)' instead. "
-                "No receiver was called."
-            )
-        sync_receivers = alive(sync)
-        async_receivers = alive(asynchronous)
-        responses = (self._call_robust if robust else self._call)(sync_receivers, kwargs)
-        if async_receivers:
-            results = _async.run_concurrently(self._awaitables(async_receivers, kwargs, robust))
-            responses.extend(zip(async_receivers, results, strict=True))
-        return responses
-
-    async def _asend(
-        self,
-        asynchronous: tuple[Getter, ...],
-        runs: tuple[tuple[bool, tuple[Getter, ...]], ...],
-        sender: Any,
-        named: dict[str, Any],
-        *,
-        robust: bool,
-    ) -> Responses:
-        if not runs and not asynchronous:
-            return []
-        kwargs = self._arguments(sender, named)
-        snapshot = [(inline, alive(getters)) for inline, getters in runs]
-        async_receivers = alive(asynchronous)
-        call = self._call_robust if robust else self._call
-        responses: Responses = []
-        for inline, receivers in snapshot:
-            if inline:
-                responses.extend(call(receivers, kwargs))
-            elif receivers:
-                responses.extend(await _async.run_in_thread(call, receivers, kwargs))
-        if async_receivers:
-            results = await _async.gather(self._awaitables(async_receivers, kwargs, robust))
-            responses.extend(zip(async_receivers, results, strict=True))
-        return responses
-
-    def _log_failure(self, receiver: object, error: Exception) -> None:
-        try:
-            name = getattr(receiver, "__qualname__", None)
-        except Exception:
-            name = None
-        logger.error(
-            "Error calling %s in Signal.send_robust() (%s)",
-            name if isinstance(name, str) else safe_repr(receiver),
-            error,
-            exc_info=error,
-        )
+        if by_method:
+            return own_plan(plans, others, sender)
+        plan = plans.get(id(sender), others)
+        identity = plan[2]
+        return others if identity is not None and identity() is not sender else plan
 
 
 def receiver(signal: Signal | Sequence[Signal], **kwargs: Any) -> Callable[[F], F]:

@@ -12,10 +12,12 @@ Hierarchy::
     TidingsError(Exception)
     ├── TidingsTypeError(TypeError)            a value of the wrong type was passed
     │   ├── InvalidReceiverError               a receiver not callable / not weakly referenceable
+    │   ├── DeliveryOptionsError               options a delivery mode does not take
     │   ├── AppKindError                       an ASGI app given to the WSGI middleware, or back
     │   ├── InstrumentError                    instrument() given neither a base nor a registry
     │   └── PayloadTypeError                   a durable send's argument cannot be stored
     ├── TidingsValueError(ValueError)          a value of the right type, but wrong
+    │   ├── InvalidDeliveryError               an unknown delivery mode, or one not loaded
     │   ├── InvalidSenderError                 a sender that can never match a send, as written
     │   ├── UpdateFieldsError                  save(update_fields=...) naming no row's fields
     │   └── ReceiverSignatureError             a receiver that cannot take ``**kwargs``
@@ -42,6 +44,8 @@ __all__ = [
     "AppLabelError",
     "AppRegistryNotReady",
     "AsyncReceiversInEventLoopError",
+    "DeliveryOptionsError",
+    "InvalidDeliveryError",
     "FlushLoopError",
     "ImproperlyConfigured",
     "InstrumentError",
@@ -102,7 +106,21 @@ class AsyncReceiversInEventLoopError(TidingsRuntimeError):
 
     Awaiting them would need the loop that is busy running the caller; ``await signal.asend()``
     is the way to send from async code.
+
+    Attributes:
+        receivers_called: False when raised before any receiver ran (the usual case); True
+            when a delivery handler declined an async receiver after the sync ones had run.
     """
+
+    receivers_called: bool = False
+
+
+class InvalidDeliveryError(TidingsValueError):
+    """``connect(delivery=...)`` names no delivery mode, or one whose handler is not loaded."""
+
+
+class DeliveryOptionsError(TidingsTypeError):
+    """``connect()`` was given options that the receiver's delivery mode does not take."""
 
 
 class AppKindError(TidingsTypeError):

@@ -50,6 +50,8 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from tidings import Signal
+from tidings._delivery import Delivery
+from tidings._delivery import resolve as resolve_delivery
 from tidings._errors import InvalidReceiverError
 from tidings._refs import describe, receiver_getter
 from tidings.apps import Apps, make_model_key
@@ -101,6 +103,8 @@ class ModelSignal(Signal):
         apps: Apps | None = None,
         *,
         inline: bool = False,
+        delivery: Delivery | str = Delivery.IMMEDIATE,
+        **options: Any,
     ) -> None:
         """Connect ``receiver``; a string ``sender`` waits until that model is registered.
 
@@ -111,24 +115,39 @@ class ModelSignal(Signal):
             dispatch_uid: A unique id that replaces the receiver's identity.
             apps: The registry that resolves a string sender; the default registry if None.
             inline: As for :meth:`tidings.Signal.connect`.
+            delivery: As for :meth:`tidings.Signal.connect`.
+            **options: The delivery mode's options, as for :meth:`tidings.Signal.connect`.
 
         Raises:
-            ValueError: If a string sender is not of the form ``"app_label.ModelName"``, or
-                the receiver does not accept ``**kwargs``.
-            TypeError: If the receiver is not callable or cannot be weakly referenced.
+            ValueError: If a string sender is not of the form ``"app_label.ModelName"``, the
+                receiver does not accept ``**kwargs``, or ``delivery`` is not a usable mode.
+            TypeError: If the receiver is not callable or cannot be weakly referenced, or
+                ``options`` holds options the delivery mode does not take.
         """
         if not isinstance(sender, str):
-            super().connect(receiver, sender, weak, dispatch_uid, inline=inline)
+            super().connect(
+                receiver, sender, weak, dispatch_uid, inline=inline, delivery=delivery, **options
+            )
             return
         key = make_model_key(sender)
         # Validate now: the real connect may run much later, far from the mistake.
         self._check_connectable(receiver, inline)
+        resolve_delivery(delivery, options, self, receiver)
         getter = _hold(receiver, weak, self)
 
         def connect_to(model: type) -> None:
             target = getter()
             if target is not None:
-                Signal.connect(self, target, model, weak, dispatch_uid, inline=inline)
+                Signal.connect(
+                    self,
+                    target,
+                    model,
+                    weak,
+                    dispatch_uid,
+                    inline=inline,
+                    delivery=delivery,
+                    **options,
+                )
 
         registry = apps if apps is not None else _default_apps
         registry.lazy_model_operation(

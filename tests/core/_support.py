@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 import tracemalloc
 from collections.abc import Callable
 from typing import Any
+
+JOIN_TIMEOUT = 30.0
 
 SENDER_KINDS = ["none", "class", "instance", "bound-method", "object", "int", "list", "dict"]
 
@@ -145,3 +148,28 @@ def retained_by_second_window(cycle: Callable[[], object], cycles: int) -> int:
     finally:
         tracemalloc.stop()
     return second - first
+
+
+def run_threads(workers: list[Callable[[], None]]) -> None:
+    """Start ``workers`` together behind a barrier; re-raise the first error; never hang."""
+    barrier = threading.Barrier(len(workers))
+    errors: list[BaseException] = []
+
+    def wrap(work: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                barrier.wait(timeout=JOIN_TIMEOUT)
+                work()
+            except BaseException as error:
+                errors.append(error)
+
+        return run
+
+    threads = [threading.Thread(target=wrap(work), daemon=True) for work in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(JOIN_TIMEOUT)
+    assert not any(thread.is_alive() for thread in threads), "a thread is stuck: deadlock?"
+    if errors:
+        raise errors[0]

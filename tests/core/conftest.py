@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,3 +27,14 @@ def specific_sender(request: pytest.FixtureRequest) -> Any:
 def weak(request: pytest.FixtureRequest) -> bool:
     """Both reference strengths a receiver can be connected with."""
     return bool(request.param)
+
+
+@pytest.fixture
+def switch_often() -> Iterator[None]:
+    """Make the interpreter switch threads very often, so that races show up quickly."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)

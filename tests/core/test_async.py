@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import logging
 import threading
+import warnings
 from typing import Any
 
 import pytest
@@ -434,3 +436,26 @@ def test_asend_mixed_inline_and_threaded_context_changes() -> None:
         return [value for _, value in responses], counter.get()
 
     assert asyncio.run(main()) == ([2, 3], 3)
+
+
+@pytest.mark.parametrize("method", ["send", "asend"])
+def test_call_error_closes_the_coroutines_already_created(method: str) -> None:
+    """When calling a later async receiver raises at once, earlier coroutines are closed."""
+    ran: list[str] = []
+
+    async def first(**kwargs: Any) -> None:
+        ran.append("first")
+
+    async def needs_order(*, order: int, **kwargs: Any) -> None:
+        ran.append("needs_order")
+
+    signal = Signal()
+    signal.connect(first)
+    signal.connect(needs_order)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(TypeError, match="order"):
+            dispatch(signal, method, None)
+        gc.collect()
+    assert [str(w.message) for w in caught] == []
+    assert ran == []

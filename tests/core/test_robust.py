@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.core._support import Recorder, names
+from tests.core._support import Recorder, dispatch, names
 from tidings import Signal
 
 
@@ -124,3 +124,41 @@ def test_robust_snapshot_semantics(sender: Any) -> None:
     signal.connect(victim, sender=sender)
     signal.send_robust(sender)
     assert rec.calls == ["churn", "victim"]
+
+
+class _Unprintable:
+    """An object whose ``repr()`` fails, like an ORM object detached from its session."""
+
+    def __repr__(self) -> str:
+        raise LookupError("repr needs a database session")
+
+
+class _UnprintableError(ValueError):
+    """An exception whose ``str()`` fails."""
+
+    def __str__(self) -> str:
+        raise LookupError("str needs a database session")
+
+
+def _fail_with(target: object, error: Exception, **kwargs: Any) -> None:
+    """A receiver body, wrapped in a partial, that fails with ``error``."""
+    raise error
+
+
+@pytest.mark.parametrize("method", ["send_robust", "asend_robust"])
+@pytest.mark.parametrize("error", [ValueError("failed"), _UnprintableError()], ids=["str", "nostr"])
+def test_describing_a_failing_receiver_never_fails_the_send(
+    method: str, error: Exception, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failing receiver whose repr (or whose error's str) raises is still logged and returned."""
+    rec, signal = Recorder(), Signal()
+    failing = functools.partial(_fail_with, _Unprintable(), error)
+    signal.connect(failing, weak=False)
+    signal.connect(rec.sync("later"))
+    with caplog.at_level(logging.ERROR, logger="tidings"):
+        responses = dispatch(signal, method, None)
+    assert responses[0] == (failing, error)
+    assert names(responses[1:]) == [("later", "later-result")]
+    [record] = caplog.records
+    assert record.getMessage().startswith("Error calling <functools.partial object at 0x")
+    assert record.exc_info is not None and record.exc_info[1] is error

@@ -11,53 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.core._support import Thing
+from tests.core._support import Thing, run_threads
 from tidings import Signal
 
-JOIN_TIMEOUT = 30.0
-
-
-@pytest.fixture(autouse=True)
-def _switch_often() -> Iterator[None]:
-    """Make the interpreter switch threads very often, so that races show up quickly."""
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(interval)
-
-
-def run_threads(workers: list[Callable[[], None]]) -> None:
-    """Start ``workers`` together behind a barrier; re-raise the first error; never hang."""
-    barrier = threading.Barrier(len(workers))
-    errors: list[BaseException] = []
-
-    def wrap(work: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                barrier.wait(timeout=JOIN_TIMEOUT)
-                work()
-            except BaseException as error:
-                errors.append(error)
-
-        return run
-
-    threads = [threading.Thread(target=wrap(work), daemon=True) for work in workers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(JOIN_TIMEOUT)
-    assert not any(thread.is_alive() for thread in threads), "a thread is stuck: deadlock?"
-    if errors:
-        raise errors[0]
+pytestmark = pytest.mark.usefixtures("switch_often")
 
 
 class Named:
