@@ -103,7 +103,8 @@ def test_without_awaiter_send_in_loop_still_refuses() -> None:
     signal.connect(rec.asynchronous("x"))
     with pytest.raises(AsyncReceiversInEventLoopError) as caught:
         _in_loop(lambda: signal.send(None))
-    assert rec.calls == [] and caught.value.receivers_called is False
+    assert rec.calls == []
+    assert caught.value.receivers_called is False
 
 
 def test_failure_cancels_and_awaits_the_others_before_propagating() -> None:

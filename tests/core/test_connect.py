@@ -398,6 +398,7 @@ def test_receiver_whose_signature_raises_is_rejected_naming_it(error: type[Excep
     broken = Broken()
     with pytest.raises(ReceiverSignatureError, match="signature unavailable") as caught:
         signal.connect(broken, weak=False)
-    assert "Broken object at 0x" in str(caught.value) and "'checked'" in str(caught.value)
+    assert "Broken object at 0x" in str(caught.value)
+    assert "'checked'" in str(caught.value)
     assert isinstance(caught.value.__cause__, error)
     assert signal.receivers == []

@@ -102,7 +102,8 @@ def test_connect_accepts_member_or_value(handler: Handler, value: Any) -> None:
 
 def test_delivery_values_are_strings() -> None:
     """Delivery members are strings equal to their values."""
-    assert Delivery.IMMEDIATE == "immediate" and str(Delivery.ON_COMMIT) == "on_commit"
+    assert Delivery.IMMEDIATE == "immediate"
+    assert str(Delivery.ON_COMMIT) == "on_commit"
     assert isinstance(Delivery.ON_COMMIT, str)
 
 
@@ -112,9 +113,12 @@ def test_unknown_delivery_is_a_value_error_listing_valid_ones() -> None:
     with pytest.raises(InvalidDeliveryError) as caught:
         signal.connect(rec.sync("mailer"), delivery="later")
     message = str(caught.value)
-    assert "mailer" in message and "'orders'" in message and "'later'" in message
+    assert "mailer" in message
+    assert "'orders'" in message
+    assert "'later'" in message
     assert "'immediate', 'on_commit'" in message
-    assert isinstance(caught.value, ValueError) and isinstance(caught.value, TidingsError)
+    assert isinstance(caught.value, ValueError)
+    assert isinstance(caught.value, TidingsError)
     assert not signal.has_connections()
 
 
@@ -193,7 +197,8 @@ def test_deferral_carries_the_send_exactly(handler: Handler) -> None:
     sender = object()
     signal.send(sender, value=1, other="x")
     first, second = handler.deferred
-    assert first.signal is signal and first.receiver() is b
+    assert first.signal is signal
+    assert first.receiver() is b
     assert first.name == "tests.core._support.b"  # module.qualname (Recorder renames them)
     assert (first.is_async, first.delivery, dict(first.options)) == (
         False,
@@ -317,7 +322,8 @@ def test_has_connections_is_the_cheap_nothing_connected_check() -> None:
     rec, signal = Recorder(), Signal()
     assert not signal.has_connections()
     signal.connect(rec.sync("a"), sender=object)
-    assert signal.has_connections() and not signal.has_listeners()
+    assert signal.has_connections()
+    assert not signal.has_listeners()
     signal.disconnect(rec.receivers["a"], sender=object)
     assert not signal.has_connections()
 

@@ -161,4 +161,5 @@ def test_describing_a_failing_receiver_never_fails_the_send(
     assert names(responses[1:]) == [("later", "later-result")]
     [record] = caplog.records
     assert record.getMessage().startswith("Error calling <functools.partial object at 0x")
-    assert record.exc_info is not None and record.exc_info[1] is error
+    assert record.exc_info is not None
+    assert record.exc_info[1] is error
