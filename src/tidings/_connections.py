@@ -179,6 +179,12 @@ def make_plan(connections: Iterable[Connection], identity: Getter | None) -> Pla
 def sender_plan(anyone: Iterable[Connection], own: dict[Any, Connection]) -> Plan:
     """The plan of one sender: its own and the any-sender connections, checked by identity."""
     connections = own.values()
+    if not anyone and len(own) == 1:
+        # The per-object sender: one receiver connected for it alone (kept cheap, since
+        # connecting thousands of them must stay linear and fast).
+        (c,) = connections
+        if c.delivery is Delivery.IMMEDIATE and not c.is_async:
+            return ((c.receiver,), False, c.identity, (c,), c.inline)
     identity = next(iter(connections)).identity
     return make_plan(merged(anyone, connections) if anyone else connections, identity)
 
