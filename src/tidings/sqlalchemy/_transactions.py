@@ -54,7 +54,7 @@ from sqlalchemy.util import concurrency as sa_concurrency
 from tidings import AsyncReceiversInEventLoopError, InvalidReceiverError
 from tidings._async import in_running_loop, run_concurrently
 from tidings._errors import AmbiguousSessionError, TidingsTypeError
-from tidings._refs import describe
+from tidings._refs import describe, is_async_callable
 
 __all__ = [
     "AmbiguousSessionError",
@@ -338,9 +338,7 @@ def on_commit(func: Callable[[], Any], *, session: Any = None) -> None:
     """
     if not callable(func):
         raise InvalidReceiverError(f"on_commit() needs a callable, not {func!r}")
-    from tidings._dispatch import _is_async
-
-    work = Work(func, name=describe(func), is_async=_is_async(func))
+    work = Work(func, name=describe(func), is_async=is_async_callable(func))
     if not defer(work, current_session(session)):
         run_now(work)
 
