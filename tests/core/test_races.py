@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-import tidings._connections
 import tidings._dispatch
 from tests.core._support import Bulky, run_threads
 from tidings import Signal
@@ -142,11 +141,10 @@ class _PlanCounter:
 
 @pytest.fixture
 def plans(monkeypatch: pytest.MonkeyPatch) -> _PlanCounter:
-    """Count every plan build of the dispatcher."""
+    """Count every plan the dispatcher builds (a sender's, or the one for every other sender)."""
     counter = _PlanCounter()
-    counting = counter.wrap(tidings._connections.make_plan)
-    for module in (tidings._connections, tidings._dispatch):
-        monkeypatch.setattr(module, "make_plan", counting)
+    for name in ("make_plan", "sender_plan"):
+        monkeypatch.setattr(tidings._dispatch, name, counter.wrap(getattr(tidings._dispatch, name)))
     return counter
 
 
