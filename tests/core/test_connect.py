@@ -372,33 +372,3 @@ def test_named_signal_repr_and_errors_name_it() -> None:
     signal.connect(rec.sync("a"))
     with pytest.raises(TypeError, match="order_paid"):
         signal.send(None, signal=1)
-
-
-class _BrokenSignature:
-    """A callable whose ``__signature__`` raises when read."""
-
-    @property
-    def __signature__(self) -> inspect.Signature:
-        raise LookupError("signature unavailable")
-
-    def __call__(self, **kwargs: Any) -> None:
-        """Receive."""
-
-
-@pytest.mark.parametrize("error", [LookupError, TypeError])
-def test_receiver_whose_signature_raises_is_rejected_naming_it(error: type[Exception]) -> None:
-    """A ``__signature__`` that raises fails connect with the receiver error, chaining the cause."""
-
-    class Broken(_BrokenSignature):
-        @property
-        def __signature__(self) -> inspect.Signature:
-            raise error("signature unavailable")
-
-    signal = Signal(name="checked")
-    broken = Broken()
-    with pytest.raises(ReceiverSignatureError, match="signature unavailable") as caught:
-        signal.connect(broken, weak=False)
-    assert "Broken object at 0x" in str(caught.value)
-    assert "'checked'" in str(caught.value)
-    assert isinstance(caught.value.__cause__, error)
-    assert signal.receivers == []
