@@ -102,7 +102,7 @@ def test_connect_accepts_member_or_value(handler: Handler, value: Any) -> None:
 
 def test_delivery_values_are_strings() -> None:
     """Delivery members are strings equal to their values."""
-    assert Delivery.IMMEDIATE == "immediate"
+    assert Delivery("immediate") is Delivery.IMMEDIATE
     assert str(Delivery.ON_COMMIT) == "on_commit"
     assert isinstance(Delivery.ON_COMMIT, str)
 
