@@ -2,8 +2,8 @@
 
 Each check runs a whole life cycle (insert, load, update, ``save(update_fields=...)``, m2m
 changes, delete, commit) with receivers on every model signal, once small to fill every cache,
-then once large, under ``tracemalloc``: the memory still allocated afterwards must not grow with
-the number of objects. The ``stress`` version uses 100,000 objects.
+then twice large, under ``tracemalloc``: the memory the second large one leaves allocated must not
+grow with the number of objects. The ``stress`` version uses 100,000 objects.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from sqlalchemy.pool import StaticPool
 
 import tidings
 import tidings.models as tm
+from tidings.apps import apps
 from tidings.sqlalchemy import _m2m, instrument, save
 
 #: tidings' own source files: allocations made from there are tidings'.
@@ -124,6 +125,11 @@ def _retained(size: int) -> tuple[int, int]:
         gc.collect()
         tracemalloc.start(8)
         try:
+            # A first traced life cycle of the same size settles what is allocated once per
+            # size (a dict grown to hold ``size`` entries keeps its table when emptied); only
+            # what the second one leaves behind counts.
+            _life_cycle(engine, m, size)
+            gc.collect()
             before = tracemalloc.take_snapshot()
             _life_cycle(engine, m, size)
             gc.collect()
@@ -144,6 +150,9 @@ def _is_ours(filename: str) -> bool:
 
 def test_a_closed_session_leaves_nothing_behind(receivers: list[int]) -> None:
     """After a life cycle of 500 objects, what is still allocated does not grow with them."""
+    with apps.isolated():
+        # Python 3.10 still allocates some tables once per size in a first run (up to 8 KiB).
+        _retained(500)
     ours, total = _retained(500)
     assert receivers[0] > 3 * 500
     # A few allocations kept by the interpreter's free lists or a fresh empty dict are fine;
