@@ -47,10 +47,20 @@ class Delivery(str, enum.Enum):
         IMMEDIATE: Called inside the send (the default; Django's only behaviour).
         ON_COMMIT: Called after the current transaction commits, never if it rolls back;
             called at once when no transaction is open (see docs/transactions.md).
+        DURABLE: Stored in a transactional outbox with the sender's transaction and run by a
+            relay at least once, with retries and dead letters (``tidings.outbox``,
+            docs/durable.md).
+        QUEUE: Through the outbox onto a broker; each event runs on exactly one worker of the
+            receiver's pool, at least once (``tidings.transport``).
+        BROADCAST: Through the outbox onto a broker; each event runs once on every
+            subscribed worker process (``tidings.transport``).
     """
 
     IMMEDIATE = "immediate"
     ON_COMMIT = "on_commit"
+    DURABLE = "durable"
+    QUEUE = "queue"
+    BROADCAST = "broadcast"
 
     def __str__(self) -> str:
         return self.value
