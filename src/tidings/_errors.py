@@ -27,7 +27,9 @@ Hierarchy::
     │   ├── RegistryError                      populate() re-entered, two models with one key
     │   ├── FlushLoopError                     save receivers that keep changing the session
     │   ├── AmbiguousSessionError              deferred work with two unbound Sessions open
-    │   └── RelayBusyError                     another relay holds the outbox lease
+    │   ├── RelayBusyError                     another relay holds the outbox lease
+    │   └── TransportError                     a transport (Redis, ...) failed an operation
+    │       └── NoSuchGroupError               a read or claim on a consumer group never created
     ├── ImproperlyConfigured                   an installed app, label or lazy reference is wrong
     │   └── AppLabelError(TidingsLookupError)  a mapped class that no installed app holds
     └── AppRegistryNotReady                    an AppConfig asked for models before populate()
@@ -51,6 +53,7 @@ __all__ = [
     "InvalidDeliveryError",
     "InvalidReceiverError",
     "InvalidSenderError",
+    "NoSuchGroupError",
     "PayloadTypeError",
     "ReceiverSignatureError",
     "RegistryError",
@@ -60,6 +63,7 @@ __all__ = [
     "TidingsRuntimeError",
     "TidingsTypeError",
     "TidingsValueError",
+    "TransportError",
     "UpdateFieldsError",
 ]
 
@@ -176,3 +180,28 @@ class PayloadTypeError(TidingsTypeError):
 
 class RelayBusyError(TidingsRuntimeError):
     """Another relay holds the relay lease of this SQLite database."""
+
+
+class TransportError(TidingsRuntimeError):
+    """A transport could not carry out an operation: the broker is unreachable, or refused it.
+
+    The message names the operation and the broker (a Redis URL without its password), so a
+    relay or a worker can log it and back off; the broker's own exception is the ``__cause__``.
+
+    Attributes:
+        operation: what was attempted (``"publish"``, ``"consume"``, ...).
+        target: the broker, as a URL without credentials (``"memory"`` for the in-memory one).
+    """
+
+    def __init__(self, message: str, *, operation: str = "", target: str = "") -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.target = target
+
+
+class NoSuchGroupError(TransportError):
+    """A consumer group was read or claimed from before ``ensure_group()`` created it.
+
+    Also what a worker sees after a broker restart that lost its groups (Redis without
+    persistence): calling ``ensure_group()`` again and going on is the remedy.
+    """

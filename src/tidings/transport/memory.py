@@ -1,0 +1,577 @@
+"""An in-memory transport: the embedded default, and the test double of a Redis broker.
+
+:class:`InMemoryTransport` keeps topics, groups, pending entries, dedupe marks and dead
+letters in the process, behind one lock, with the semantics of Redis Streams that
+:mod:`tidings.transport` promises (see :mod:`tidings.transport._base`): entry ids ``ms-seq``,
+groups starting at the first or new entries, a pending list per group with delivery counts and
+idle times, claims of idle entries whatever consumer held them, approximate ``MAXLEN``
+trimming in steps of 100 entries (as Redis trims whole nodes).
+
+It is thread-safe: any number of threads may publish and consume; ``consume(block=...)``
+waits on a condition that ``publish()`` notifies. :class:`AsyncInMemoryTransport` is the
+asyncio face of the same state (``InMemoryTransport().as_async()``): its methods never block the
+event loop, and a publish from any thread wakes the tasks waiting in ``consume()``.
+
+Nothing survives the process: it carries events between threads and tasks of one process
+(and makes tests fast), not between machines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tidings._errors import NoSuchGroupError, TidingsTypeError, TidingsValueError
+from tidings.transport._base import (
+    DEFAULT_DEDUPE_TTL,
+    DEFAULT_MAXLEN,
+    ConsumerStatus,
+    DeadMessage,
+    GroupStatus,
+    Message,
+    Start,
+    check_name,
+    check_options,
+)
+
+__all__ = ["AsyncInMemoryTransport", "InMemoryTransport"]
+
+# Redis keeps a stream in nodes of 100 entries (stream-node-max-entries) and MAXLEN ~ drops
+# whole nodes only, so a stream runs up to about this far over its maxlen.
+_TRIM_STEP = 100
+
+_Id = tuple[int, int]
+
+
+def _parse(entry_id: str) -> _Id:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _format(entry_id: _Id) -> str:
+    return f"{entry_id[0]}-{entry_id[1]}"
+
+
+@dataclass(slots=True)
+class _Entry:
+    id: _Id
+    event_id: str
+    body: bytes
+
+
+@dataclass(slots=True)
+class _Pending:
+    consumer: str
+    deliveries: int
+    since: float
+
+
+@dataclass(slots=True)
+class _Group:
+    last: _Id
+    pending: dict[_Id, _Pending] = field(default_factory=dict)
+    consumers: dict[str, float] = field(default_factory=dict)
+    dead: list[DeadMessage] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Topic:
+    ids: list[_Id] = field(default_factory=list)
+    entries: dict[_Id, _Entry] = field(default_factory=dict)
+    groups: dict[str, _Group] = field(default_factory=dict)
+
+
+class _Ids:
+    """Entry ids as Redis makes them: milliseconds, then a sequence within the millisecond."""
+
+    def __init__(self) -> None:
+        self._last: _Id = (0, 0)
+
+    def next(self) -> _Id:
+        ms = int(time.time() * 1000)
+        self._last = (ms, 0) if ms > self._last[0] else (self._last[0], self._last[1] + 1)
+        return self._last
+
+
+class InMemoryTransport:
+    """A :class:`~tidings.transport.Transport` held in this process's memory.
+
+    Args:
+        maxlen: Entries a topic keeps; older ones are trimmed, read or not.
+        approximate: Trim like ``MAXLEN ~`` (only once a topic is 100 entries over), the
+            cheap way Redis does by default; False trims to exactly ``maxlen``.
+        dedupe_ttl: Seconds a ``mark_done()`` is remembered.
+    """
+
+    target = "memory"
+
+    def __init__(
+        self,
+        *,
+        maxlen: int = DEFAULT_MAXLEN,
+        approximate: bool = True,
+        dedupe_ttl: float = DEFAULT_DEDUPE_TTL,
+    ) -> None:
+        if isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 1:
+            raise TidingsValueError(f"maxlen must be an int of at least 1, not {maxlen!r}")
+        if isinstance(dedupe_ttl, bool) or not isinstance(dedupe_ttl, (int, float)):
+            raise TidingsValueError(f"dedupe_ttl must be a number of seconds, not {dedupe_ttl!r}")
+        if not dedupe_ttl > 0:
+            raise TidingsValueError(f"dedupe_ttl must be a number of seconds, not {dedupe_ttl!r}")
+        self.maxlen = maxlen
+        self.approximate = approximate
+        self.dedupe_ttl = dedupe_ttl
+        self._lock = threading.Lock()
+        self._published = threading.Condition(self._lock)
+        self._topics: dict[str, _Topic] = {}
+        self._ids = _Ids()
+        self._dead_ids = _Ids()
+        # Marks in insertion order; with one TTL their expiry times are in that order too, so
+        # expired ones are dropped from the front.
+        self._done: dict[tuple[str, str], float] = {}
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    def __repr__(self) -> str:
+        return f"<InMemoryTransport topics={len(self._topics)} maxlen={self.maxlen}>"
+
+    def as_async(self) -> AsyncInMemoryTransport:
+        """The asyncio face of this transport (the same topics and groups)."""
+        return AsyncInMemoryTransport(self)
+
+    # -- publishing -------------------------------------------------------------------------
+
+    def publish(self, topic: str, event_id: str, body: bytes) -> str:
+        """Append an entry to the topic (created on first use); return its id.
+
+        Raises:
+            TidingsTypeError: ``body`` is not bytes.
+        """
+        check_name("topic", topic)
+        check_name("event id", event_id)
+        body = _check_body(body)
+        with self._lock:
+            state = self._topics.setdefault(topic, _Topic())
+            entry_id = self._ids.next()
+            state.ids.append(entry_id)
+            state.entries[entry_id] = _Entry(entry_id, event_id, body)
+            self._trim(state)
+            self._published.notify_all()
+            waiters, self._waiters = self._waiters, []
+        for loop, future in waiters:
+            loop.call_soon_threadsafe(_wake, future)
+        return _format(entry_id)
+
+    def _trim(self, state: _Topic) -> None:
+        excess = len(state.ids) - self.maxlen
+        if excess <= 0 or (self.approximate and excess < _TRIM_STEP):
+            return
+        if self.approximate:
+            excess -= excess % _TRIM_STEP
+        for entry_id in state.ids[:excess]:
+            del state.entries[entry_id]
+        del state.ids[:excess]
+
+    # -- groups and reading -----------------------------------------------------------------
+
+    def ensure_group(self, topic: str, group: str, *, start: Start = "first") -> None:
+        """Create the group unless it exists (and the topic unless it exists).
+
+        Args:
+            topic: The topic.
+            group: The group.
+            start: ``"first"``: the group is handed every entry the topic still keeps;
+                ``"new"``: only entries published from now on.
+
+        Raises:
+            TidingsValueError: ``start`` is neither.
+        """
+        check_name("topic", topic)
+        check_name("group", group)
+        if start not in ("first", "new"):
+            raise TidingsValueError(f"start must be 'first' or 'new', not {start!r}")
+        with self._lock:
+            state = self._topics.setdefault(topic, _Topic())
+            if group not in state.groups:
+                last = state.ids[-1] if start == "new" and state.ids else (0, 0)
+                state.groups[group] = _Group(last)
+
+    def _group(self, operation: str, topic: str, group: str) -> tuple[_Topic, _Group]:
+        state = self._topics.get(topic)
+        found = state.groups.get(group) if state is not None else None
+        if state is None or found is None:
+            raise NoSuchGroupError(
+                f"{operation} on topic {topic!r}: no group {group!r} (memory); "
+                "call ensure_group() first",
+                operation=operation,
+                target=self.target,
+            )
+        return state, found
+
+    def _take_new(self, topic: str, group: str, consumer: str, count: int) -> list[Message]:
+        state, found = self._group("consume", topic, group)
+        now = time.monotonic()
+        found.consumers[consumer] = now
+        start = bisect.bisect_right(state.ids, found.last)
+        taken: list[Message] = []
+        for entry_id in state.ids[start : start + count]:
+            entry = state.entries[entry_id]
+            found.pending[entry_id] = _Pending(consumer, 1, now)
+            taken.append(Message(_format(entry_id), topic, entry.event_id, entry.body, 1))
+            found.last = entry_id
+        return taken
+
+    def consume(
+        self, topic: str, group: str, consumer: str, *, count: int = 10, block: float = 1.0
+    ) -> list[Message]:
+        """Hand the consumer up to ``count`` entries its group was not handed yet.
+
+        Waits up to ``block`` seconds for one to be published when there is none (0 returns at
+        once). The entries are pending for the consumer until acknowledged.
+
+        Raises:
+            NoSuchGroupError: The group was never created.
+        """
+        check_name("topic", topic)
+        check_name("group", group)
+        check_name("consumer", consumer)
+        check_options(count=count, block=block)
+        deadline = time.monotonic() + block
+        with self._lock:
+            while True:
+                taken = self._take_new(topic, group, consumer, count)
+                remaining = deadline - time.monotonic()
+                if taken or remaining <= 0:
+                    return taken
+                self._published.wait(remaining)
+
+    def claim(
+        self, topic: str, group: str, consumer: str, *, min_idle: float, count: int = 10
+    ) -> list[Message]:
+        """Take over pending entries idle for at least ``min_idle`` seconds, oldest first.
+
+        Whichever consumer held them, the caller included; each counts one more delivery.
+        Pending entries that were trimmed from the topic are dropped from the pending list.
+
+        Raises:
+            NoSuchGroupError: The group was never created.
+        """
+        check_name("consumer", consumer)
+        check_options(count=count, min_idle=min_idle)
+        with self._lock:
+            state, found = self._group("claim", topic, group)
+            now = time.monotonic()
+            found.consumers[consumer] = now
+            taken: list[Message] = []
+            for entry_id in sorted(found.pending):
+                if len(taken) >= count:
+                    break
+                held = found.pending[entry_id]
+                if now - held.since < min_idle:
+                    continue
+                entry = state.entries.get(entry_id)
+                if entry is None:
+                    del found.pending[entry_id]
+                    continue
+                held.consumer, held.since = consumer, now
+                held.deliveries += 1
+                taken.append(
+                    Message(_format(entry_id), topic, entry.event_id, entry.body, held.deliveries)
+                )
+            return taken
+
+    def keep_alive(self, topic: str, group: str, consumer: str, ids: Sequence[str]) -> list[str]:
+        """Reset the idle time of the entries the consumer still holds, without a delivery.
+
+        Returns:
+            The ids among ``ids`` that the consumer still holds (the others were claimed by
+            another consumer, or acknowledged).
+
+        Raises:
+            NoSuchGroupError: The group was never created.
+        """
+        check_name("consumer", consumer)
+        with self._lock:
+            found = self._group("keep_alive", topic, group)[1]
+            now = time.monotonic()
+            held: list[str] = []
+            for entry_id in ids:
+                pending = found.pending.get(_parse(entry_id))
+                if pending is not None and pending.consumer == consumer:
+                    pending.since = now
+                    held.append(entry_id)
+            if held:
+                found.consumers[consumer] = now
+            return held
+
+    def ack(self, topic: str, group: str, ids: Sequence[str]) -> int:
+        """Acknowledge entries; return how many of them were pending.
+
+        Raises:
+            NoSuchGroupError: The group was never created.
+        """
+        with self._lock:
+            found = self._group("ack", topic, group)[1]
+            return sum(found.pending.pop(_parse(i), None) is not None for i in ids)
+
+    # -- deduplication ----------------------------------------------------------------------
+
+    def _expire(self, now: float) -> None:
+        while self._done:
+            key, expiry = next(iter(self._done.items()))
+            if expiry > now:
+                return
+            del self._done[key]
+
+    def done(self, group: str, event_id: str) -> bool:
+        """Whether ``mark_done(group, event_id)`` was called within the retention time."""
+        with self._lock:
+            self._expire(time.monotonic())
+            return (group, event_id) in self._done
+
+    def mark_done(self, group: str, event_id: str) -> bool:
+        """Remember for ``dedupe_ttl`` seconds that the event ran in the group.
+
+        Returns:
+            True, or False when it was already marked (the first mark's retention stays).
+        """
+        check_name("group", group)
+        check_name("event id", event_id)
+        with self._lock:
+            now = time.monotonic()
+            self._expire(now)
+            if (group, event_id) in self._done:
+                return False
+            self._done[group, event_id] = now + self.dedupe_ttl
+            return True
+
+    # -- dead letters -----------------------------------------------------------------------
+
+    def dead_letter(self, topic: str, group: str, message: Message, reason: str) -> str:
+        """Keep the message in the group's dead letters with the reason, and acknowledge it.
+
+        Returns:
+            Its id among the dead letters.
+
+        Raises:
+            NoSuchGroupError: The group was never created.
+        """
+        with self._lock:
+            found = self._group("dead_letter", topic, group)[1]
+            dead_id = _format(self._dead_ids.next())
+            found.dead.append(
+                DeadMessage(
+                    dead_id,
+                    topic,
+                    group,
+                    message.id,
+                    message.event_id,
+                    message.body,
+                    message.deliveries,
+                    str(reason),
+                    time.time(),
+                )
+            )
+            found.pending.pop(_parse(message.id), None)
+            return dead_id
+
+    def dead_letters(
+        self, topic: str, group: str, *, count: int | None = None
+    ) -> list[DeadMessage]:
+        """The group's dead letters, oldest first (at most ``count``).
+
+        Raises:
+            NoSuchGroupError: The group was never created.
+        """
+        check_options(count=count)
+        with self._lock:
+            dead = self._group("dead_letters", topic, group)[1].dead
+            return list(dead if count is None else dead[:count])
+
+    def retry(self, topic: str, group: str, ids: Sequence[str] | None = None) -> int:
+        """Publish the group's dead letters (all, or those ids) onto the topic again.
+
+        Each goes back as a new entry with its event id and body, and leaves the dead letters.
+        Every group of the topic is handed it; those that marked the event done skip it.
+
+        Returns:
+            How many were published.
+
+        Raises:
+            NoSuchGroupError: The group was never created.
+        """
+        with self._lock:
+            found = self._group("retry", topic, group)[1]
+            wanted = None if ids is None else set(ids)
+            chosen = [d for d in found.dead if wanted is None or d.id in wanted]
+            found.dead = [d for d in found.dead if d not in chosen]
+        for dead in chosen:
+            self.publish(topic, dead.event_id, dead.body)
+        return len(chosen)
+
+    # -- operations -------------------------------------------------------------------------
+
+    def status(self, topics: Sequence[str] | None = None) -> list[GroupStatus]:
+        """The state of each group of the topics (every topic with a group when ``None``)."""
+        with self._lock:
+            now = time.monotonic()
+            names = sorted(self._topics) if topics is None else list(topics)
+            report: list[GroupStatus] = []
+            for name in names:
+                state = self._topics.get(name)
+                if state is None:
+                    continue
+                for group_name in sorted(state.groups):
+                    group = state.groups[group_name]
+                    held: dict[str, int] = dict.fromkeys(group.consumers, 0)
+                    for pending in group.pending.values():
+                        held[pending.consumer] = held.get(pending.consumer, 0) + 1
+                    consumers = tuple(
+                        ConsumerStatus(c, held[c], now - group.consumers.get(c, now))
+                        for c in sorted(held)
+                    )
+                    lag = len(state.ids) - bisect.bisect_right(state.ids, group.last)
+                    report.append(
+                        GroupStatus(
+                            name,
+                            group_name,
+                            len(state.ids),
+                            len(group.pending),
+                            lag,
+                            consumers,
+                            len(group.dead),
+                        )
+                    )
+            return report
+
+    def close(self) -> None:
+        """Nothing to release; wakes threads waiting in ``consume()`` (they find nothing)."""
+        with self._lock:
+            self._published.notify_all()
+
+    # -- for the asyncio face ---------------------------------------------------------------
+
+    def _take_or_wait(
+        self,
+        topic: str,
+        group: str,
+        consumer: str,
+        count: int,
+        future: asyncio.Future[None] | None,
+    ) -> list[Message]:
+        """Take new entries; when there are none, register ``future`` to be woken by a publish."""
+        with self._lock:
+            taken = self._take_new(topic, group, consumer, count)
+            if not taken and future is not None:
+                self._waiters.append((future.get_loop(), future))
+            return taken
+
+    def _forget(self, future: asyncio.Future[None]) -> None:
+        """Drop a waiter that stopped waiting (so an idle consumer does not pile them up)."""
+        with self._lock:
+            self._waiters = [(loop, f) for loop, f in self._waiters if f is not future]
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _check_body(body: object) -> bytes:
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise TidingsTypeError(f"a transport body must be bytes, not {type(body).__name__}")
+    return bytes(body)
+
+
+class AsyncInMemoryTransport:
+    """The asyncio face of an :class:`InMemoryTransport`: an ``AsyncTransport``.
+
+    Args:
+        transport: The in-memory transport whose topics it serves; a new one when omitted.
+    """
+
+    def __init__(self, transport: InMemoryTransport | None = None) -> None:
+        self.sync = transport if transport is not None else InMemoryTransport()
+        self.target = self.sync.target
+
+    def __repr__(self) -> str:
+        return f"<AsyncInMemoryTransport of {self.sync!r}>"
+
+    async def publish(self, topic: str, event_id: str, body: bytes) -> str:
+        """See :meth:`InMemoryTransport.publish`."""
+        return self.sync.publish(topic, event_id, body)
+
+    async def ensure_group(self, topic: str, group: str, *, start: Start = "first") -> None:
+        """See :meth:`InMemoryTransport.ensure_group`."""
+        self.sync.ensure_group(topic, group, start=start)
+
+    async def consume(
+        self, topic: str, group: str, consumer: str, *, count: int = 10, block: float = 1.0
+    ) -> list[Message]:
+        """See :meth:`InMemoryTransport.consume`; waits without blocking the event loop."""
+        check_name("topic", topic)
+        check_name("group", group)
+        check_name("consumer", consumer)
+        check_options(count=count, block=block)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + block
+        while True:
+            remaining = deadline - loop.time()
+            future: asyncio.Future[None] | None = loop.create_future() if remaining > 0 else None
+            taken = self.sync._take_or_wait(topic, group, consumer, count, future)
+            if taken or future is None:
+                return taken
+            try:
+                await asyncio.wait_for(future, remaining)
+            except asyncio.TimeoutError:
+                self.sync._forget(future)
+                return self.sync._take_or_wait(topic, group, consumer, count, None)
+
+    async def claim(
+        self, topic: str, group: str, consumer: str, *, min_idle: float, count: int = 10
+    ) -> list[Message]:
+        """See :meth:`InMemoryTransport.claim`."""
+        return self.sync.claim(topic, group, consumer, min_idle=min_idle, count=count)
+
+    async def keep_alive(
+        self, topic: str, group: str, consumer: str, ids: Sequence[str]
+    ) -> list[str]:
+        """See :meth:`InMemoryTransport.keep_alive`."""
+        return self.sync.keep_alive(topic, group, consumer, ids)
+
+    async def ack(self, topic: str, group: str, ids: Sequence[str]) -> int:
+        """See :meth:`InMemoryTransport.ack`."""
+        return self.sync.ack(topic, group, ids)
+
+    async def done(self, group: str, event_id: str) -> bool:
+        """See :meth:`InMemoryTransport.done`."""
+        return self.sync.done(group, event_id)
+
+    async def mark_done(self, group: str, event_id: str) -> bool:
+        """See :meth:`InMemoryTransport.mark_done`."""
+        return self.sync.mark_done(group, event_id)
+
+    async def dead_letter(self, topic: str, group: str, message: Message, reason: str) -> str:
+        """See :meth:`InMemoryTransport.dead_letter`."""
+        return self.sync.dead_letter(topic, group, message, reason)
+
+    async def dead_letters(
+        self, topic: str, group: str, *, count: int | None = None
+    ) -> list[DeadMessage]:
+        """See :meth:`InMemoryTransport.dead_letters`."""
+        return self.sync.dead_letters(topic, group, count=count)
+
+    async def retry(self, topic: str, group: str, ids: Sequence[str] | None = None) -> int:
+        """See :meth:`InMemoryTransport.retry`."""
+        return self.sync.retry(topic, group, ids)
+
+    async def status(self, topics: Sequence[str] | None = None) -> list[GroupStatus]:
+        """See :meth:`InMemoryTransport.status`."""
+        return self.sync.status(topics)
+
+    async def close(self) -> None:
+        """See :meth:`InMemoryTransport.close`."""
+        self.sync.close()
