@@ -10,8 +10,8 @@ awaited after the commit (its tests fail on 2.0.23).
 
 Public API is used wherever it exists: ``RelationshipProperty.cascade``, statements'
 ``exported_columns`` (RETURNING), ``FromClause.is_derived_from``, ``attributes.flag_modified``.
-One more dependency on SQLAlchemy's internals lives in ``_m2m._inside_clear``: it finds a
-collection's own ``clear`` on the call stack (SQLAlchemy reports ``clear()`` as one remove
+One more dependency on SQLAlchemy's internals lives in ``_m2m_record._inside_clear``: it finds
+a collection's own ``clear`` on the call stack (SQLAlchemy reports ``clear()`` as one remove
 event per member, like single removals). ``tests/integrations/sqlalchemy/test_m2m_clear.py``
 fails loudly for every kind of collection if that stops working.
 """

@@ -29,7 +29,7 @@ from sqlalchemy.pool import StaticPool
 import tidings
 import tidings.models as tm
 from tidings.apps import apps
-from tidings.sqlalchemy import _m2m, instrument, save
+from tidings.sqlalchemy import _m2m_record, instrument, save
 
 #: tidings' own source files: allocations made from there are tidings'.
 PACKAGE = os.path.dirname(tidings.__file__)
@@ -138,7 +138,7 @@ def _retained(size: int) -> tuple[int, int]:
             tracemalloc.stop()
     finally:
         engine.dispose()
-    assert not _m2m._logs, "many-to-many operations of closed sessions are still recorded"
+    assert not _m2m_record._logs, "many-to-many operations of closed sessions are still recorded"
     stats = after.compare_to(before, "traceback")
     ours = sum(s.size_diff for s in stats if any(_is_ours(f.filename) for f in s.traceback))
     return ours, sum(s.size_diff for s in stats)

@@ -2,8 +2,8 @@
 
 SQLAlchemy reports ``collection.clear()`` as one remove event per member, exactly like single
 removals; tidings tells them apart by finding the collection's own ``clear`` on the call stack
-(``tidings.sqlalchemy._m2m``). These tests are the alarm for that dependency on SQLAlchemy's
-internals: if a release calls the events from elsewhere, ``pre_clear`` turns into
+(``tidings.sqlalchemy._m2m_record``). These tests are the alarm for that dependency on
+SQLAlchemy's internals: if a release calls the events from elsewhere, ``pre_clear`` turns into
 ``pre_remove`` here first. Each send also carries ``raw=False``, the argument Django 6.1 added
 to ``m2m_changed`` (True only while loading fixtures, which SQLAlchemy has not).
 """

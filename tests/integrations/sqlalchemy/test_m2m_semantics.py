@@ -18,7 +18,7 @@ from sqlalchemy.pool import StaticPool
 
 from tests.oracle.m2m.harness import Scenario, build_world, fresh_models, run_django
 from tidings.models import m2m_changed
-from tidings.sqlalchemy import _m2m
+from tidings.sqlalchemy import _m2m_record
 
 Log = list[tuple[Any, ...]]
 
@@ -142,7 +142,7 @@ def test_deleting_the_instance_drops_its_pending_changes(db: Db) -> None:
     db.session.flush()
     assert db.log == []
     assert db.links() == []
-    assert inspect(db.b1) not in _m2m._logs
+    assert inspect(db.b1) not in _m2m_record._logs
 
 
 # -- Timing ------------------------------------------------------------------------------------
@@ -220,7 +220,7 @@ def test_pre_receiver_exception_aborts_the_flush(db: Db) -> None:
     assert [entry[0] for entry in db.log] == ["pre_add"]
     # The rollback evicted the (unsaved) book: what it recorded is forgotten with it.
     assert inspect(db.b1).transient
-    assert inspect(db.b1) not in _m2m._logs
+    assert inspect(db.b1) not in _m2m_record._logs
 
 
 def test_post_receiver_changes_are_flushed_and_signalled(db: Db) -> None:
@@ -334,7 +334,7 @@ def test_nothing_is_recorded_without_receivers() -> None:
             world.b1.authors.extend([world.a1, world.a2])
             world.a3.books.append(world.b2)
             states = [inspect(obj) for obj in (world.b1, world.a3)]
-            assert [state in _m2m._logs for state in states] == [False, False]
+            assert [state in _m2m_record._logs for state in states] == [False, False]
             session.flush()
     finally:
         m2m_changed.disconnect(other, sender=models.article_topics)
@@ -411,7 +411,7 @@ def test_unflushed_changes_do_not_keep_objects_alive(db: Db) -> None:
     person.following.extend([person, other])
     other.followers.append(other)
     states = weakref.WeakSet([inspect(person), inspect(other)])
-    assert all(state in _m2m._logs for state in states)
+    assert all(state in _m2m_record._logs for state in states)
     del person, other
     gc.collect()
     assert len(states) == 0
