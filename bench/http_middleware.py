@@ -24,18 +24,13 @@ import gc
 import http.client
 import logging
 import random
-import socket
 import statistics
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
-
-import uvicorn
-from waitress import wasyncore
-from waitress.server import create_server
+from urllib.parse import urlsplit
 
 from bench._timing import (
     CpuShare,
@@ -46,6 +41,7 @@ from bench._timing import (
     environment,
     measure,
 )
+from tests.integrations.http.servers import serve_asgi, serve_wsgi
 from tidings import asgi, wsgi
 from tidings.http import got_request_exception, request_finished, request_started
 
@@ -77,43 +73,6 @@ class _Sink:
 
     async def asynchronous(self, sender: Any, **kwargs: Any) -> None:
         self.calls += 1
-
-
-@contextmanager
-def _uvicorn(app: Any) -> Iterator[int]:
-    # proto=IPPROTO_TCP matters: asyncio enables TCP_NODELAY only on sockets that say TCP,
-    # and without it every response waits out the client's delayed ACK (about 40 ms).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-
-
-@contextmanager
-def _waitress(app: Any) -> Iterator[int]:
-    server: Any = create_server(app, host="127.0.0.1", port=0, threads=2)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield server.effective_port
-    finally:
-        # The select() loop closes its own sockets, then the worker threads stop.
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
-        thread.join(10)
-        server.task_dispatcher.shutdown()
 
 
 def _requester(connection: http.client.HTTPConnection, path: str) -> Callable[[], None]:
@@ -291,17 +250,17 @@ def run(quick: bool = False) -> None:
     sink = _Sink()
     pairs: dict[tuple[str, str], _Pair] = {}
     with ExitStack() as stack:
-        ports = {
+        urls = {
             "uvicorn": stack.enter_context(
-                _uvicorn(_routed_asgi(asgi.SignalsMiddleware(asgi_app)))
+                serve_asgi(_routed_asgi(asgi.SignalsMiddleware(asgi_app)))
             ),
             "waitress": stack.enter_context(
-                _waitress(_routed_wsgi(wsgi.SignalsMiddleware(wsgi_app)))
+                serve_wsgi(_routed_wsgi(wsgi.SignalsMiddleware(wsgi_app)), threads=2)
             ),
         }
         get = {}
-        for server, port in ports.items():
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for server, url in urls.items():
+            connection = http.client.HTTPConnection(urlsplit(url).netloc, timeout=10)
             stack.callback(connection.close)
             get[(server, "plain")] = _requester(connection, "/")
             get[(server, "wrapped")] = _requester(connection, "/wrapped")

@@ -9,6 +9,8 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
+from tidings import TidingsError
+
 JOIN_TIMEOUT = 30.0
 
 SENDER_KINDS = ["none", "class", "instance", "bound-method", "object", "int", "list", "dict"]
@@ -150,8 +152,13 @@ def retained_by_second_window(cycle: Callable[[], object], cycles: int) -> int:
     return second - first
 
 
-def run_threads(workers: list[Callable[[], None]]) -> None:
-    """Start ``workers`` together behind a barrier; re-raise the first error; never hang."""
+def run_threads(workers: list[Callable[[], None]], *, names: list[str] | None = None) -> None:
+    """Start ``workers`` together behind a barrier; re-raise the first error; never hang.
+
+    Args:
+        workers: What each thread runs.
+        names: The threads' names, one per worker (``threading``'s defaults without it).
+    """
     barrier = threading.Barrier(len(workers))
     errors: list[BaseException] = []
 
@@ -165,7 +172,11 @@ def run_threads(workers: list[Callable[[], None]]) -> None:
 
         return run
 
-    threads = [threading.Thread(target=wrap(work), daemon=True) for work in workers]
+    labels: list[str | None] = [None] * len(workers) if names is None else list(names)
+    threads = [
+        threading.Thread(target=wrap(work), daemon=True, name=label)
+        for work, label in zip(workers, labels, strict=True)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -173,3 +184,12 @@ def run_threads(workers: list[Callable[[], None]]) -> None:
     assert not any(thread.is_alive() for thread in threads), "a thread is stuck: deadlock?"
     if errors:
         raise errors[0]
+
+
+def assert_refusal(error: BaseException, builtin: type[BaseException], *names: str) -> None:
+    """``error`` is a ``TidingsError`` and a ``builtin``, and its message holds every name."""
+    message = str(error)
+    missing = [name for name in names if name not in message]
+    assert missing == [], f"{missing} not in {message!r}"
+    assert isinstance(error, builtin)
+    assert isinstance(error, TidingsError)

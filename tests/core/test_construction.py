@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 import tidings
-from tidings import InvalidSenderError, Signal, TidingsError, receiver
+from tests.core._support import assert_refusal
+from tidings import InvalidSenderError, Signal, receiver
 from tidings.apps import Apps
 from tidings.models import ModelSignal
 
@@ -61,13 +62,14 @@ def test_string_sender_on_a_plain_signal_is_refused(weak: bool) -> None:
     signal = Signal(name="order_placed")
     with pytest.raises(InvalidSenderError) as info:
         signal.connect(_handler, sender="shop.Item", weak=weak)
-    message = str(info.value)
-    assert "test_construction._handler" in message
-    assert "<Signal 'order_placed'>" in message
-    assert "'shop.Item'" in message
-    assert "string_senders=True" in message
-    assert isinstance(info.value, ValueError)
-    assert isinstance(info.value, TidingsError)
+    assert_refusal(
+        info.value,
+        ValueError,
+        "test_construction._handler",
+        "<Signal 'order_placed'>",
+        "'shop.Item'",
+        "string_senders=True",
+    )
     assert signal.receivers == []
 
 

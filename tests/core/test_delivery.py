@@ -14,14 +14,13 @@ from typing import Any
 
 import pytest
 
-from tests.core._support import Recorder, dispatch, names
+from tests.core._support import Recorder, assert_refusal, dispatch, names
 from tidings import (
     AsyncReceiversInEventLoopError,
     Delivery,
     DeliveryOptionsError,
     InvalidDeliveryError,
     Signal,
-    TidingsError,
     receiver,
 )
 from tidings._delivery import Deferral, handler_for, register_handler
@@ -112,13 +111,9 @@ def test_unknown_delivery_is_a_value_error_listing_valid_ones() -> None:
     rec, signal = Recorder(), Signal(name="orders")
     with pytest.raises(InvalidDeliveryError) as caught:
         signal.connect(rec.sync("mailer"), delivery="later")
-    message = str(caught.value)
-    assert "mailer" in message
-    assert "'orders'" in message
-    assert "'later'" in message
-    assert "'immediate', 'on_commit'" in message
-    assert isinstance(caught.value, ValueError)
-    assert isinstance(caught.value, TidingsError)
+    assert_refusal(
+        caught.value, ValueError, "mailer", "'orders'", "'later'", "'immediate', 'on_commit'"
+    )
     assert not signal.has_connections()
 
 

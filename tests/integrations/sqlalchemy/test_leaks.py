@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, ForeignKey, String, Table, create_engine, select
+from sqlalchemy import String, create_engine, select
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -28,6 +28,7 @@ from sqlalchemy.pool import StaticPool
 
 import tidings
 import tidings.models as tm
+from tests.integrations.sqlalchemy.m2m_models import link_table
 from tidings.apps import apps
 from tidings.sqlalchemy import _m2m_record, instrument, save
 
@@ -53,12 +54,7 @@ class Models:
             __app_label__ = "leaks"
 
         instrument(Base)
-        links = Table(
-            "item_tags",
-            Base.metadata,
-            Column("item_id", ForeignKey("item.id"), primary_key=True),
-            Column("tag_id", ForeignKey("tag.id"), primary_key=True),
-        )
+        links = link_table(Base.metadata, "item_tags", "item", "tag")
 
         class Tag(Base):
             __tablename__ = "tag"

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, ForeignKey, Table, create_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.collections import attribute_keyed_dict
 
+from tests.integrations.sqlalchemy.m2m_models import post_tag_models
 from tidings.models import m2m_changed
-from tidings.sqlalchemy import instrument
 
 
 class _Listish(list[Any]):
@@ -44,26 +44,8 @@ def test_clear_is_a_clear_and_removals_are_removals(kind: str) -> None:
     raw is False."""
     collection_class, fill, remove = KINDS[kind]
 
-    class Base(DeclarativeBase):
-        __app_label__ = "clearing"
-
-    instrument(Base)
-    links = Table(
-        "post_tags",
-        Base.metadata,
-        Column("post_id", ForeignKey("post.id"), primary_key=True),
-        Column("tag_id", ForeignKey("tag.id"), primary_key=True),
-    )
-
-    class Tag(Base):
-        __tablename__ = "tag"
-        id: Mapped[int] = mapped_column(primary_key=True)
-        name: Mapped[str]
-
-    class Post(Base):
-        __tablename__ = "post"
-        id: Mapped[int] = mapped_column(primary_key=True)
-        tags = relationship(Tag, secondary=links, collection_class=collection_class)
+    models = post_tag_models("clearing", collection_class=collection_class)
+    Base, Post, Tag = models.Base, models.Post, models.Tag
 
     actions: list[str] = []
     raws: set[Any] = set()

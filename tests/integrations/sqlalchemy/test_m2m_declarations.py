@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
-from sqlalchemy import Column, ForeignKey, Table, create_engine
+from sqlalchemy import create_engine
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -17,20 +17,11 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.orm.attributes import set_committed_value
 
+from tests.integrations.sqlalchemy.m2m_models import link_table, m2m_entry, post_tag_models
 from tidings.models import m2m_changed
 from tidings.sqlalchemy import _m2m, instrument
 
 Log = list[tuple[Any, ...]]
-
-
-def _entry(sender: Any, **kwargs: Any) -> tuple[Any, ...]:
-    pk_set = kwargs["pk_set"]
-    return (
-        kwargs["action"],
-        type(kwargs["instance"]).__name__,
-        kwargs["instance"].id,
-        None if pk_set is None else sorted(pk_set),
-    )
 
 
 def _pair_models(
@@ -40,12 +31,7 @@ def _pair_models(
         __app_label__ = label
 
     instrument(Base)
-    table = Table(
-        "written_by",
-        Base.metadata,
-        Column("book_id", ForeignKey("book.id"), primary_key=True),
-        Column("author_id", ForeignKey("author.id"), primary_key=True),
-    )
+    table = link_table(Base.metadata, "written_by", "book", "author")
 
     class Author(Base):
         __tablename__ = "author"
@@ -73,12 +59,7 @@ def _pair_models(
         __tablename__ = "shelf"
         id: Mapped[int] = mapped_column(primary_key=True)
         books: WriteOnlyMapped[Book] = relationship(
-            secondary=Table(
-                "shelved",
-                Base.metadata,
-                Column("shelf_id", ForeignKey("shelf.id"), primary_key=True),
-                Column("book_id", ForeignKey("book.id"), primary_key=True),
-            )
+            secondary=link_table(Base.metadata, "shelved", "shelf", "book")
         )
 
     return SimpleNamespace(Base=Base, Author=Author, Book=Book, Novel=Novel, Shelf=Shelf)
@@ -90,7 +71,7 @@ def _reverses(models: Any, *operations: Any) -> Log:
     log: Log = []
 
     def receiver(sender: Any, **kwargs: Any) -> None:
-        log.append((*_entry(sender, **kwargs), kwargs["reverse"], kwargs["model"].__name__))
+        log.append((*m2m_entry(sender, **kwargs), kwargs["reverse"], kwargs["model"].__name__))
 
     m2m_changed.connect(receiver)
     try:
@@ -160,32 +141,12 @@ def test_subclass_instances_and_write_only_collections() -> None:
 def test_dict_collections() -> None:
     """A dict collection (attribute_keyed_dict) sends add, remove and clear like a list."""
 
-    class Base(DeclarativeBase):
-        __app_label__ = "keyed"
-
-    instrument(Base)
-    table = Table(
-        "tagged",
-        Base.metadata,
-        Column("post_id", ForeignKey("post.id"), primary_key=True),
-        Column("tag_id", ForeignKey("tag.id"), primary_key=True),
-    )
-
-    class Tag(Base):
-        __tablename__ = "tag"
-        id: Mapped[int] = mapped_column(primary_key=True)
-        name: Mapped[str]
-
-    class Post(Base):
-        __tablename__ = "post"
-        id: Mapped[int] = mapped_column(primary_key=True)
-        tags: Mapped[dict[str, Tag]] = relationship(
-            secondary=table, collection_class=attribute_keyed_dict("name")
-        )
+    models = post_tag_models("keyed", collection_class=attribute_keyed_dict("name"))
+    Post, Tag = models.Post, models.Tag
 
     post, red, blue = Post(id=1), Tag(id=1, name="red"), Tag(id=2, name="blue")
     log = _reverses(
-        SimpleNamespace(Base=Base),
+        models,
         lambda session: session.add_all([post, red, blue]),
         lambda session: post.tags.update({"red": red, "blue": blue}),
         lambda session: post.tags.pop("red"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import threading
 import weakref
@@ -16,6 +17,8 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.pool import StaticPool
 
+from tests.core._support import run_threads
+from tests.integrations.sqlalchemy.m2m_models import m2m_entry
 from tests.oracle.m2m.harness import Scenario, build_world, fresh_models, run_django
 from tidings.models import m2m_changed
 from tidings.sqlalchemy import _m2m_record
@@ -35,16 +38,6 @@ class Db(SimpleNamespace):
         return sorted((book, author) for book, author in rows)
 
 
-def _entry(sender: Any, **kwargs: Any) -> tuple[Any, ...]:
-    pk_set = kwargs["pk_set"]
-    return (
-        kwargs["action"],
-        type(kwargs["instance"]).__name__,
-        kwargs["instance"].id,
-        None if pk_set is None else sorted(pk_set),
-    )
-
-
 @pytest.fixture
 def db() -> Iterator[Db]:
     """Twins on SQLite with every object saved, and a receiver logging m2m_changed."""
@@ -54,7 +47,7 @@ def db() -> Iterator[Db]:
     log: Log = []
 
     def receiver(sender: Any, **kwargs: Any) -> None:
-        log.append(_entry(sender, **kwargs))
+        log.append(m2m_entry(sender, **kwargs))
 
     with Session(engine) as session:
         world = build_world(models, session)
@@ -306,7 +299,7 @@ def test_receivers_filtered_by_sender(db: Db) -> None:
     heard: Log = []
 
     def receiver(sender: Any, **kwargs: Any) -> None:
-        heard.append(_entry(sender, **kwargs))
+        heard.append(m2m_entry(sender, **kwargs))
 
     m2m_changed.connect(receiver, sender=db.models.article_topics)
     try:
@@ -394,11 +387,7 @@ def test_sessions_in_threads_do_not_mix(db: Db) -> None:
 
     m2m_changed.connect(receiver)
     try:
-        threads = [threading.Thread(target=work, args=(n,)) for n in range(threads_count)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
+        run_threads([functools.partial(work, n) for n in range(threads_count)])
     finally:
         m2m_changed.disconnect(receiver)
     expected = [(action, [i]) for i in range(1, rounds + 1) for action in ("pre_add", "post_add")]

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
+from tests.core._support import run_threads
 from tests.integrations.sqlalchemy.programs import (
     FLAVORS,
     Block,
@@ -422,37 +423,28 @@ def test_two_sessions_in_two_threads_at_once(tmp_path: Any) -> None:
     Row.metadata.create_all(engine)
     barrier = threading.Barrier(2, timeout=10)
     ran: dict[str, list[tuple[str, str]]] = {"commit": [], "rollback": []}
-    errors: list[BaseException] = []
 
     def work(outcome: str) -> None:
-        try:
-            with Session(engine) as session:
-                session.add(Row(label=outcome))
-                for step in range(20):
-                    barrier.wait()
-                    on_commit(
-                        functools.partial(
-                            ran[outcome].append, (threading.current_thread().name, str(step))
-                        )
-                    )
+        with Session(engine) as session:
+            session.add(Row(label=outcome))
+            for step in range(20):
                 barrier.wait()
-                if outcome == "commit":
-                    session.commit()
-                else:
-                    session.rollback()
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+                on_commit(
+                    functools.partial(
+                        ran[outcome].append, (threading.current_thread().name, str(step))
+                    )
+                )
+            barrier.wait()
+            if outcome == "commit":
+                session.commit()
+            else:
+                session.rollback()
 
-    threads = [
-        threading.Thread(target=work, args=(outcome,), name=outcome)
-        for outcome in ("commit", "rollback")
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    engine.dispose()
-    assert errors == []
+    outcomes = ["commit", "rollback"]
+    try:
+        run_threads([functools.partial(work, outcome) for outcome in outcomes], names=outcomes)
+    finally:
+        engine.dispose()
     assert ran == {"commit": [("commit", str(n)) for n in range(20)], "rollback": []}
 
 

@@ -6,6 +6,8 @@ flush or commit leaves them unwritten.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from sqlalchemy import text
 
 import tidings.models as tm
 from tests.integrations.sqlalchemy.conftest import Db, DjangoSide, SqlaSide
+from tidings import Signal
 from tidings.sqlalchemy import save
 
 
@@ -20,6 +23,16 @@ from tidings.sqlalchemy import save
 def sqla_sqlite(request: pytest.FixtureRequest) -> SqlaSide:
     """The SQLAlchemy side on SQLite, with a sync Session and with an AsyncSession."""
     return SqlaSide(request.param, request)
+
+
+@contextlib.contextmanager
+def _connected(signal: Signal, receiver: Callable[..., Any], sender: Any = None) -> Iterator[None]:
+    """``receiver`` connected to ``signal`` (for ``sender``) inside the block only."""
+    signal.connect(receiver, sender=sender)
+    try:
+        yield
+    finally:
+        signal.disconnect(receiver, sender=sender)
 
 
 async def _row(db: Db) -> tuple[Any, ...]:
@@ -122,14 +135,11 @@ def test_setting_a_withheld_field_again_makes_it_an_ordinary_change(sqla_sqlite:
         person = await _changed_person(db)
         await db.save(person, update_fields=["first_name"])
         person.last_name = "Lovelace"
-        tm.pre_save.connect(receiver, sender=db.models.Person)
-        await db.flush()
+        with _connected(tm.pre_save, receiver, db.models.Person):
+            await db.flush()
         assert await _row(db) == ("Grace", "Lovelace")
 
-    try:
-        sqla_sqlite.run(scenario, ())
-    finally:
-        tm.pre_save.disconnect(receiver)
+    sqla_sqlite.run(scenario, ())
     assert seen == [(None, {"last_name": ("", "Lovelace")})]
 
 
@@ -149,17 +159,14 @@ def test_unlisted_changes_stay_pending_after_a_pre_save_receiver_raised(
         await db.commit()
         person.first_name = "Grace"
         person.last_name = "Hopper"
-        tm.pre_save.connect(receiver, sender=db.models.Person)
-        with pytest.raises(RuntimeError, match="pre_save failed"):
-            await db.save(person, update_fields=["first_name"])
-        fail[0] = False
-        await db.commit()
+        with _connected(tm.pre_save, receiver, db.models.Person):
+            with pytest.raises(RuntimeError, match="pre_save failed"):
+                await db.save(person, update_fields=["first_name"])
+            fail[0] = False
+            await db.commit()
         assert await _row(db) == ("Grace", "Hopper")
 
-    try:
-        sqla_sqlite.run(scenario, ())
-    finally:
-        tm.pre_save.disconnect(receiver)
+    sqla_sqlite.run(scenario, ())
 
 
 def test_pre_save_receivers_changes_to_unlisted_fields_are_withheld_too(
@@ -188,11 +195,8 @@ def test_pre_save_receivers_changes_to_unlisted_fields_are_withheld_too(
         person = db.models.Person(first_name="Ada")
         await db.save(person)
         person.first_name = "Grace"
-        tm.pre_save.connect(stamp, sender=db.models.Person)
-        try:
+        with _connected(tm.pre_save, stamp, db.models.Person):
             await db.save(person, update_fields=["first_name"])
-        finally:
-            tm.pre_save.disconnect(stamp, sender=db.models.Person)
         rows.append(await _row(db))
         assert person.last_name == "Stamped"
 
@@ -215,11 +219,8 @@ def test_a_full_save_from_a_post_save_receiver_writes_the_withheld_change(
             if update_fields is not None:
                 save(db.sync, instance)
 
-        tm.post_save.connect(again, sender=db.models.Person)
-        try:
+        with _connected(tm.post_save, again, db.models.Person):
             await db.save(person, update_fields=["first_name"])
-        finally:
-            tm.post_save.disconnect(again, sender=db.models.Person)
         assert await _row(db) == ("Grace", "Hopper")
         assert not db.sync.dirty
 
