@@ -53,6 +53,7 @@ __all__ = [
     "TransportError",
     "check_name",
     "check_options",
+    "is_entry_id",
 ]
 
 #: Default retention of the ``(group, event_id)`` dedupe marks: 7 days, in seconds.
@@ -63,6 +64,7 @@ DEFAULT_MAXLEN = 100_000
 Start = Literal["first", "new"]
 
 _NAME = re.compile(r"^\S+$")
+_ENTRY_ID = re.compile(r"^\d+-\d+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,3 +327,8 @@ def check_options(
             continue
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
             raise TidingsValueError(f"{name} must be a number of seconds >= 0, not {seconds!r}")
+
+
+def is_entry_id(value: object) -> bool:
+    """Whether ``value`` is an entry id of the ``ms-seq`` form (others are never pending)."""
+    return isinstance(value, str) and _ENTRY_ID.match(value) is not None

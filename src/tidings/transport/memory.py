@@ -36,7 +36,9 @@ from tidings.transport._base import (
     Start,
     check_name,
     check_options,
+    is_entry_id,
 )
+from tidings.transport._memory_async import AsyncInMemoryTransport
 
 __all__ = ["AsyncInMemoryTransport", "InMemoryTransport"]
 
@@ -299,7 +301,7 @@ class InMemoryTransport:
             now = time.monotonic()
             held: list[str] = []
             for entry_id in ids:
-                pending = found.pending.get(_parse(entry_id))
+                pending = found.pending.get(_parse(entry_id)) if is_entry_id(entry_id) else None
                 if pending is not None and pending.consumer == consumer:
                     pending.since = now
                     held.append(entry_id)
@@ -315,7 +317,9 @@ class InMemoryTransport:
         """
         with self._lock:
             found = self._group("ack", topic, group)[1]
-            return sum(found.pending.pop(_parse(i), None) is not None for i in ids)
+            return sum(
+                is_entry_id(i) and found.pending.pop(_parse(i), None) is not None for i in ids
+            )
 
     # -- deduplication ----------------------------------------------------------------------
 
@@ -375,7 +379,8 @@ class InMemoryTransport:
                     time.time(),
                 )
             )
-            found.pending.pop(_parse(message.id), None)
+            if is_entry_id(message.id):
+                found.pending.pop(_parse(message.id), None)
             return dead_id
 
     def dead_letters(
@@ -484,94 +489,3 @@ def _check_body(body: object) -> bytes:
     if not isinstance(body, (bytes, bytearray, memoryview)):
         raise TidingsTypeError(f"a transport body must be bytes, not {type(body).__name__}")
     return bytes(body)
-
-
-class AsyncInMemoryTransport:
-    """The asyncio face of an :class:`InMemoryTransport`: an ``AsyncTransport``.
-
-    Args:
-        transport: The in-memory transport whose topics it serves; a new one when omitted.
-    """
-
-    def __init__(self, transport: InMemoryTransport | None = None) -> None:
-        self.sync = transport if transport is not None else InMemoryTransport()
-        self.target = self.sync.target
-
-    def __repr__(self) -> str:
-        return f"<AsyncInMemoryTransport of {self.sync!r}>"
-
-    async def publish(self, topic: str, event_id: str, body: bytes) -> str:
-        """See :meth:`InMemoryTransport.publish`."""
-        return self.sync.publish(topic, event_id, body)
-
-    async def ensure_group(self, topic: str, group: str, *, start: Start = "first") -> None:
-        """See :meth:`InMemoryTransport.ensure_group`."""
-        self.sync.ensure_group(topic, group, start=start)
-
-    async def consume(
-        self, topic: str, group: str, consumer: str, *, count: int = 10, block: float = 1.0
-    ) -> list[Message]:
-        """See :meth:`InMemoryTransport.consume`; waits without blocking the event loop."""
-        check_name("topic", topic)
-        check_name("group", group)
-        check_name("consumer", consumer)
-        check_options(count=count, block=block)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + block
-        while True:
-            remaining = deadline - loop.time()
-            future: asyncio.Future[None] | None = loop.create_future() if remaining > 0 else None
-            taken = self.sync._take_or_wait(topic, group, consumer, count, future)
-            if taken or future is None:
-                return taken
-            try:
-                await asyncio.wait_for(future, remaining)
-            except asyncio.TimeoutError:
-                self.sync._forget(future)
-                return self.sync._take_or_wait(topic, group, consumer, count, None)
-
-    async def claim(
-        self, topic: str, group: str, consumer: str, *, min_idle: float, count: int = 10
-    ) -> list[Message]:
-        """See :meth:`InMemoryTransport.claim`."""
-        return self.sync.claim(topic, group, consumer, min_idle=min_idle, count=count)
-
-    async def keep_alive(
-        self, topic: str, group: str, consumer: str, ids: Sequence[str]
-    ) -> list[str]:
-        """See :meth:`InMemoryTransport.keep_alive`."""
-        return self.sync.keep_alive(topic, group, consumer, ids)
-
-    async def ack(self, topic: str, group: str, ids: Sequence[str]) -> int:
-        """See :meth:`InMemoryTransport.ack`."""
-        return self.sync.ack(topic, group, ids)
-
-    async def done(self, group: str, event_id: str) -> bool:
-        """See :meth:`InMemoryTransport.done`."""
-        return self.sync.done(group, event_id)
-
-    async def mark_done(self, group: str, event_id: str) -> bool:
-        """See :meth:`InMemoryTransport.mark_done`."""
-        return self.sync.mark_done(group, event_id)
-
-    async def dead_letter(self, topic: str, group: str, message: Message, reason: str) -> str:
-        """See :meth:`InMemoryTransport.dead_letter`."""
-        return self.sync.dead_letter(topic, group, message, reason)
-
-    async def dead_letters(
-        self, topic: str, group: str, *, count: int | None = None
-    ) -> list[DeadMessage]:
-        """See :meth:`InMemoryTransport.dead_letters`."""
-        return self.sync.dead_letters(topic, group, count=count)
-
-    async def retry(self, topic: str, group: str, ids: Sequence[str] | None = None) -> int:
-        """See :meth:`InMemoryTransport.retry`."""
-        return self.sync.retry(topic, group, ids)
-
-    async def status(self, topics: Sequence[str] | None = None) -> list[GroupStatus]:
-        """See :meth:`InMemoryTransport.status`."""
-        return self.sync.status(topics)
-
-    async def close(self) -> None:
-        """See :meth:`InMemoryTransport.close`."""
-        self.sync.close()
