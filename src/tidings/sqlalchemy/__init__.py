@@ -8,7 +8,8 @@ signals of :mod:`tidings.models`, with Django's arguments, from sync ``Session``
 Django.
 
 :func:`on_commit` runs work after a Session's outermost transaction commits,
-savepoint-correct; see ``docs/transactions.md``.
+savepoint-correct, and so do receivers connected with ``delivery="on_commit"``; see
+``docs/transactions.md``.
 
 Requires SQLAlchemy: ``pip install "tidings[sqlalchemy]"``.
 """
@@ -26,7 +27,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from tidings._errors import FlushLoopError, InstrumentError, UpdateFieldsError
-from tidings.sqlalchemy import _transactions
+from tidings.sqlalchemy import _delivery, _transactions
 from tidings.sqlalchemy._lifecycle import DEFERRED, Deferred
 from tidings.sqlalchemy._registry import AppLabelError, instrument, is_instrumented
 from tidings.sqlalchemy._session import save
@@ -58,9 +59,10 @@ __all__ = [
     "save",
 ]
 
-# Every Session's transactions are followed from the import on, so that on_commit() works
-# whether or not instrument() is called.
+# Every Session's transactions are followed from the import on, so that on_commit() and
+# delivery="on_commit" receivers work whether or not instrument() is called.
 _transactions.install()
+_delivery.install()
 
 
 async def asave(

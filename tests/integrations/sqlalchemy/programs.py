@@ -2,7 +2,12 @@
 
 A program is a :class:`Block` (the outermost transaction) of steps: ``Send(label)`` registers
 work that logs ``label`` after the commit, ``Flush()`` writes a row, and an inner ``Block`` is a
-savepoint. Each block ends in one of three ways: ``"commit"`` (released / committed),
+savepoint. A ``Send`` goes ``via`` one of three routes: ``"function"`` calls ``on_commit()``,
+``"signal"`` sends a plain signal whose receiver is connected with ``delivery="on_commit"``, and
+``"model"`` saves a row whose ``post_save`` receiver is (the model signal of the flush; the
+receiver reads the label back from the committed, expired instance). Django runs the same
+routes with ``transaction.on_commit``: called directly, from a ``Signal`` receiver and from a
+``post_save`` receiver. Each block ends in one of three ways: ``"commit"`` (released / committed),
 ``"rollback"`` (rolled back explicitly) or ``"raise"`` (an exception leaves its ``with`` block).
 :func:`expected` is the model of the rules: the labels of the blocks that survive, in order,
 when the outermost block commits, and nothing otherwise.
@@ -12,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -22,17 +29,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import StaticPool
 
-from tidings.sqlalchemy import on_commit
+from tidings import Signal
+from tidings.apps import apps
+from tidings.models import post_save
+from tidings.sqlalchemy import instrument, on_commit
 
 Outcome = Literal["commit", "rollback", "raise"]
+Via = Literal["function", "signal", "model"]
 FLAVORS = ["sqlite", "sqlite-async", "postgres", "postgres-async"]
+VIAS: tuple[Via, ...] = ("function", "signal", "model")
 
 
 @dataclass(frozen=True)
 class Send:
-    """Register work that logs ``label`` after the commit."""
+    """Register work that logs ``label`` after the commit, by way of ``via``."""
 
     label: str
+    via: Via = "function"
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,39 @@ class Block:
 
 
 Step = Send | Flush | Block
+
+
+def three_deep(vias: tuple[Via, ...] = ("function",)) -> list[Block]:
+    """Savepoints three deep, every combination of release and rollback (and the root's).
+
+    The sends take their route from ``vias`` in turn.
+    """
+    outcomes: tuple[Outcome, ...] = ("commit", "rollback")
+    programs = []
+    for root, first, second, third in itertools.product(outcomes, repeat=4):
+        route = itertools.cycle(vias)
+
+        def send(label: str) -> Send:
+            return Send(label, next(route))  # noqa: B023 - called at once, in this iteration
+
+        r1, a1, b1, c, b2, a2, r2 = (send(n) for n in ("r1", "a1", "b1", "c", "b2", "a2", "r2"))
+        inner = Block((c, Flush()), third)
+        middle = Block((b1, inner, b2), second)
+        outer = Block((a1, Flush(), middle, a2), first)
+        programs.append(Block((r1, outer, r2), root))
+    return programs
+
+
+def scenarios(via: Via = "function") -> dict[str, Block]:
+    """Commit, rollback, exceptions and sibling savepoints, each send going ``via``."""
+    a, b, c = Send("a", via), Send("b", via), Send("c", via)
+    return {
+        "commit": Block((a, Flush(), b)),
+        "rollback": Block((a, Flush()), "rollback"),
+        "exception in begin()": Block((Flush(), a), "raise"),
+        "savepoint raises": Block((a, Block((b, Flush()), "raise"), c)),
+        "sibling savepoints": Block((Block((a,), "rollback"), Block((b,)), Block((c,), "raise"))),
+    }
 
 
 def expected(program: Block) -> list[str]:
@@ -80,6 +126,60 @@ class Row(Base):
     __tablename__ = "oncommit_row"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     label: Mapped[str] = mapped_column(String(50), default="")
+
+
+class _MailBase(DeclarativeBase):
+    """The base of :class:`Mail`, instrumented by :func:`receivers`."""
+
+    __app_label__ = "oncommit"
+
+
+class Mail(_MailBase):
+    """A row whose ``post_save`` receiver is connected with ``delivery="on_commit"``."""
+
+    __tablename__ = "oncommit_mail"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(String(50))
+
+
+#: Where the post_save receiver of each Mail logs (see :func:`new_mail`).
+_mail_logs: weakref.WeakKeyDictionary[Mail, list[str]] = weakref.WeakKeyDictionary()
+
+
+def new_mail(label: str, log: list[str]) -> Mail:
+    """A new :class:`Mail` whose on-commit ``post_save`` receiver appends its label to ``log``."""
+    mail = Mail(label=label)
+    _mail_logs[mail] = log
+    return mail
+
+
+#: The signal of ``Send(via="signal")``.
+program_signal = Signal(name="program_signal")
+
+
+def _on_program_signal(sender: Any, label: str, log: list[str], **kwargs: Any) -> None:
+    log.append(label)
+
+
+def _on_mail_saved(sender: Any, instance: Mail, **kwargs: Any) -> None:
+    _mail_logs[instance].append(instance.label)  # expired by the commit: reloaded from the row
+
+
+METADATAS = (Base.metadata, _MailBase.metadata)
+
+
+@contextlib.contextmanager
+def receivers() -> Iterator[None]:
+    """Instrument :class:`Mail` and connect the two on-commit receivers for the block."""
+    with apps.isolated():
+        instrument(_MailBase)
+        program_signal.connect(_on_program_signal, delivery="on_commit")
+        post_save.connect(_on_mail_saved, sender=Mail, delivery="on_commit")
+        try:
+            yield
+        finally:
+            program_signal.disconnect(_on_program_signal)
+            post_save.disconnect(_on_mail_saved, sender=Mail)
 
 
 # -- SQLAlchemy --------------------------------------------------------------------------------
@@ -123,7 +223,7 @@ async def _run_block(db: Db, block: Block, log: list[str], *, nested: bool) -> N
         async with db.block(nested=nested) as transaction:
             for step in block.steps:
                 if isinstance(step, Send):
-                    on_commit(functools.partial(log.append, step.label))
+                    await _send(db, step, log)
                 elif isinstance(step, Flush):
                     db.session.add(Row(label="x"))
                     await db.call("flush")
@@ -138,6 +238,16 @@ async def _run_block(db: Db, block: Block, log: list[str], *, nested: bool) -> N
                 raise Boom
     except Boom:
         pass
+
+
+async def _send(db: Db, step: Send, log: list[str]) -> None:
+    if step.via == "function":
+        on_commit(functools.partial(log.append, step.label))
+    elif step.via == "signal":
+        program_signal.send(None, label=step.label, log=log)
+    else:
+        db.session.add(new_mail(step.label, log))
+        await db.call("flush")
 
 
 @dataclass
@@ -169,24 +279,27 @@ class Flavor:
             )
 
     async def create_tables(self) -> None:
-        """Create the table of :class:`Row` (and drop a leftover one first)."""
-        if isinstance(self.engine, AsyncEngine):
-            async with self.engine.begin() as connection:
-                await connection.run_sync(Base.metadata.drop_all)
-                await connection.run_sync(Base.metadata.create_all)
-        else:
-            assert self.engine is not None
-            Base.metadata.drop_all(self.engine)
-            Base.metadata.create_all(self.engine)
+        """Create the tables of :class:`Row` and :class:`Mail` (dropping leftovers first)."""
+        for metadata in METADATAS:
+            if isinstance(self.engine, AsyncEngine):
+                async with self.engine.begin() as connection:
+                    await connection.run_sync(metadata.drop_all)
+                    await connection.run_sync(metadata.create_all)
+            else:
+                assert self.engine is not None
+                metadata.drop_all(self.engine)
+                metadata.create_all(self.engine)
 
     async def dispose(self) -> None:
-        """Drop the table and dispose of the engine."""
+        """Drop the tables and dispose of the engine."""
         if isinstance(self.engine, AsyncEngine):
             async with self.engine.begin() as connection:
-                await connection.run_sync(Base.metadata.drop_all)
+                for metadata in METADATAS:
+                    await connection.run_sync(metadata.drop_all)
             await self.engine.dispose()
         elif self.engine is not None:
-            Base.metadata.drop_all(self.engine)
+            for metadata in METADATAS:
+                metadata.drop_all(self.engine)
             self.engine.dispose()
 
     @contextlib.asynccontextmanager
@@ -226,7 +339,8 @@ def run_programs(flavor: Flavor, programs: list[Block]) -> list[list[str]]:
                 await run_sqlalchemy(db, program, log)
             logs.append(log)
 
-    run_flavor(flavor, scenario)
+    with receivers():
+        run_flavor(flavor, scenario)
     return logs
 
 
@@ -236,7 +350,7 @@ def run_programs(flavor: Flavor, programs: list[Block]) -> list[list[str]]:
 def run_django_programs(programs: list[Block]) -> list[list[str]]:
     """Run each program with Django's ``atomic()`` and ``on_commit``; return their logs."""
     logs: list[list[str]] = []
-    with django_ready():
+    with django_ready(), _django_receivers():
         for program in programs:
             log: list[str] = []
             run_django(program, log)
@@ -257,8 +371,14 @@ def _django_block(block: Block, log: list[str]) -> None:
     try:
         with transaction.atomic():
             for step in block.steps:
-                if isinstance(step, Send):
+                if isinstance(step, Send) and step.via == "function":
                     transaction.on_commit(functools.partial(log.append, step.label))
+                elif isinstance(step, Send) and step.via == "signal":
+                    django_program_signal().send(None, label=step.label, log=log)
+                elif isinstance(step, Send):
+                    person = Person(first_name=step.label, last_name=_MAIL)
+                    person._log = log
+                    person.save()
                 elif isinstance(step, Flush):
                     Person.objects.create(first_name="x")
                 else:
@@ -269,6 +389,42 @@ def _django_block(block: Block, log: list[str]) -> None:
                 raise Boom
     except Boom:
         pass
+
+
+_MAIL = "mail"  # the last_name of the Person rows that stand for a Mail
+
+
+@functools.cache
+def django_program_signal() -> Any:
+    """The Django twin of :data:`program_signal` (created once Django is importable)."""
+    from django.dispatch import Signal as DjangoSignal
+
+    return DjangoSignal()
+
+
+@contextlib.contextmanager
+def _django_receivers() -> Iterator[None]:
+    """Connect the Django receivers that call ``transaction.on_commit`` for the block."""
+    from django.db import transaction
+    from django.db.models.signals import post_save as django_post_save
+
+    from tests.oracle.lifecycle.models import Person
+
+    def on_signal(sender: Any, label: str, log: list[str], **kwargs: Any) -> None:
+        transaction.on_commit(functools.partial(log.append, label))
+
+    def on_saved(sender: Any, instance: Any, **kwargs: Any) -> None:
+        if instance.last_name == _MAIL:
+            transaction.on_commit(lambda: instance._log.append(instance.first_name))
+
+    signal = django_program_signal()
+    signal.connect(on_signal, weak=False)
+    django_post_save.connect(on_saved, sender=Person, weak=False)
+    try:
+        yield
+    finally:
+        signal.disconnect(on_signal)
+        django_post_save.disconnect(on_saved, sender=Person)
 
 
 @contextlib.contextmanager

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
 import logging
 import threading
 from collections.abc import Iterator
@@ -19,17 +18,15 @@ from sqlalchemy.pool import StaticPool
 from tests.core._support import run_threads
 from tests.integrations.sqlalchemy.programs import (
     FLAVORS,
-    Block,
     Flavor,
-    Flush,
-    Outcome,
     Row,
-    Send,
     django_ready,
     expected,
     run_django_programs,
     run_flavor,
     run_programs,
+    scenarios,
+    three_deep,
 )
 from tidings import AsyncReceiversInEventLoopError, InvalidReceiverError, TidingsError
 from tidings.sqlalchemy import AmbiguousSessionError, current_session, in_transaction, on_commit
@@ -58,34 +55,12 @@ def sqlite_engine() -> Iterator[Any]:
     engine.dispose()
 
 
-def _three_deep() -> list[Block]:
-    outcomes: tuple[Outcome, ...] = ("commit", "rollback")
-    programs = []
-    for root, first, second, third in itertools.product(outcomes, repeat=4):
-        inner = Block((Send("c"), Flush()), third)
-        middle = Block((Send("b1"), inner, Send("b2")), second)
-        outer = Block((Send("a1"), Flush(), middle, Send("a2")), first)
-        programs.append(Block((Send("r1"), outer, Send("r2")), root))
-    return programs
-
-
-SCENARIOS: dict[str, Block] = {
-    "commit": Block((Send("a"), Flush(), Send("b"))),
-    "rollback": Block((Send("a"), Flush()), "rollback"),
-    "exception in begin()": Block((Flush(), Send("a")), "raise"),
-    "savepoint raises": Block((Send("a"), Block((Send("b"), Flush()), "raise"), Send("c"))),
-    "sibling savepoints": Block(
-        (Block((Send("a"),), "rollback"), Block((Send("b"),)), Block((Send("c"),), "raise"))
-    ),
-}
-
-
 def test_savepoints_three_deep_every_outcome(flavor: Flavor) -> None:
     """Savepoints three deep, every combination of release and rollback (and the root's): the
     work of rolled-back savepoints is dropped, the rest runs in order after the commit."""
-    programs = [*_three_deep(), *SCENARIOS.values()]
+    programs = [*three_deep(), *scenarios().values()]
     logs = run_programs(flavor, programs)
-    assert len(logs) == 16 + len(SCENARIOS)
+    assert len(logs) == 16 + len(scenarios())
     assert logs == [expected(program) for program in programs]
     assert ["r1", "a1", "b1", "c", "b2", "a2", "r2"] in logs
 
@@ -93,7 +68,7 @@ def test_savepoints_three_deep_every_outcome(flavor: Flavor) -> None:
 def test_django_runs_the_same_callbacks_in_the_same_order() -> None:
     """Django's transaction.on_commit, given the same programs, runs the same callbacks in the
     same order as tidings.sqlalchemy.on_commit and as the model."""
-    programs = [*_three_deep(), *SCENARIOS.values()]
+    programs = [*three_deep(), *scenarios().values()]
     django_logs = run_django_programs(programs)
     assert django_logs == run_programs(Flavor("sqlite"), programs)
     assert django_logs == [expected(program) for program in programs]
