@@ -98,7 +98,8 @@ def populate(tracer: Tracer) -> None:
             if info.receiver == tracer.trace:
                 continue
             sender = getattr(info.sender, "__qualname__", "any")
-            print(f"  {signal.name:<11} sender={sender:<5} {describe(info.receiver)}")
+            mode = "" if info.delivery == "immediate" else f"  (delivery={info.delivery.value!r})"
+            print(f"  {signal.name:<11} sender={sender:<5} {describe(info.receiver)}{mode}")
     print('(pages.signals named its sender "blog.Post": the registry resolved it to the model)')
 
 

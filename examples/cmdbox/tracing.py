@@ -8,7 +8,9 @@ Each send prints as a call, then the receivers it calls::
 
 It is connected first (before any app connects its own receivers) for every sender, so it runs
 before the others and can list them: ``live_receivers(sender)`` are exactly the receivers this
-send calls, in order. Receivers' own log lines follow it, indented.
+send calls, in order; one connected with ``delivery="on_commit"`` is marked ``[after
+commit]``: the send only queues it, and its log lines come after the commit. Receivers' own log
+lines follow it, indented.
 
 The demo does not trace ``pre_init``/``post_init``: they are sent for every object built or
 loaded, and a receiver connected to them makes SQLAlchemy's row loading send them.
@@ -19,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from tidings import Signal
+from tidings import Delivery, Signal
 
 __all__ = ["Tracer", "describe"]
 
@@ -66,7 +68,12 @@ class Tracer:
     def receivers(self, signal: Signal, sender: Any = None) -> list[str]:
         """The receivers a send from ``sender`` calls, this tracer left out."""
         found = signal.live_receivers() if sender is None else signal.live_receivers(sender)
-        return [describe(info.receiver) for info in found if info.receiver != self.trace]
+        return [
+            describe(info.receiver)
+            + ("" if info.delivery is Delivery.IMMEDIATE else " [after commit]")
+            for info in found
+            if info.receiver != self.trace
+        ]
 
     def trace(self, signal: Signal, sender: Any, **kwargs: Any) -> None:
         """The receiver: print the signal, its sender and arguments, and who receives it."""

@@ -102,8 +102,11 @@ def check_output(done: subprocess.CompletedProcess[str]) -> None:
     assert (
         "post_save(sender=User, instance=<User 1 'alice'>, created=True, update_fields=None, "
         "changes={})\n  -> profiles.signals.create_user_profile, "
-        "profiles.signals.save_user_profile, profiles.signals.send_welcome_mail\n"
+        "profiles.signals.save_user_profile, profiles.signals.send_welcome_mail [after commit]\n"
         "     | profiles.signals: added a Profile for <User 1 'alice'>\n"
+    ) in out
+    assert (
+        "  post_save   sender=User  profiles.signals.send_welcome_mail  (delivery='on_commit')\n"
     ) in out
     # The welcome mails go out after the commit, and not for the signup rolled back.
     assert (
@@ -112,7 +115,11 @@ def check_output(done: subprocess.CompletedProcess[str]) -> None:
         "     | profiles.signals: welcome mail sent to bob@example.com\n"
         "committed; welcome mails sent: alice@example.com, bob@example.com\n"
     ) in out
-    assert "welcome mail to carol@example.com waits for the commit" in out
+    assert (
+        "post_save(sender=User, instance=<User 3 'carol'>, created=True, update_fields=None, "
+        "changes={})\n  -> profiles.signals.create_user_profile, "
+        "profiles.signals.save_user_profile, profiles.signals.send_welcome_mail [after commit]\n"
+    ) in out
     assert "welcome mail sent to carol" not in out
     assert (
         "rolled back; welcome mails sent: alice@example.com, bob@example.com (none to carol)\n"

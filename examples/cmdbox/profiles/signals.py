@@ -14,13 +14,18 @@ Django's version::
 With SQLAlchemy the receivers add to the instance's session instead of writing themselves:
 tidings flushes what ``post_save`` receivers leave pending within the same ``commit()``.
 
-The welcome mail must not go out for a signup that is rolled back, so it is sent after the
-commit (Django: ``transaction.on_commit(lambda: send_mail(...))``).
+The welcome mail must not go out for a signup that is rolled back, so its receiver is connected
+with ``delivery="on_commit"``: tidings calls it after the commit of the flush that sent
+``post_save``, and never if that transaction is rolled back (Django::
+
+    @receiver(post_save, sender=User)
+    def send_welcome_mail(sender, instance, created, **kwargs):
+        if created:
+            transaction.on_commit(lambda: send_mail(...))
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
@@ -29,7 +34,7 @@ from sqlalchemy.orm import object_session
 from profiles.models import Profile, User
 from tidings import receiver
 from tidings.models import post_save
-from tidings.sqlalchemy import on_commit, save
+from tidings.sqlalchemy import save
 
 logger = logging.getLogger(__name__)
 
@@ -58,15 +63,13 @@ def save_user_profile(sender: type[User], instance: User, **kwargs: Any) -> None
         logger.info("saving %r too", instance.profile)
 
 
-@receiver(post_save, sender=User)
+@receiver(post_save, sender=User, delivery="on_commit")
 def send_welcome_mail(sender: type[User], instance: User, created: bool, **kwargs: Any) -> None:
-    """Welcome a new user by mail once the signup is committed; never if it is rolled back."""
+    """Welcome a new user by mail once the signup is committed; never if it is rolled back.
+
+    Called after the commit, with the arguments ``post_save`` was sent with (here: note the
+    mail in the outbox; a real project would hand it to its mailer).
+    """
     if created:
-        on_commit(functools.partial(deliver_welcome_mail, instance.email))
-        logger.info("welcome mail to %s waits for the commit", instance.email)
-
-
-def deliver_welcome_mail(address: str) -> None:
-    """Send the welcome mail (here: note it in the outbox)."""
-    outbox.append(address)
-    logger.info("welcome mail sent to %s", address)
+        outbox.append(instance.email)
+        logger.info("welcome mail sent to %s", instance.email)

@@ -1,4 +1,8 @@
-"""Random transaction programs: tidings.sqlalchemy, Django's on_commit and the model agree."""
+"""Random transaction programs: tidings.sqlalchemy, Django's on_commit and the model agree.
+
+The work of a program is registered three ways at random: ``on_commit()``, a plain signal's
+receiver connected with ``delivery="on_commit"``, and the ``post_save`` of a flushed row.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ EXAMPLES = int(os.environ.get("ON_COMMIT_EXAMPLES", "24"))
 
 _outcomes = st.sampled_from(["commit", "rollback", "raise"])
 _shapes = st.recursive(
-    st.sampled_from(["send", "flush"]),
+    st.sampled_from(["send", "signal", "model", "flush"]),
     lambda inner: st.tuples(st.lists(inner, max_size=4), _outcomes),
     max_leaves=14,
 )
@@ -33,6 +37,8 @@ _shapes = st.recursive(
 def _label(shape: Any, counter: itertools.count[int]) -> Step:
     if shape == "send":
         return Send(f"s{next(counter)}")
+    if shape in ("signal", "model"):
+        return Send(f"s{next(counter)}", shape)
     if shape == "flush":
         return Flush()
     steps, outcome = shape
@@ -53,8 +59,9 @@ def _check(flavor_name: str, programs: list[Block]) -> None:
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(programs=st.lists(_programs, min_size=1, max_size=3))
 def test_random_programs_on_a_sync_session(programs: list[Block]) -> None:
-    """Random programs of begin / savepoint / send / flush / commit / rollback / raise: a sync
-    Session runs exactly the work the model and Django's on_commit run, in the same order."""
+    """Random programs of begin / savepoint / on_commit / send / flush / commit / rollback /
+    raise: a sync Session runs exactly the work (callables and on_commit receivers) the model
+    and Django's on_commit run, in the same order."""
     _check("sqlite", programs)
 
 
