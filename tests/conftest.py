@@ -68,3 +68,19 @@ def postgres_url() -> Iterator[str]:
     """A URL (``postgresql://…``, no driver) of a new empty database, dropped afterwards."""
     with fresh_postgres_database() as url:
         yield url
+
+
+@pytest.fixture(autouse=True)
+def _restore_installed_outbox() -> Iterator[None]:
+    """Undo the outboxes a test installed (tidings.outbox's current outbox is process-wide).
+
+    Nothing is imported here: a test that never loads tidings.outbox leaves it unloaded.
+    """
+    import sys
+
+    handler = sys.modules.get("tidings.outbox._handler")
+    installed = list(handler._installed) if handler is not None else []
+    yield
+    handler = sys.modules.get("tidings.outbox._handler")
+    if handler is not None:
+        handler._installed[:] = installed

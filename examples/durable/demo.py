@@ -1,9 +1,10 @@
 """Durable delivery in action: welcome mails survive a worker killed in the middle.
 
 Run ``python examples/durable/demo.py`` (or ``make demo``). Everything runs on a SQLite file
-in a temporary folder, no server: 30 users sign up, each in a transaction that also stores
-the welcome mail's delivery; a worker process starts sending, is killed with SIGKILL halfway;
-a second worker finishes the job. The printout counts users and mails.
+in a temporary folder, no server: 30 users sign up, each saved in a transaction in which
+``post_save`` stores the welcome mail's delivery (``delivery="durable"``, see ``welcome.py``); a
+worker process starts sending, is killed with SIGKILL halfway; a second worker finishes the job.
+The printout counts users and mails.
 """
 
 from __future__ import annotations
@@ -44,22 +45,13 @@ def main() -> None:
         os.environ.update(env)
         sys.path.insert(0, str(HERE))
         from sqlalchemy.orm import Session
-        from welcome import User, engine, outbox, user_signed_up
+        from welcome import User, engine, outbox
 
         outbox.metadata.create_all(engine)
         with Session(engine) as session:
             for n in range(USERS):
-                with session.begin():
-                    user = User(id=n + 1, email=f"user{n + 1}@example.com")
-                    session.add(user)
-                    session.flush()
-                    outbox.write(
-                        user_signed_up,
-                        ["welcome.send_welcome_mail"],
-                        User,
-                        {"user": user},
-                        connection=session.connection(),
-                    )
+                with session.begin():  # the user and its mail's delivery commit together
+                    session.add(User(id=n + 1, email=f"user{n + 1}@example.com"))
         print(f"{USERS} users signed up; {outbox.status().pending} welcome mails stored")
 
         log = Path(folder) / "mails"

@@ -20,7 +20,8 @@ Hierarchy::
     │   ├── InvalidDeliveryError               an unknown delivery mode, or one not loaded
     │   ├── InvalidSenderError                 a sender that can never match a send, as written
     │   ├── UpdateFieldsError                  save(update_fields=...) naming no row's fields
-    │   └── ReceiverSignatureError             a receiver that cannot take ``**kwargs``
+    │   ├── ReceiverSignatureError             a receiver that cannot take ``**kwargs``
+    │   └── NoStableNameError                  a durable receiver or signal without a stable name
     ├── TidingsLookupError(LookupError)        an app label or a model that does not exist
     ├── TidingsRuntimeError(RuntimeError)      an operation the current state does not allow
     │   ├── AsyncReceiversInEventLoopError     send() with async receivers in a running loop
@@ -28,6 +29,7 @@ Hierarchy::
     │   ├── FlushLoopError                     save receivers that keep changing the session
     │   ├── AmbiguousSessionError              deferred work with two unbound Sessions open
     │   ├── RelayBusyError                     another relay holds the outbox lease
+    │   ├── OutboxNotInstalledError            a durable send with no outbox installed
     │   └── TransportError                     a transport (Redis, ...) failed an operation
     │       └── NoSuchGroupError               a read or claim on a consumer group never created
     ├── ImproperlyConfigured                   an installed app, label or lazy reference is wrong
@@ -53,7 +55,9 @@ __all__ = [
     "InvalidDeliveryError",
     "InvalidReceiverError",
     "InvalidSenderError",
+    "NoStableNameError",
     "NoSuchGroupError",
+    "OutboxNotInstalledError",
     "PayloadTypeError",
     "ReceiverSignatureError",
     "RegistryError",
@@ -180,6 +184,14 @@ class PayloadTypeError(TidingsTypeError):
 
 class RelayBusyError(TidingsRuntimeError):
     """Another relay holds the relay lease of this SQLite database."""
+
+
+class NoStableNameError(TidingsValueError):
+    """A durable receiver or its signal has no stable name a worker could find it by."""
+
+
+class OutboxNotInstalledError(TidingsRuntimeError):
+    """A durable send found no installed outbox to write its deliveries to."""
 
 
 class TransportError(TidingsRuntimeError):

@@ -8,6 +8,13 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tidings import Signal
+from tidings.outbox import Outbox
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = "tests.outbox.worker_app:outbox"
@@ -23,6 +30,22 @@ def environment(url: str, calls: Path, **extra: str) -> dict[str, str]:
         **extra,
     )
     return env
+
+
+def send(box: Outbox, signal: Signal, count: int, **named: Any) -> list[str]:
+    """Send ``signal`` ``count`` times in one Session transaction; return the new event ids.
+
+    ``user_id`` is the send's number; ``box`` is installed for the sends.
+    """
+    pending = box.tables.pending
+    with box.installed(), Session(box.engine) as session, session.begin():
+        newest = session.scalar(select(pending.c.id).order_by(pending.c.id.desc()).limit(1)) or 0
+        for n in range(count):
+            signal.send(None, user_id=n, **named)
+        ids = session.scalars(
+            select(pending.c.event_id).where(pending.c.id > newest).order_by(pending.c.id)
+        )
+        return [str(event_id) for event_id in ids]
 
 
 def tidings(

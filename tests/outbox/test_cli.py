@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine, create_engine, select
 
 from tests.outbox.processes import TARGET, calls, environment, start_worker, tidings
-from tests.outbox.worker_app import welcomed
+from tests.outbox.worker_app import refused, welcomed
 from tidings.outbox import Outbox
 from tidings.outbox._cli import main
 
@@ -36,7 +36,8 @@ def push(
     box: Outbox, count: int, receivers: tuple[str, ...] = ("accounts.send_welcome",)
 ) -> list[str]:
     """Store ``count`` sends; return their event ids."""
-    return [str(box.write(welcomed, list(receivers), None, {"user_id": n})) for n in range(count)]
+    signal = refused if "accounts.always_fails" in receivers else welcomed
+    return [str(box.write(signal, list(receivers), None, {"user_id": n})) for n in range(count)]
 
 
 def cli(args: list[str], env: dict[str, str]) -> Result:

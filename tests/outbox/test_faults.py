@@ -18,7 +18,16 @@ import pytest
 from sqlalchemy import Engine, create_engine
 
 from tests.outbox.conftest import make_engine
-from tests.outbox.processes import ROOT, Counts, calls, count, environment, start_worker, tidings
+from tests.outbox.processes import (
+    ROOT,
+    Counts,
+    calls,
+    count,
+    environment,
+    send,
+    start_worker,
+    tidings,
+)
 from tests.outbox.worker_app import welcomed
 from tidings.outbox import Outbox
 
@@ -98,10 +107,7 @@ def kill_workers(
     env = environment(
         str(box.engine.url), log, TIDINGS_TEST_SLEEP="0.002", TIDINGS_TEST_LOCKS=str(locks)
     )
-    ids = [
-        str(box.write(welcomed, ["accounts.send_welcome"], None, {"user_id": n}))
-        for n in range(pushed)
-    ]
+    ids = send(box, welcomed, pushed)
     for _ in range(kills):
         before = len(calls(log))
         target = before + rng.randint(1, max(2, pushed // (kills * 2)))

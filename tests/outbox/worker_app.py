@@ -3,6 +3,9 @@
 ``outbox`` builds the outbox on the database ``TIDINGS_TEST_OUTBOX_URL`` names; every receiver
 call appends ``event-id receiver attempt`` to the file named by ``TIDINGS_TEST_CALLS``;
 ``TIDINGS_TEST_SLEEP`` makes each call take that many seconds.
+
+The receivers are connected with ``delivery="durable"``: ``welcomed`` has one,
+``accounts.send_welcome``; ``refused`` has the same one and ``accounts.always_fails``.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from typing import Any
 from sqlalchemy import create_engine
 
 from tidings import Signal
-from tidings.outbox import DurableReceiver, Event, Outbox
+from tidings.outbox import Event, Outbox
 
 welcomed = Signal(name="accounts.welcomed")
+refused = Signal(name="accounts.refused")
 
 
 def record(event: Event, what: str | None = None) -> None:
@@ -82,21 +86,18 @@ def always_fails(sender: Any, event: Event, **kwargs: Any) -> None:
     raise RuntimeError("the mail server said no")
 
 
-RECEIVERS = [
-    DurableReceiver(welcomed, "accounts.send_welcome", send_welcome),
-    DurableReceiver(
-        welcomed,
-        "accounts.always_fails",
-        always_fails,
-        max_attempts=2,
-        backoff=0.0,
-        backoff_max=0.0,
-    ),
-]
+welcomed.connect(send_welcome, delivery="durable", name="accounts.send_welcome")
+refused.connect(send_welcome, delivery="durable", name="accounts.send_welcome")
+refused.connect(
+    always_fails,
+    delivery="durable",
+    name="accounts.always_fails",
+    max_attempts=2,
+    backoff=0.0,
+    backoff_max=0.0,
+)
 
 
 def outbox() -> Outbox:
     """The outbox on ``TIDINGS_TEST_OUTBOX_URL``, read when called."""
-    return Outbox(
-        create_engine(os.environ.get("TIDINGS_TEST_OUTBOX_URL", "sqlite://")), receivers=RECEIVERS
-    )
+    return Outbox(create_engine(os.environ.get("TIDINGS_TEST_OUTBOX_URL", "sqlite://")))

@@ -5,6 +5,10 @@ transaction; a relay (a worker thread, task or process) claims the committed del
 runs the receivers, at least once, with retries and dead letters. SQLite (one relay per
 database file) and PostgreSQL (any number of workers, ``FOR UPDATE SKIP LOCKED``) are supported.
 
+``connect(receiver, delivery="durable")`` (importing this package registers the mode) stores a
+delivery per send once an outbox is installed (``Outbox(engine).install()``); ``Outbox.write``
+stores one explicitly.
+
 Needs ``pip install "tidings[outbox]"``. See docs/durable.md.
 """
 
@@ -15,24 +19,37 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra only
     raise ImportError('tidings.outbox needs SQLAlchemy: pip install "tidings[outbox]"') from exc
 
+from tidings._delivery import Delivery, register_handler
+from tidings._errors import NoStableNameError, OutboxNotInstalledError
 from tidings.outbox._codec import PayloadTypeError
+from tidings.outbox._handler import OutboxHandler, installed_outbox, listen, writing_on
 from tidings.outbox._outbox import Outbox
 from tidings.outbox._receivers import DurableReceiver, Event, receiver_name
 from tidings.outbox._relay import Relay, RelayBusyError, RelayStats
 from tidings.outbox._schema import FORMAT_VERSION, OutboxTables
-from tidings.outbox._store import DeadLetter, OutboxStatus
+from tidings.outbox._store import Claimed, DeadLetter, OutboxStatus
 
 __all__ = [
     "FORMAT_VERSION",
+    "Claimed",
     "DeadLetter",
     "DurableReceiver",
     "Event",
+    "NoStableNameError",
     "Outbox",
+    "OutboxHandler",
+    "OutboxNotInstalledError",
     "OutboxStatus",
     "OutboxTables",
     "PayloadTypeError",
     "Relay",
     "RelayBusyError",
     "RelayStats",
+    "installed_outbox",
     "receiver_name",
+    "writing_on",
 ]
+
+# Importing tidings.outbox makes delivery="durable" connectable.
+register_handler(Delivery.DURABLE, OutboxHandler(Delivery.DURABLE))
+listen()

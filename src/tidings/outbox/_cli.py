@@ -29,6 +29,7 @@ import click
 
 from tidings._dispatch import Signal
 from tidings.outbox._codec import import_path
+from tidings.outbox._handler import installed_outbox
 from tidings.outbox._outbox import Outbox
 from tidings.outbox._relay import Relay, RelayBusyError, RelayStats
 
@@ -104,9 +105,14 @@ def worker(
 ) -> None:
     """Run the durable receivers of the outbox TARGET (module:attribute).
 
+    The outbox is installed (unless the application installed one), so durable sends made by
+    the receivers are stored in it too.
+
     SIGTERM or SIGINT lets the running receiver finish, releases the leases and exits 0.
     """
     outbox = load_outbox(target)
+    if installed_outbox() is None:
+        outbox.install()  # durable sends made by the receivers land in the same outbox
     state: dict[str, Any] = {"last": (time.monotonic(), 0)}
 
     def progress(stats: RelayStats) -> None:

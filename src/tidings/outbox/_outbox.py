@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData
 
 from tidings._dispatch import Signal
 from tidings._errors import TidingsValueError
+from tidings.outbox import _handler
 from tidings.outbox._codec import encode
 from tidings.outbox._receivers import DurableReceiver
 from tidings.outbox._schema import OutboxTables, build_tables
@@ -70,6 +72,36 @@ class Outbox:
         """Drop the outbox tables (and every delivery in them)."""
         tables = [self.tables.pending, self.tables.dead, self.tables.relay]
         self.metadata.drop_all(self.engine, tables=tables)
+
+    def install(self) -> Outbox:
+        """Make this the outbox that ``delivery="durable"`` sends of this process write to.
+
+        One outbox is current per process (the last installed); :meth:`uninstall` makes the
+        one installed before it current again. ``tidings worker`` installs the outbox it runs,
+        so durable sends made by receivers land in it too.
+
+        Returns:
+            The outbox itself.
+        """
+        _handler.install(self)
+        return self
+
+    def uninstall(self) -> None:
+        """Stop being the outbox durable sends write to (a no-op if it is not installed)."""
+        _handler.uninstall(self)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[Outbox]:
+        """Install the outbox for the ``with`` block (tests, scripts).
+
+        Yields:
+            The outbox itself.
+        """
+        self.install()
+        try:
+            yield self
+        finally:
+            self.uninstall()
 
     def setup(self) -> None:
         """Populate the app registry with :attr:`apps`, if any and not done yet."""

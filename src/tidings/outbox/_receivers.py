@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from tidings._dispatch import Signal
-from tidings._errors import TidingsValueError
+from tidings._errors import NoStableNameError, TidingsValueError
 
 __all__ = [
     "DurableReceiver",
     "Event",
+    "backoff_delay",
     "receiver_name",
     "registered",
 ]
@@ -77,6 +78,8 @@ class DurableReceiver:
         backoff: Delay before the first retry, in seconds; it doubles on every retry.
         backoff_max: Upper bound of the delay, in seconds.
         timeout: For an ``async def`` receiver, seconds an attempt may take (None: no limit).
+        delivery: The mode it was connected with (``durable``; ``queue`` and ``broadcast``
+            receivers are stored the same way and published by the relay).
     """
 
     signal: Signal
@@ -86,24 +89,33 @@ class DurableReceiver:
     backoff: float = DEFAULT_BACKOFF
     backoff_max: float = DEFAULT_BACKOFF_MAX
     timeout: float | None = None
+    delivery: str = "durable"
 
     def __post_init__(self) -> None:
+        where = f"durable receiver {self.name!r} of {self.signal!r}"
         if not self.signal.name:
-            raise TidingsValueError(
-                f"durable receiver {self.name!r} is connected to an unnamed signal {self.signal!r}:"
-                " give the signal a stable name, Signal(name='app.event')"
+            raise NoStableNameError(
+                f"{where}: the signal has no name, and a worker finds a signal by its name; "
+                "give it a stable one, Signal(name='app.event')"
             )
-        if self.max_attempts < 1:
+        if type(self.max_attempts) is not int or self.max_attempts < 1:
             raise TidingsValueError(
-                f"durable receiver {self.name!r}: max_attempts must be at least 1"
+                f"{where}: max_attempts must be an int of at least 1, got {self.max_attempts!r}"
             )
-        if self.backoff < 0 or self.backoff_max < self.backoff:
+        if not all(type(v) in (int, float) for v in (self.backoff, self.backoff_max)) or not (
+            0 <= self.backoff <= self.backoff_max
+        ):
             raise TidingsValueError(
-                f"durable receiver {self.name!r}: need 0 <= backoff <= backoff_max, got "
-                f"{self.backoff} and {self.backoff_max}"
+                f"{where}: need numbers 0 <= backoff <= backoff_max, got backoff="
+                f"{self.backoff!r} and backoff_max={self.backoff_max!r}"
             )
-        if self.timeout is not None and self.timeout <= 0:
-            raise TidingsValueError(f"durable receiver {self.name!r}: timeout must be positive")
+        if self.timeout is not None and (
+            type(self.timeout) not in (int, float) or not self.timeout > 0
+        ):
+            raise TidingsValueError(
+                f"{where}: timeout must be a positive number of seconds or None, got "
+                f"{self.timeout!r}"
+            )
 
     @property
     def key(self) -> tuple[str, str]:
@@ -120,8 +132,13 @@ class DurableReceiver:
 
         Exponential with "equal jitter": half the bound, plus a random part of the other half.
         """
-        bound = min(self.backoff_max, self.backoff * 2.0 ** (attempt - 1))
-        return bound / 2 + random.uniform(0, bound / 2)
+        return backoff_delay(attempt, self.backoff, self.backoff_max)
+
+
+def backoff_delay(attempt: int, backoff: float, backoff_max: float) -> float:
+    """Seconds before retrying after failed attempt ``attempt`` (see DurableReceiver.delay)."""
+    bound = min(backoff_max, backoff * 2.0 ** (attempt - 1))
+    return bound / 2 + random.uniform(0, bound / 2)
 
 
 _lock = threading.Lock()
@@ -131,17 +148,31 @@ _registry: dict[tuple[str, str], DurableReceiver] = {}
 def register(spec: DurableReceiver) -> None:
     """Add ``spec`` to the receivers every worker of this process knows.
 
+    A receiver registered again under its own name, defined at the same place (the same
+    ``module.qualname``: a module reloaded, a test run twice), replaces the previous one.
+
     Raises:
         ValueError: Another receiver has the same name on the same signal.
     """
     with _lock:
         known = _registry.get(spec.key)
-        if known is not None and known.func is not spec.func:
+        if known is not None and known.func is not spec.func and not _same_code(known, spec):
             raise TidingsValueError(
                 f"two durable receivers of {spec.signal!r} are named {spec.name!r}: "
                 f"{known.func!r} and {spec.func!r}; give one of them name='...'"
             )
         _registry[spec.key] = spec
+
+
+def _same_code(a: DurableReceiver, b: DurableReceiver) -> bool:
+    def where(func: Any) -> tuple[object, object] | None:
+        func = getattr(func, "__func__", func)
+        module = getattr(func, "__module__", None)
+        qualname = getattr(func, "__qualname__", None)
+        return None if module is None or qualname is None else (module, qualname)
+
+    place = where(a.func)
+    return place is not None and place == where(b.func)
 
 
 def unregister(key: tuple[str, str]) -> None:

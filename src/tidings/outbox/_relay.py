@@ -10,6 +10,11 @@ know stays and is reported. A receiver raising a ``BaseException`` that is not a
 outcome of the receivers run so far is recorded, the rest of the batch (that delivery
 included) is released for another attempt and the exception propagates.
 
+What a relay does with a claimed delivery is its mode's *action*: for ``durable`` rows it
+calls the receiver; a relay built with ``actions={"queue": publish}`` also claims the rows of
+that mode and hands each one to ``publish(row)`` (its return marks the row done, its
+``Exception`` is a failed attempt, an awaitable it returns is awaited first).
+
 Guarantee: at least once. A worker that dies after a receiver returned and before the batch's
 outcome was recorded leaves its deliveries leased; they run again once the lease expires.
 Order: none is promised. One relay takes deliveries oldest first, but retries, lease expiry and
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime
+import inspect
 import logging
 import os
 import socket
@@ -39,11 +45,23 @@ from sqlalchemy.orm import Session
 from tidings._errors import RelayBusyError, TidingsRuntimeError, TidingsValueError
 from tidings.outbox._codec import decode
 from tidings.outbox._outbox import Outbox
-from tidings.outbox._receivers import DurableReceiver, Event, registered
+from tidings.outbox._receivers import (
+    DEFAULT_BACKOFF,
+    DEFAULT_BACKOFF_MAX,
+    DEFAULT_MAX_ATTEMPTS,
+    DurableReceiver,
+    Event,
+    backoff_delay,
+    registered,
+)
 from tidings.outbox._schema import FORMAT_VERSION
 from tidings.outbox._store import Claimed, Failure, Outcome, Store, utcnow
 
-__all__ = ["Relay", "RelayBusyError", "RelayStats"]
+__all__ = ["Action", "Relay", "RelayBusyError", "RelayStats"]
+
+#: What a relay does with a claimed delivery of a mode other than ``durable``: returns (the row
+#: is done), raises an ``Exception`` (a failed attempt) or returns an awaitable to await first.
+Action = Callable[[Claimed], Any]
 
 logger = logging.getLogger("tidings.outbox")
 
@@ -87,6 +105,9 @@ class Relay:
         name: This relay's name in leases (default ``host:pid:random``).
         on_progress: Called with the stats every ``progress_interval`` seconds and on exit.
         progress_interval: See ``on_progress``.
+        actions: Actions of other modes (``{"queue": publish}``): the relay claims those rows
+            too and hands each to its action (see :data:`Action`).
+        durable: Claim ``durable`` rows and run their receivers (False: only ``actions``).
     """
 
     def __init__(
@@ -102,9 +123,17 @@ class Relay:
         name: str | None = None,
         on_progress: Callable[[RelayStats], None] | None = None,
         progress_interval: float = 5.0,
+        actions: Mapping[str, Action] | None = None,
+        durable: bool = True,
     ) -> None:
         if batch_size < 1 or lease <= 0 or poll_interval <= 0:
             raise TidingsValueError("batch_size must be >= 1, lease and poll_interval positive")
+        self._actions: dict[str, Action] = {str(mode): act for mode, act in (actions or {}).items()}
+        self._actions.pop("durable", None)
+        modes = (["durable"] if durable else []) + sorted(self._actions)
+        if not modes:
+            raise TidingsValueError("a relay with durable=False needs actions for other modes")
+        self.modes = tuple(modes)
         self.outbox = outbox
         self._store: Store = outbox._store
         if receivers is None:
@@ -300,7 +329,7 @@ class Relay:
             now = utcnow()
             if store.sqlite and store.take_relay_lease(conn, self.name, self.lease, now):
                 return None
-            return store.claim(conn, self.name, self.batch_size, self.lease, now)
+            return store.claim(conn, self.name, self.batch_size, self.lease, now, self.modes)
 
     def _run_batch(self, rows: list[Claimed], outcome: Outcome) -> None:
         known: Mapping[tuple[str, str], DurableReceiver] = (
@@ -315,12 +344,22 @@ class Relay:
                 self._store.extend(self.name, [r.id for r in rows[index:]], self.lease)
                 renew_at = time.monotonic() + self.lease / 2
             spec = known.get((row.signal, row.receiver))
-            if spec is None:
+            durable = row.delivery == "durable"
+            if durable and spec is None:
                 self._report_unknown(row)
                 outcome.postponed.append((row, self.unknown_delay))
                 continue
             try:
-                self._deliver(spec, row)
+                if row.format > FORMAT_VERSION:
+                    raise _Unreadable(
+                        f"stored in format {row.format}; this release of tidings reads formats "
+                        f"up to {FORMAT_VERSION}"
+                    )
+                if durable:
+                    assert spec is not None
+                    self._deliver(spec, row)
+                else:
+                    self._act(spec, row)
             except Exception as exc:
                 outcome.failures.append(self._failure(spec, row, exc))
             except BaseException:
@@ -349,12 +388,12 @@ class Relay:
         self.stats.retried += sum(not failure.dead for failure in outcome.failures)
         self.stats.unknown += len(outcome.postponed)
 
+    def _act(self, spec: DurableReceiver | None, row: Claimed) -> None:
+        result = self._actions[row.delivery](row)
+        if inspect.isawaitable(result):
+            self._await(spec.timeout if spec is not None else None, result)
+
     def _deliver(self, spec: DurableReceiver, row: Claimed) -> None:
-        if row.format > FORMAT_VERSION:
-            raise _Unreadable(
-                f"stored in format {row.format}; this release of tidings reads formats up to "
-                f"{FORMAT_VERSION}"
-            )
         try:
             kwargs, session = decode(row.payload, self._open_session)
         except (ValueError, KeyError, TypeError, ImportError) as exc:
@@ -368,7 +407,7 @@ class Relay:
         )
         try:
             if spec.is_async:
-                self._await(spec, spec.func(signal=spec.signal, event=event, **kwargs))
+                self._await(spec.timeout, spec.func(signal=spec.signal, event=event, **kwargs))
             else:
                 spec.func(signal=spec.signal, event=event, **kwargs)
         finally:
@@ -378,8 +417,8 @@ class Relay:
     def _open_session(self) -> Session:
         return Session(self.outbox.engine)
 
-    def _await(self, spec: DurableReceiver, coroutine: Any) -> None:
-        awaitable = asyncio.wait_for(coroutine, spec.timeout)
+    def _await(self, timeout: float | None, coroutine: Any) -> None:
+        awaitable = asyncio.wait_for(coroutine, timeout)
         if self._loop is not None:
             future = asyncio.run_coroutine_threadsafe(awaitable, self._loop)
             try:
@@ -391,9 +430,10 @@ class Relay:
             self._private_loop = asyncio.new_event_loop()
         self._private_loop.run_until_complete(awaitable)
 
-    def _failure(self, spec: DurableReceiver, row: Claimed, exc: Exception) -> Failure:
+    def _failure(self, spec: DurableReceiver | None, row: Claimed, exc: Exception) -> Failure:
         unreadable = isinstance(exc, _Unreadable)
-        dead = unreadable or row.attempts >= spec.max_attempts
+        max_attempts = spec.max_attempts if spec is not None else DEFAULT_MAX_ATTEMPTS
+        dead = unreadable or row.attempts >= max_attempts
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         error = f"{type(exc).__qualname__}: {exc}" if not unreadable else str(exc)
         log = logger.error if dead else logger.warning
@@ -406,7 +446,13 @@ class Relay:
             error,
             "moved to the dead letters" if dead else "retried later",
         )
-        return Failure(row, error, text, dead, 0.0 if dead else spec.delay(row.attempts))
+        if dead:
+            delay = 0.0
+        elif spec is not None:
+            delay = spec.delay(row.attempts)
+        else:
+            delay = backoff_delay(row.attempts, DEFAULT_BACKOFF, DEFAULT_BACKOFF_MAX)
+        return Failure(row, error, text, dead, delay)
 
     def _report_unknown(self, row: Claimed) -> None:
         key = (row.signal, row.receiver)

@@ -5,6 +5,8 @@ Two tables, named from one prefix (``tidings_outbox`` by default):
 ``<prefix>``
     One row per durable receiver per send: the pending deliveries. A receiver's completion is
     the deletion of its row, so a retry runs only the receivers whose rows are still there.
+    ``delivery`` is the receiver's mode (``durable``, or ``queue``/``broadcast`` for rows a
+    relay publishes to a transport): a relay claims only the modes it has an action for.
 ``<prefix>_dead``
     Deliveries that failed ``max_attempts`` times or could not be read, with the error and the
     traceback text.
@@ -49,6 +51,7 @@ def _delivery_columns() -> list[Column[Any]]:
         Column("format", SmallInteger(), nullable=False),
         Column("signal", String(255), nullable=False),
         Column("receiver", String(255), nullable=False),
+        Column("delivery", String(16), nullable=False, default="durable"),
         Column("payload", Text(), nullable=False),
         Column("sent_at", DateTime(), nullable=False),
     ]

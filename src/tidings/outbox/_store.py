@@ -41,6 +41,7 @@ class Claimed:
     format: int
     signal: str
     receiver: str
+    delivery: str
     payload: str
     sent_at: datetime.datetime
     attempts: int
@@ -96,6 +97,7 @@ class DeadLetter:
     error: str
     traceback: str
     payload: str
+    delivery: str = "durable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,8 @@ class Store:
         self.tables = tables
         self.sqlite = engine.dialect.name == "sqlite"
         self.skip_locked = engine.dialect.name in {"postgresql", "mysql", "mariadb", "oracle"}
+        # Built once: a send's insert is one cached statement with one row of parameters.
+        self._insert = insert(tables.pending)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -142,22 +146,38 @@ class Store:
         receivers: Sequence[str],
         payload: str,
         sent_at: datetime.datetime,
+        delivery: str = "durable",
     ) -> None:
         """Insert one pending delivery per receiver on ``conn``, in its current transaction."""
-        rows = [
-            {
-                "event_id": event_id,
-                "format": FORMAT_VERSION,
-                "signal": signal,
-                "receiver": name,
-                "payload": payload,
-                "sent_at": sent_at,
-                "available_at": sent_at,
-                "attempts": 0,
-            }
-            for name in receivers
-        ]
-        conn.execute(insert(self.tables.pending), rows)
+        rows = [self.row(event_id, signal, name, payload, sent_at, delivery) for name in receivers]
+        conn.execute(self._insert, rows[0] if len(rows) == 1 else rows)
+
+    @staticmethod
+    def row(
+        event_id: uuid.UUID,
+        signal: str,
+        receiver: str,
+        payload: str,
+        sent_at: datetime.datetime,
+        delivery: str = "durable",
+    ) -> dict[str, Any]:
+        """The parameters of one pending delivery's insert."""
+        return {
+            "event_id": event_id,
+            "format": FORMAT_VERSION,
+            "signal": signal,
+            "receiver": receiver,
+            "delivery": delivery,
+            "payload": payload,
+            "sent_at": sent_at,
+            "available_at": sent_at,
+            "attempts": 0,
+        }
+
+    def insert_rows(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert prepared rows (see :meth:`row`) on ``conn``, in its current transaction."""
+        if rows:
+            conn.execute(self._insert, rows[0] if len(rows) == 1 else list(rows))
 
     # -- the relay lease (SQLite) ---------------------------------------------------------
 
@@ -189,15 +209,26 @@ class Store:
     # -- claiming and completing ----------------------------------------------------------
 
     def claim(
-        self, conn: Connection, me: str, limit: int, lease: float, now: datetime.datetime
+        self,
+        conn: Connection,
+        me: str,
+        limit: int,
+        lease: float,
+        now: datetime.datetime,
+        modes: Sequence[str] = ("durable",),
     ) -> list[Claimed]:
-        """Lease up to ``limit`` due deliveries to ``me``, counting an attempt; oldest first."""
+        """Lease up to ``limit`` due deliveries of ``modes`` to ``me``, counting an attempt.
+
+        Returns:
+            The deliveries, oldest first.
+        """
         table = self.tables.pending
         due = (
             select(table.c.id)
             .where(
                 table.c.available_at <= now,
                 or_(table.c.locked_until.is_(None), table.c.locked_until < now),
+                table.c.delivery.in_(modes) if len(modes) > 1 else table.c.delivery == modes[0],
             )
             .order_by(table.c.id)
             .limit(limit)
@@ -218,6 +249,7 @@ class Store:
                 table.c.format,
                 table.c.signal,
                 table.c.receiver,
+                table.c.delivery,
                 table.c.payload,
                 table.c.sent_at,
                 table.c.attempts,
@@ -262,6 +294,7 @@ class Store:
                         "format": f.row.format,
                         "signal": f.row.signal,
                         "receiver": f.row.receiver,
+                        "delivery": f.row.delivery,
                         "payload": f.row.payload,
                         "sent_at": f.row.sent_at,
                         "attempts": f.row.attempts,
@@ -333,6 +366,7 @@ class Store:
             table.c.error,
             table.c.traceback,
             table.c.payload,
+            table.c.delivery,
         ).order_by(table.c.failed_at, table.c.id)
         if limit is not None:
             query = query.limit(limit)
@@ -365,6 +399,7 @@ class Store:
                         "format": row["format"],
                         "signal": row["signal"],
                         "receiver": row["receiver"],
+                        "delivery": row["delivery"],
                         "payload": row["payload"],
                         "sent_at": row["sent_at"],
                         "available_at": now,

@@ -1,0 +1,297 @@
+"""The producer's side of ``delivery="durable"``: the delivery handler and the installed outbox.
+
+``tidings.outbox`` registers an :class:`OutboxHandler` for ``Delivery.DURABLE`` when it is
+imported. ``queue`` and ``broadcast`` receivers go through the same handler class with their
+own mode: every one of them is stored in the outbox the same way.
+
+At connect time the handler checks the options and the stable names (the receiver's dotted
+``module.qualname`` or ``name=``, the signal's ``name``) and registers the receiver, so a worker
+of this process knows it. At send time it encodes the arguments at once (a
+:class:`~tidings.PayloadTypeError` propagates from the send, inside the sender's transaction)
+and writes one row for the receiver:
+
+1. on the connection of the Session whose transaction is open in the calling thread or task
+   (``tidings.sqlalchemy.current_session``: the flushing Session for model signals, the one
+   bound by ``tidings.sqlalchemy.in_transaction``, or the only open one), in that transaction.
+   Under ``AsyncSession`` outside SQLAlchemy's greenlet (a signal sent from async code) the row
+   is kept on the Session and written when that transaction or savepoint commits, still inside
+   it; a rollback drops it;
+2. else on the connection bound by :func:`writing_on` (Core code), in its transaction;
+3. else in a short transaction of its own through the installed outbox's engine, committed
+   before the send goes on.
+
+Rows go to the outbox made current by :meth:`Outbox.install` (one per process); a durable send
+with none installed raises :class:`~tidings.OutboxNotInstalledError`, so nothing is dropped
+silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import datetime
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import UnboundExecutionError
+from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.util import concurrency
+
+from tidings._delivery import Deferral, Delivery
+from tidings._errors import (
+    DeliveryOptionsError,
+    NoStableNameError,
+    OutboxNotInstalledError,
+    TidingsValueError,
+)
+from tidings._refs import describe, is_async_callable
+from tidings.outbox._codec import encode
+from tidings.outbox._receivers import DurableReceiver, receiver_name, register
+from tidings.outbox._store import Store
+from tidings.sqlalchemy import current_session
+
+if TYPE_CHECKING:
+    from tidings.outbox._outbox import Outbox
+
+__all__ = ["OPTIONS", "OutboxHandler", "install", "installed_outbox", "writing_on"]
+
+#: The options every outbox mode takes at connect.
+OPTIONS = frozenset({"name", "max_attempts", "backoff", "backoff_max", "timeout"})
+
+_lock = threading.Lock()
+_installed: list[Outbox] = []  # a stack: install() pushes, uninstall() removes
+_bound: contextvars.ContextVar[Connection | None] = contextvars.ContextVar(
+    "tidings_outbox_connection", default=None
+)
+_BUFFER_KEY = "tidings.outbox.buffered"  # Session.info: {SessionTransaction: [(store, row)]}
+
+
+def install(outbox: Outbox) -> None:
+    """Make ``outbox`` the one durable sends of this process write to (until uninstalled)."""
+    with _lock:
+        if outbox in _installed:
+            _installed.remove(outbox)
+        _installed.append(outbox)
+
+
+def uninstall(outbox: Outbox) -> None:
+    """Stop writing to ``outbox``; the one installed before it (if any) is current again."""
+    with _lock:
+        if outbox in _installed:
+            _installed.remove(outbox)
+
+
+def installed_outbox() -> Outbox | None:
+    """The outbox durable sends write to, or None."""
+    return _installed[-1] if _installed else None
+
+
+@contextlib.contextmanager
+def writing_on(connection: Connection) -> Iterator[Connection]:
+    """Write the durable sends of the ``with`` block on ``connection``, in its transaction.
+
+    For Core code that runs its own ``Connection`` rather than a Session. A Session with a
+    transaction open in the same context still wins (it is more specific to the send).
+
+    Args:
+        connection: A ``Connection`` with (or about to have) a transaction open.
+
+    Yields:
+        ``connection``.
+    """
+    token = _bound.set(connection)
+    try:
+        yield connection
+    finally:
+        _bound.reset(token)
+
+
+class OutboxHandler:
+    """The delivery handler of the modes stored in the outbox (``durable`` by default).
+
+    Args:
+        mode: The mode handled; stored in each row, so relays tell the modes apart.
+        options: Options this mode takes besides :data:`OPTIONS`.
+        check: Called as ``check(signal, receiver, options)`` after the common checks, to
+            refuse a connection with a mode's own rules.
+    """
+
+    def __init__(
+        self,
+        mode: Delivery = Delivery.DURABLE,
+        *,
+        options: Iterable[str] = (),
+        check: Callable[[Any, Callable[..., Any], Mapping[str, Any]], None] | None = None,
+    ) -> None:
+        self.mode = mode
+        self.options = OPTIONS | frozenset(options)
+        self.check = check
+
+    def __repr__(self) -> str:
+        return f"<OutboxHandler {self.mode.value!r}>"
+
+    def _where(self, signal: Any, receiver: Callable[..., Any]) -> str:
+        mode = self.mode.value
+        return f"Cannot connect {describe(receiver)} to {signal!r} with delivery={mode!r}"
+
+    def validate(
+        self, signal: Any, receiver: Callable[..., Any], options: Mapping[str, Any]
+    ) -> None:
+        """Check the options and the stable names; register the receiver for the workers.
+
+        Raises:
+            DeliveryOptionsError: An option this mode does not take.
+            NoStableNameError: The receiver or the signal has no stable name.
+            ValueError: An option's value is wrong, or another receiver of the signal has the
+                same name.
+        """
+        where = self._where(signal, receiver)
+        unknown = sorted(set(options) - self.options)
+        if unknown:
+            raise DeliveryOptionsError(
+                f"{where}: unknown option(s) {', '.join(unknown)}; it takes "
+                f"{', '.join(sorted(self.options))}."
+            )
+        if not getattr(signal, "name", None):
+            raise NoStableNameError(
+                f"{where}: the signal has no name, and a worker finds a signal by its name. "
+                "Create it with Signal(name='app.event')."
+            )
+        name = options.get("name")
+        if name is None:
+            name = receiver_name(receiver)
+            if name is None:
+                raise NoStableNameError(
+                    f"{where}: it has no stable name a worker could find it by (a lambda, a "
+                    "function defined inside another one, or a method of an instance). Define "
+                    "it at module level (or as a method of a class, connected as Class.method), "
+                    "or pass name='app.receiver' and connect it under that name in the "
+                    "worker's process too."
+                )
+        elif not isinstance(name, str) or not name.strip():
+            raise TidingsValueError(f"{where}: name= must be a non-empty string, got {name!r}")
+        timeout = options.get("timeout")
+        if timeout is not None and not is_async_callable(receiver):
+            raise TidingsValueError(
+                f"{where}: timeout= applies to async receivers only (a worker cannot interrupt "
+                "a sync function); drop it, or make the receiver async def."
+            )
+        policy = {k: options[k] for k in ("max_attempts", "backoff", "backoff_max") if k in options}
+        try:
+            spec = DurableReceiver(
+                signal, name, receiver, timeout=timeout, delivery=self.mode.value, **policy
+            )
+        except TidingsValueError as exc:
+            raise type(exc)(f"{where}: {exc}") from None
+        if self.check is not None:
+            self.check(signal, receiver, options)
+        register(spec)
+
+    def defer(self, deferral: Deferral) -> bool:
+        """Encode the send's arguments and store the delivery; always taken.
+
+        Raises:
+            PayloadTypeError: An argument cannot be stored; nothing was written.
+            OutboxNotInstalledError: No outbox is installed.
+            AmbiguousSessionError: Two Sessions have a transaction open here, none bound.
+        """
+        signal, name = deferral.signal, deferral.name
+        outbox = installed_outbox()
+        if outbox is None:
+            raise OutboxNotInstalledError(
+                f"{signal!r} cannot store its delivery for {self.mode.value} receiver {name}: no "
+                "outbox is installed in this process. Call outbox.install() at startup (or use "
+                "`with outbox.installed():`)."
+            )
+        named = dict(deferral.kwargs)
+        del named["signal"]
+
+        def where(argument: str) -> str:
+            return f"{signal!r} cannot store argument {argument!r} for durable receiver {name}"
+
+        payload = encode(named, where)
+        now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+        row = Store.row(uuid.uuid4(), signal.name, name, payload, now, self.mode.value)
+        write(outbox._store, row)
+        return True
+
+
+def write(store: Store, row: dict[str, Any]) -> None:
+    """Write one prepared row where the current transaction is (see the module docstring)."""
+    session = current_session()
+    if session is not None:
+        if _needs_greenlet(session):
+            _keep(session, store, row)
+            return
+        try:
+            conn = session.connection()
+        except UnboundExecutionError:
+            conn = session.connection(bind_arguments={"bind": store.engine})
+        store.insert_rows(conn, [row])
+        return
+    bound = _bound.get()
+    if bound is not None and bound.in_transaction():
+        store.insert_rows(bound, [row])
+        return
+    with store.transaction() as own:
+        store.insert_rows(own, [row])
+
+
+def _needs_greenlet(session: Session) -> bool:
+    try:
+        bind = session.get_bind()
+    except UnboundExecutionError:
+        return False
+    if not bind.dialect.is_async:
+        return False
+    in_greenlet = getattr(concurrency, "in_greenlet", None)
+    return not (in_greenlet is not None and in_greenlet())
+
+
+def _keep(session: Session, store: Store, row: dict[str, Any]) -> None:
+    owner = session.get_nested_transaction() or session.get_transaction()
+    assert owner is not None  # current_session() returns Sessions in a transaction only
+    kept: dict[SessionTransaction, list[tuple[Store, dict[str, Any]]]]
+    kept = session.info.setdefault(_BUFFER_KEY, {})
+    kept.setdefault(owner, []).append((store, row))
+
+
+def _before_commit(session: Session) -> None:
+    kept = session.info.pop(_BUFFER_KEY, None)
+    if not kept:
+        return
+    # Committing a savepoint or the whole transaction: everything still kept belongs to it or
+    # to a transaction around it, so it is written now, inside.
+    by_store: dict[int, tuple[Store, list[dict[str, Any]]]] = {}
+    for rows in kept.values():
+        for store, row in rows:
+            by_store.setdefault(id(store), (store, []))[1].append(row)
+    for store, rows in by_store.values():
+        try:
+            conn = session.connection()
+        except UnboundExecutionError:
+            conn = session.connection(bind_arguments={"bind": store.engine})
+        store.insert_rows(conn, rows)
+
+
+def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    kept = session.info.get(_BUFFER_KEY)
+    if kept:
+        kept.pop(transaction, None)  # still kept at its end: it was rolled back
+
+
+_listening = False
+
+
+def listen() -> None:
+    """Follow Session commits for the rows kept under AsyncSession (idempotent)."""
+    global _listening
+    with _lock:
+        if not _listening:
+            event.listen(Session, "before_commit", _before_commit)
+            event.listen(Session, "after_transaction_end", _after_transaction_end)
+            _listening = True

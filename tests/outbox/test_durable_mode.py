@@ -1,0 +1,430 @@
+"""``delivery="durable"``: connect-time checks, the row written where the transaction is."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import functools
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.orm import Session
+
+import tidings.models as tm
+from tests.outbox import shop
+from tidings import Delivery, DeliveryOptionsError, Signal, TidingsValueError
+from tidings._delivery import register_handler
+from tidings.outbox import (
+    Claimed,
+    NoStableNameError,
+    Outbox,
+    OutboxHandler,
+    OutboxNotInstalledError,
+    PayloadTypeError,
+    Relay,
+    writing_on,
+)
+from tidings.outbox._receivers import registered
+
+
+@pytest.fixture
+def box(outbox: Outbox, engine: Engine) -> Iterator[Outbox]:
+    """The module's outbox, installed, with the shop's tables; the receivers disconnected after."""
+    shop.Base.metadata.create_all(engine)
+    try:
+        with outbox.installed():
+            yield outbox
+    finally:
+        for signal in (shop.order_placed, tm.post_save, tm.post_delete):
+            signal.receivers = []
+        shop.CALLS.clear()
+        shop.Base.metadata.drop_all(engine)
+
+
+def rows(box: Outbox) -> list[Any]:
+    """The pending deliveries, oldest first."""
+    table = box.tables.pending
+    with box.engine.connect() as conn:
+        return list(conn.execute(select(table).order_by(table.c.id)))
+
+
+def pending(box: Outbox) -> int:
+    """How many deliveries are pending."""
+    with box.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(box.tables.pending)).scalar_one()
+
+
+# -- connecting -------------------------------------------------------------------------------
+
+
+def test_a_durable_send_stores_a_row_and_the_relay_runs_the_receiver(box: Outbox) -> None:
+    """send() answers Delivery.DURABLE, stores one row, and a relay calls the receiver once."""
+    shop.order_placed.connect(shop.send_receipt, delivery="durable")
+    responses = shop.order_placed.send(None, order_id=7, total=datetime.date(2026, 12, 1))
+    assert responses == [(shop.send_receipt, Delivery.DURABLE)]
+    [row] = rows(box)
+    assert (row.signal, row.receiver, row.delivery) == (
+        "shop.order_placed",
+        "tests.outbox.shop.send_receipt",
+        "durable",
+    )
+    assert shop.CALLS == []
+    Relay(box).run(once=True)
+    [(name, call)] = shop.CALLS
+    event = call.pop("event")
+    assert (name, call) == (
+        "send_receipt",
+        {
+            "signal": shop.order_placed,
+            "sender": None,
+            "order_id": 7,
+            "total": datetime.date(2026, 12, 1),
+        },
+    )
+    assert (event.id, event.attempt) == (row.event_id, 1)
+    assert pending(box) == 0
+
+
+def test_each_durable_receiver_of_a_send_gets_its_own_row(box: Outbox) -> None:
+    """Two durable receivers: two rows, each with its own event id."""
+    shop.order_placed.connect(shop.send_receipt, delivery="durable")
+    shop.order_placed.connect(shop.index_order, delivery="durable", name="shop.index")
+    shop.order_placed.send(None, order_id=1)
+    stored = rows(box)
+    assert [row.receiver for row in stored] == ["tests.outbox.shop.send_receipt", "shop.index"]
+    assert len({row.event_id for row in stored}) == 2
+
+
+def test_options_are_stored_with_the_receiver_for_the_workers(box: Outbox) -> None:
+    """max_attempts, backoff and backoff_max given at connect are the worker's retry policy."""
+    shop.order_placed.connect(
+        shop.send_receipt, delivery="durable", max_attempts=2, backoff=0.5, backoff_max=4
+    )
+    spec = registered()[("shop.order_placed", "tests.outbox.shop.send_receipt")]
+    assert (spec.max_attempts, spec.backoff, spec.backoff_max, spec.func) == (
+        2,
+        0.5,
+        4,
+        shop.send_receipt,
+    )
+
+
+def _nested() -> Any:
+    def inner(**kwargs: Any) -> None:
+        """Defined inside a function."""
+
+    return inner
+
+
+@pytest.mark.parametrize(
+    "receiver",
+    [
+        pytest.param(lambda **kwargs: None, id="lambda"),
+        pytest.param(_nested(), id="nested"),
+        pytest.param(shop.Mailer().on_instance, id="bound-method"),
+        pytest.param(functools.partial(shop.send_receipt), id="partial"),
+    ],
+)
+def test_a_receiver_without_a_stable_name_is_refused_at_connect(box: Outbox, receiver: Any) -> None:
+    """Lambdas, nested functions, bound methods, partials: NoStableNameError says what to do."""
+    with pytest.raises(NoStableNameError, match=r"no stable name.*module level.*name='app"):
+        shop.order_placed.connect(receiver, delivery="durable", weak=False)
+    assert not shop.order_placed.has_connections()
+
+
+def test_name_gives_a_lambda_a_stable_name(box: Outbox) -> None:
+    """``name=`` is the wire identity, whatever the receiver is."""
+    shop.order_placed.connect(lambda **kwargs: None, delivery="durable", name="shop.l", weak=False)
+    shop.order_placed.send(None)
+    assert [row.receiver for row in rows(box)] == ["shop.l"]
+
+
+def test_a_classmethod_has_a_stable_name(box: Outbox) -> None:
+    """A method bound to its class is found by ``module.Class.method``."""
+    shop.order_placed.connect(shop.Mailer.on_class, delivery="durable")
+    shop.order_placed.send(None, n=1)
+    assert [row.receiver for row in rows(box)] == ["tests.outbox.shop.Mailer.on_class"]
+
+
+def test_an_unnamed_signal_is_refused_at_connect(box: Outbox) -> None:
+    """A signal without ``name=`` cannot take durable receivers."""
+    with pytest.raises(NoStableNameError, match=r"signal has no name.*Signal\(name='app.event'\)"):
+        shop.unnamed.connect(shop.send_receipt, delivery="durable")
+    assert not shop.unnamed.has_connections()
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"retries": 3}, DeliveryOptionsError, "unknown option.*retries.*max_attempts"),
+        ({"max_attempts": 0}, TidingsValueError, "max_attempts must be an int of at least 1"),
+        ({"max_attempts": "3"}, TidingsValueError, "max_attempts"),
+        ({"backoff": 5, "backoff_max": 1}, TidingsValueError, "backoff <= backoff_max"),
+        ({"backoff": -1}, TidingsValueError, "0 <= backoff"),
+        ({"timeout": 3}, TidingsValueError, "timeout= applies to async receivers only"),
+        ({"name": ""}, TidingsValueError, "name= must be a non-empty string"),
+    ],
+)
+def test_bad_options_are_refused_at_connect(
+    box: Outbox, options: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    """Each wrong option fails connect() with a message naming the receiver and the signal."""
+    with pytest.raises(error, match=match) as caught:
+        shop.order_placed.connect(shop.send_receipt, delivery="durable", **options)
+    assert "tests.outbox.shop.send_receipt" in str(caught.value)
+    assert "shop.order_placed" in str(caught.value)
+    assert not shop.order_placed.has_connections()
+
+
+def test_an_async_receivers_timeout_must_be_positive(box: Outbox) -> None:
+    """timeout= on an async receiver is a positive number of seconds."""
+    with pytest.raises(TidingsValueError, match="timeout must be a positive number"):
+        shop.order_placed.connect(shop.notify, delivery="durable", timeout=0)
+    shop.order_placed.connect(shop.notify, delivery="durable", timeout=2.5)
+    assert registered()[("shop.order_placed", "tests.outbox.shop.notify")].timeout == 2.5
+
+
+def test_two_receivers_under_one_name_are_refused(box: Outbox) -> None:
+    """A second receiver named like the first on the same signal fails at connect."""
+    shop.order_placed.connect(shop.send_receipt, delivery="durable", name="shop.mail")
+    with pytest.raises(TidingsValueError, match=r"named 'shop\.mail'"):
+        shop.order_placed.connect(shop.index_order, delivery="durable", name="shop.mail")
+
+
+# -- where the row is written -----------------------------------------------------------------
+
+
+def test_without_an_installed_outbox_the_send_fails(outbox: Outbox) -> None:
+    """A durable send with no outbox installed raises, naming the signal and the receiver."""
+    shop.order_placed.connect(shop.send_receipt, delivery="durable")
+    try:
+        with pytest.raises(OutboxNotInstalledError, match=r"shop.order_placed.*send_receipt"):
+            shop.order_placed.send(None)
+    finally:
+        shop.order_placed.receivers = []
+
+
+def test_with_no_transaction_open_the_row_commits_at_once(box: Outbox) -> None:
+    """Outside any transaction the send commits its row in a short transaction of its own."""
+    shop.order_placed.connect(shop.send_receipt, delivery="durable")
+    shop.order_placed.send(None, order_id=3)
+    assert pending(box) == 1
+
+
+def test_a_send_in_a_session_writes_in_its_transaction(box: Outbox) -> None:
+    """Inside a Session's transaction the row exists exactly when the transaction commits."""
+    shop.order_placed.connect(shop.send_receipt, delivery="durable")
+    with Session(box.engine) as session:
+        with session.begin():
+            session.add(shop.Customer(id=1, email="a@example.com"))
+            shop.order_placed.send(None, order_id=1)
+            assert session.scalar(select(func.count()).select_from(box.tables.pending)) == 1
+        assert pending(box) == 1
+        with session.begin():
+            shop.order_placed.send(None, order_id=2)
+            session.rollback()
+    assert [row.payload for row in rows(box)] == ['{"sender":null,"order_id":1}']
+
+
+def test_a_rolled_back_savepoint_drops_only_its_rows(box: Outbox) -> None:
+    """Rows of a rolled-back savepoint vanish; those of the enclosing transaction stay."""
+    shop.order_placed.connect(shop.send_receipt, delivery="durable")
+    with Session(box.engine) as session, session.begin():
+        shop.order_placed.send(None, order_id=1)
+        savepoint = session.begin_nested()
+        shop.order_placed.send(None, order_id=2)
+        savepoint.rollback()
+        with session.begin_nested():
+            shop.order_placed.send(None, order_id=3)
+    assert [row.payload for row in rows(box)] == [
+        '{"sender":null,"order_id":1}',
+        '{"sender":null,"order_id":3}',
+    ]
+
+
+def test_a_model_signal_writes_in_the_flush_and_the_worker_loads_the_instance(
+    box: Outbox,
+) -> None:
+    """post_save with a durable receiver: the row commits with the customer; the worker gets a
+    freshly loaded instance, ``created`` and ``update_fields``."""
+    tm.post_save.connect(shop.welcome, sender=shop.Customer, delivery="durable")
+    with Session(box.engine) as session:
+        with session.begin():
+            session.add(shop.Customer(id=5, email="e@example.com"))
+        with session.begin():
+            session.add(shop.Customer(id=6, email="f@example.com"))
+            session.flush()
+            session.rollback()
+    [row] = rows(box)
+    assert row.signal == "post_save"
+    Relay(box).run(once=True)
+    [(_, call)] = shop.CALLS
+    instance = call["instance"]
+    assert (type(instance), instance.id, instance.email) == (shop.Customer, 5, "e@example.com")
+    assert (call["sender"], call["created"], call["update_fields"]) == (shop.Customer, True, None)
+
+
+def test_a_deleted_instance_arrives_rebuilt_from_its_snapshot(box: Outbox) -> None:
+    """post_delete with a durable receiver: a detached copy of the row as it was."""
+    tm.post_delete.connect(shop.welcome, sender=shop.Customer, delivery="durable")
+    with Session(box.engine) as session:
+        with session.begin():
+            session.add(shop.Customer(id=8, email="g@example.com"))
+        with session.begin():
+            session.delete(session.get(shop.Customer, 8))
+    Relay(box).run(once=True)
+    [(_, call)] = shop.CALLS
+    assert (call["instance"].id, call["instance"].email) == (8, "g@example.com")
+
+
+def test_an_unstorable_argument_fails_the_senders_transaction(box: Outbox) -> None:
+    """A PayloadTypeError names the signal, receiver and argument; nothing is written."""
+    shop.order_placed.connect(shop.send_receipt, delivery="durable")
+    with Session(box.engine) as session:
+
+        def order() -> None:
+            with session.begin():
+                session.add(shop.Customer(id=9, email="h@example.com"))
+                session.flush()
+                shop.order_placed.send(None, order_id=1, note=object())
+
+        with pytest.raises(PayloadTypeError) as caught:
+            order()
+        assert session.scalar(select(func.count()).select_from(shop.Customer)) == 0
+    message = str(caught.value)
+    assert "shop.order_placed" in message
+    assert "tests.outbox.shop.send_receipt" in message
+    assert "'note'" in message
+    assert pending(box) == 0
+
+
+def test_send_robust_raises_an_unstorable_argument_too(box: Outbox) -> None:
+    """send_robust does not catch a payload error: it is the sender's bug."""
+    shop.order_placed.connect(shop.send_receipt, delivery="durable")
+    with pytest.raises(PayloadTypeError, match="'sender'"):
+        shop.order_placed.send_robust(object())
+    assert pending(box) == 0
+
+
+def test_writing_on_binds_a_core_connection(box: Outbox) -> None:
+    """Under writing_on(conn) the row is written in conn's transaction and rolls back with it."""
+    shop.order_placed.connect(shop.send_receipt, delivery="durable")
+    with box.engine.connect() as conn, writing_on(conn):
+        conn.execute(text("SELECT 1"))
+        shop.order_placed.send(None, order_id=1)
+        conn.rollback()
+        shop.order_placed.send(None, order_id=2)
+        conn.commit()
+    assert [row.payload for row in rows(box)] == ['{"sender":null,"order_id":2}']
+
+
+# -- async producers --------------------------------------------------------------------------
+
+
+def _async_url(engine: Engine) -> str:
+    url = engine.url
+    driver = "aiosqlite" if url.get_backend_name() == "sqlite" else "asyncpg"
+    return url.set(drivername=f"{url.get_backend_name()}+{driver}").render_as_string(False)
+
+
+def test_async_session_producers_write_in_their_transaction(box: Outbox, engine: Engine) -> None:
+    """Under AsyncSession, model signals and sends from async code store their rows with the
+    transaction: committed ones stay, a rolled-back savepoint and transaction leave none."""
+    tm.post_save.connect(shop.welcome, sender=shop.Customer, delivery="durable")
+    shop.order_placed.connect(shop.notify, delivery="durable")
+
+    async def main() -> None:
+        async_engine = create_async_engine(_async_url(engine))
+        try:
+            async with AsyncSession(async_engine) as session:
+                async with session.begin():
+                    session.add(shop.Customer(id=1, email="a@example.com"))
+                    await session.flush()
+                    await shop.order_placed.asend(None, order_id=1)
+                    savepoint = await session.begin_nested()
+                    shop.order_placed.send(None, order_id=2)
+                    await savepoint.rollback()
+                async with session.begin():
+                    await shop.order_placed.asend(None, order_id=3)
+                    await session.rollback()
+        finally:
+            await async_engine.dispose()
+
+    asyncio.run(main())
+    assert [(row.receiver, row.payload) for row in rows(box)] == [
+        (
+            "tests.outbox.shop.welcome",
+            '{"sender":{"$t":"class","v":"tests.outbox.shop:Customer"},"instance":'
+            '{"$t":"model","cls":"tests.outbox.shop:Customer","pk":[1]},"created":true,'
+            '"raw":false,"using":"default","update_fields":null,"changes":{}}',
+        ),
+        ("tests.outbox.shop.notify", '{"sender":null,"order_id":1}'),
+    ]
+
+
+# -- other modes through the same writer ------------------------------------------------------
+
+
+def publish_somewhere(**kwargs: Any) -> None:
+    """A queue receiver (run by consumers elsewhere)."""
+
+
+def test_another_mode_uses_the_same_writer_and_a_pluggable_action(box: Outbox) -> None:
+    """OutboxHandler(Delivery.QUEUE) stores queue rows; only a relay with a queue action claims
+    them, and hands each row to it."""
+    register_handler(Delivery.QUEUE, OutboxHandler(Delivery.QUEUE))
+    try:
+        shop.order_placed.connect(publish_somewhere, delivery="queue")
+        shop.order_placed.connect(shop.send_receipt, delivery="durable")
+        assert shop.order_placed.send(None, order_id=4) == [
+            (publish_somewhere, Delivery.QUEUE),
+            (shop.send_receipt, Delivery.DURABLE),
+        ]
+    finally:
+        shop.order_placed.receivers = []
+        register_handler(Delivery.QUEUE, None)
+    Relay(box).run(once=True)
+    assert [name for name, _ in shop.CALLS] == ["send_receipt"]
+    [row] = rows(box)
+    assert row.delivery == "queue"
+    published: list[Claimed] = []
+    Relay(box, actions={"queue": published.append}, durable=False).run(once=True)
+    assert [(r.receiver, r.delivery, r.event_id) for r in published] == [
+        ("tests.outbox.test_durable_mode.publish_somewhere", "queue", row.event_id)
+    ]
+    assert isinstance(published[0].event_id, uuid.UUID)
+    assert pending(box) == 0
+
+
+def test_a_failing_action_is_retried_like_a_receiver(box: Outbox) -> None:
+    """An action's exception is a failed attempt: the row stays, due again after a backoff."""
+    register_handler(Delivery.QUEUE, OutboxHandler(Delivery.QUEUE))
+    try:
+        shop.order_placed.connect(publish_somewhere, delivery="queue", max_attempts=1)
+        shop.order_placed.send(None)
+    finally:
+        shop.order_placed.receivers = []
+        register_handler(Delivery.QUEUE, None)
+
+    def refuse(row: Claimed) -> None:
+        raise ConnectionError("broker down")
+
+    relay = Relay(box, actions={"queue": refuse}, durable=False)
+    relay.run(once=True)
+    [letter] = box.dead_letters()
+    assert (letter.delivery, letter.error) == ("queue", "ConnectionError: broker down")
+    assert relay.stats.dead == 1
+
+
+def test_signal_names_of_model_signals_are_theirs() -> None:
+    """Model signals carry their Django names, so they take durable receivers as they are."""
+    assert [s.name for s in (tm.post_save, tm.post_delete, tm.m2m_changed)] == [
+        "post_save",
+        "post_delete",
+        "m2m_changed",
+    ]
+    assert isinstance(tm.post_save, Signal)
