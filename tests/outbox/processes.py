@@ -8,8 +8,6 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -32,8 +30,11 @@ def environment(url: str, calls: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def send(box: Outbox, signal: Signal, count: int, **named: Any) -> list[str]:
-    """Send ``signal`` ``count`` times in one Session transaction; return the new event ids.
+def send(
+    box: Outbox, signal: Signal, count: int, receiver: str = "accounts.send_welcome"
+) -> list[str]:
+    """Send ``signal`` ``count`` times in one Session transaction; return ``receiver``'s new
+    event ids, in send order.
 
     ``user_id`` is the send's number; ``box`` is installed for the sends.
     """
@@ -41,9 +42,11 @@ def send(box: Outbox, signal: Signal, count: int, **named: Any) -> list[str]:
     with box.installed(), Session(box.engine) as session, session.begin():
         newest = session.scalar(select(pending.c.id).order_by(pending.c.id.desc()).limit(1)) or 0
         for n in range(count):
-            signal.send(None, user_id=n, **named)
+            signal.send(None, user_id=n)
         ids = session.scalars(
-            select(pending.c.event_id).where(pending.c.id > newest).order_by(pending.c.id)
+            select(pending.c.event_id)
+            .where(pending.c.id > newest, pending.c.receiver == receiver)
+            .order_by(pending.c.id)
         )
         return [str(event_id) for event_id in ids]
 
@@ -80,6 +83,19 @@ def calls(path: Path, receiver: str = "accounts.send_welcome") -> list[str]:
         return []
     lines = [line.split() for line in path.read_text().splitlines()]
     return [parts[0] for parts in lines if len(parts) == 3 and parts[1] == receiver]
+
+
+def repeated_attempts(path: Path, receiver: str = "accounts.send_welcome") -> int:
+    """How many calls of ``receiver`` repeated an (event id, attempt) already seen.
+
+    Every run follows a committed claim, which counts an attempt: a duplicate that is a true
+    retry carries a higher attempt number. Anything else is a double delivery.
+    """
+    if not path.exists():
+        return 0
+    lines = [line.split() for line in path.read_text().splitlines()]
+    seen = [(parts[0], parts[2]) for parts in lines if len(parts) == 3 and parts[1] == receiver]
+    return len(seen) - len(set(seen))
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,11 @@
 
 ``outbox`` builds the outbox on the database ``TIDINGS_TEST_OUTBOX_URL`` names; every receiver
 call appends ``event-id receiver attempt`` to the file named by ``TIDINGS_TEST_CALLS``;
-``TIDINGS_TEST_SLEEP`` makes each call take that many seconds.
+``TIDINGS_TEST_SLEEP`` makes each call take that many seconds. ``TIDINGS_TEST_KILL_AT`` (e.g.
+``inside:40,after:40,claim:6``) makes the worker SIGKILL itself at the k-th time it passes a
+point, k drawn at random from 1..N by each process: ``inside`` a receiver before it did its
+work, ``after`` it did it (before the relay recorded the completion), right after a ``claim``
+statement ran (before its commit, which would also record the previous batch's outcome).
 
 The receivers are connected with ``delivery="durable"``: ``welcomed`` has one,
 ``accounts.send_welcome``; ``refused`` has the same one and ``accounts.always_fails``.
@@ -11,10 +15,12 @@ The receivers are connected with ``delivery="durable"``: ``welcomed`` has one,
 from __future__ import annotations
 
 import os
+import random
+import signal
 import time
 from typing import Any
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 
 from tidings import Signal
 from tidings.outbox import Event, Outbox
@@ -69,13 +75,34 @@ def claim_run(event: Event) -> str | None:
     return path
 
 
+def _kill_points() -> dict[str, int]:
+    spec = os.environ.get("TIDINGS_TEST_KILL_AT", "")
+    points = (item.partition(":") for item in spec.split(",") if item)
+    return {where: random.randint(1, int(most)) for where, _, most in points}
+
+
+KILL_AT = _kill_points()  # point -> passes left before this process kills itself
+
+
+def maybe_die(point: str) -> None:
+    """SIGKILL this process at the pass of ``point`` TIDINGS_TEST_KILL_AT drew for it."""
+    left = KILL_AT.get(point)
+    if left is None:
+        return
+    KILL_AT[point] = left - 1
+    if left <= 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def send_welcome(sender: Any, user_id: int, event: Event, **kwargs: Any) -> None:
     """Record the call, taking TIDINGS_TEST_SLEEP seconds."""
     lock = claim_run(event)
     delay = float(os.environ.get("TIDINGS_TEST_SLEEP", "0"))
     if delay:
         time.sleep(delay)
+    maybe_die("inside")
     record(event)
+    maybe_die("after")
     if lock is not None:
         os.unlink(lock)
 
@@ -98,6 +125,14 @@ refused.connect(
 )
 
 
+def _after_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+    if statement.lstrip().upper().startswith("UPDATE") and "locked_by=" in statement:
+        maybe_die("claim")
+
+
 def outbox() -> Outbox:
     """The outbox on ``TIDINGS_TEST_OUTBOX_URL``, read when called."""
-    return Outbox(create_engine(os.environ.get("TIDINGS_TEST_OUTBOX_URL", "sqlite://")))
+    engine = create_engine(os.environ.get("TIDINGS_TEST_OUTBOX_URL", "sqlite://"))
+    if "claim" in KILL_AT:
+        event.listen(engine, "after_cursor_execute", _after_execute)
+    return Outbox(engine)

@@ -19,10 +19,12 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra only
     raise ImportError('tidings.outbox needs SQLAlchemy: pip install "tidings[outbox]"') from exc
 
-from tidings._delivery import Delivery, register_handler
+from tidings._delivery import Delivery as _Delivery
+from tidings._delivery import register_handler as _register_handler
 from tidings._errors import NoStableNameError, OutboxNotInstalledError
 from tidings.outbox._codec import PayloadTypeError
-from tidings.outbox._handler import OutboxHandler, installed_outbox, listen, writing_on
+from tidings.outbox._handler import OutboxHandler, installed_outbox, writing_on
+from tidings.outbox._handler import listen as _listen
 from tidings.outbox._outbox import Outbox
 from tidings.outbox._receivers import DurableReceiver, Event, receiver_name
 from tidings.outbox._relay import Relay, RelayBusyError, RelayStats
@@ -51,5 +53,5 @@ __all__ = [
 ]
 
 # Importing tidings.outbox makes delivery="durable" connectable.
-register_handler(Delivery.DURABLE, OutboxHandler(Delivery.DURABLE))
-listen()
+_register_handler(_Delivery.DURABLE, OutboxHandler(_Delivery.DURABLE))
+_listen()
