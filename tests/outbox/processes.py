@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 

@@ -125,9 +125,7 @@ def kill_workers(
     locks.mkdir()
     log = tmp_path / "calls.txt"
     url = box.engine.url.render_as_string(hide_password=False)
-    env = environment(
-        url, log, TIDINGS_TEST_SLEEP="0.002", TIDINGS_TEST_LOCKS=str(locks), **extra
-    )
+    env = environment(url, log, TIDINGS_TEST_SLEEP="0.002", TIDINGS_TEST_LOCKS=str(locks), **extra)
     ids = send(box, welcomed, pushed)
     for _ in range(kills):
         before = len(calls(log))
