@@ -35,6 +35,7 @@ __all__ = [
     "Delivery",
     "DeliveryHandler",
     "handler_for",
+    "refuse_options",
     "register_handler",
     "resolve",
 ]
@@ -163,10 +164,22 @@ def resolve(
     handler = None if mode is Delivery.IMMEDIATE else _handlers.get(mode)
     if handler is not None:
         handler.validate(signal, receiver, options)
-    elif options:
+    else:
+        refuse_options(mode, signal, receiver, options)
+    return mode
+
+
+def refuse_options(
+    mode: Delivery, signal: Any, receiver: Callable[..., Any], options: Mapping[str, Any]
+) -> None:
+    """Raise unless ``options`` is empty: for modes (and handlers) that take no options.
+
+    Raises:
+        DeliveryOptionsError: naming the receiver, the signal, the mode and the options.
+    """
+    if options:
         names = ", ".join(sorted(options))
         raise DeliveryOptionsError(
             f"Cannot connect {describe(receiver)} to {signal!r}: delivery {mode.value!r} takes "
             f"no options, got: {names}."
         )
-    return mode

@@ -30,9 +30,8 @@ from typing import Any
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
-from tidings._delivery import Deferral, Delivery, register_handler
-from tidings._errors import DeliveryOptionsError
-from tidings._refs import describe, safe_repr
+from tidings._delivery import Deferral, Delivery, refuse_options, register_handler
+from tidings._refs import safe_repr
 from tidings.models import ModelSignal
 from tidings.sqlalchemy._compat import is_flushing
 from tidings.sqlalchemy._transactions import Work, current_session, defer
@@ -98,12 +97,7 @@ class OnCommitHandler:
             DeliveryOptionsError: options were given; the message names them, the receiver and
                 the signal.
         """
-        if options:
-            names = ", ".join(sorted(options))
-            raise DeliveryOptionsError(
-                f"Cannot connect {describe(receiver)} to {signal!r}: delivery 'on_commit' "
-                f"takes no options, got: {names}."
-            )
+        refuse_options(Delivery.ON_COMMIT, signal, receiver, options)
 
     def defer(self, deferral: Deferral) -> bool:
         """Queue the receiver for the commit of the send's Session; False if none is open."""

@@ -23,6 +23,8 @@ from sqlalchemy.pool import StaticPool
 import tidings.models as tm
 from tests.conftest import fresh_postgres_database
 from tests.integrations.sqlalchemy import twins
+from tests.integrations.sqlalchemy.programs import FLAVORS as PROGRAM_FLAVORS
+from tests.integrations.sqlalchemy.programs import Flavor, Mail, Row, Via, receivers
 from tidings.apps import apps
 from tidings.sqlalchemy import asave, instrument, save
 
@@ -346,3 +348,38 @@ def sqlite() -> SqlaSide:
             raise AssertionError(name)
 
     return SqlaSide("sqlite", _Request())  # type: ignore[arg-type]
+
+
+# -- on-commit programs (programs.py) ----------------------------------------------------------
+
+
+@pytest.fixture(params=PROGRAM_FLAVORS)
+def flavor(request: pytest.FixtureRequest) -> Flavor:
+    """Sync and async Sessions on SQLite and PostgreSQL, for on-commit programs."""
+    url = request.getfixturevalue("shared_postgres_url") if "postgres" in request.param else None
+    return Flavor(request.param, url)
+
+
+@pytest.fixture(params=[name for name in PROGRAM_FLAVORS if name.endswith("-async")])
+def async_flavor(request: pytest.FixtureRequest) -> Flavor:
+    """AsyncSession on SQLite and PostgreSQL, for on-commit programs."""
+    url = request.getfixturevalue("shared_postgres_url") if "postgres" in request.param else None
+    return Flavor(request.param, url)
+
+
+@pytest.fixture
+def sqlite_engine() -> Iterator[Engine]:
+    """A sync SQLite engine with the tables of programs.py (Row, Mail)."""
+    engine = create_engine("sqlite://", poolclass=StaticPool)
+    Row.metadata.create_all(engine)
+    Mail.metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["function", "signal"])
+def route(request: pytest.FixtureRequest) -> Iterator[Via]:
+    """How a test defers its work (``programs.register``): ``on_commit()``, or a receiver
+    connected with ``delivery="on_commit"`` (connected for the test)."""
+    with receivers():
+        yield request.param

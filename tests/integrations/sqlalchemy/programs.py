@@ -157,8 +157,21 @@ def new_mail(label: str, log: list[str]) -> Mail:
 program_signal = Signal(name="program_signal")
 
 
-def _on_program_signal(sender: Any, label: str, log: list[str], **kwargs: Any) -> None:
-    log.append(label)
+def _on_program_signal(sender: Any, work: Callable[[], object], **kwargs: Any) -> None:
+    work()
+
+
+def defer_work(via: Via, work: Callable[[], object]) -> None:
+    """Defer ``work`` with ``on_commit()`` or (``via="signal"``) by sending :data:`program_signal`.
+
+    The ``"signal"`` route needs the block of :func:`receivers`.
+    """
+    if via == "function":
+        on_commit(work)
+    elif via == "signal":
+        program_signal.send(None, work=work)
+    else:
+        raise ValueError(f"defer_work() takes 'function' or 'signal', not {via!r}")
 
 
 def _on_mail_saved(sender: Any, instance: Mail, **kwargs: Any) -> None:
@@ -214,7 +227,7 @@ class Db:
 
 
 async def run_sqlalchemy(db: Db, program: Block, log: list[str]) -> None:
-    """Run ``program`` on ``db``, registering ``log.append(label)`` with ``on_commit``."""
+    """Run ``program`` on ``db``, deferring ``log.append(label)`` by each send's route."""
     await _run_block(db, program, log, nested=False)
 
 
@@ -241,10 +254,8 @@ async def _run_block(db: Db, block: Block, log: list[str], *, nested: bool) -> N
 
 
 async def _send(db: Db, step: Send, log: list[str]) -> None:
-    if step.via == "function":
-        on_commit(functools.partial(log.append, step.label))
-    elif step.via == "signal":
-        program_signal.send(None, label=step.label, log=log)
+    if step.via in ("function", "signal"):
+        defer_work(step.via, functools.partial(log.append, step.label))
     else:
         db.session.add(new_mail(step.label, log))
         await db.call("flush")
@@ -374,7 +385,8 @@ def _django_block(block: Block, log: list[str]) -> None:
                 if isinstance(step, Send) and step.via == "function":
                     transaction.on_commit(functools.partial(log.append, step.label))
                 elif isinstance(step, Send) and step.via == "signal":
-                    django_program_signal().send(None, label=step.label, log=log)
+                    work = functools.partial(log.append, step.label)
+                    django_program_signal().send(None, work=work)
                 elif isinstance(step, Send):
                     person = Person(first_name=step.label, last_name=_MAIL)
                     person._log = log
@@ -410,8 +422,8 @@ def _django_receivers() -> Iterator[None]:
 
     from tests.oracle.lifecycle.models import Person
 
-    def on_signal(sender: Any, label: str, log: list[str], **kwargs: Any) -> None:
-        transaction.on_commit(functools.partial(log.append, label))
+    def on_signal(sender: Any, work: Callable[[], object], **kwargs: Any) -> None:
+        transaction.on_commit(work)
 
     def on_saved(sender: Any, instance: Any, **kwargs: Any) -> None:
         if instance.last_name == _MAIL:

@@ -6,20 +6,19 @@ import asyncio
 import functools
 import logging
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import StaticPool
 
 from tests.core._support import run_threads
 from tests.integrations.sqlalchemy.programs import (
-    FLAVORS,
     Flavor,
     Row,
+    Via,
+    defer_work,
     django_ready,
     expected,
     run_django_programs,
@@ -30,29 +29,6 @@ from tests.integrations.sqlalchemy.programs import (
 )
 from tidings import AsyncReceiversInEventLoopError, InvalidReceiverError, TidingsError
 from tidings.sqlalchemy import AmbiguousSessionError, current_session, in_transaction, on_commit
-
-
-@pytest.fixture(params=FLAVORS)
-def flavor(request: pytest.FixtureRequest) -> Flavor:
-    """Sync and async Sessions on SQLite and PostgreSQL."""
-    url = request.getfixturevalue("shared_postgres_url") if "postgres" in request.param else None
-    return Flavor(request.param, url)
-
-
-@pytest.fixture(params=[name for name in FLAVORS if name.endswith("-async")])
-def async_flavor(request: pytest.FixtureRequest) -> Flavor:
-    """AsyncSession on SQLite and PostgreSQL."""
-    url = request.getfixturevalue("shared_postgres_url") if "postgres" in request.param else None
-    return Flavor(request.param, url)
-
-
-@pytest.fixture
-def sqlite_engine() -> Iterator[Any]:
-    """A sync SQLite engine with the Row table."""
-    engine = create_engine("sqlite://", poolclass=StaticPool)
-    Row.metadata.create_all(engine)
-    yield engine
-    engine.dispose()
 
 
 def test_savepoints_three_deep_every_outcome(flavor: Flavor) -> None:
@@ -201,9 +177,10 @@ def test_a_failing_callback_is_logged_and_the_others_still_run(
         assert "<locals>.async_broken" in errors[1].getMessage()
 
 
-def test_a_commit_that_fails_calls_nothing(shared_postgres_url: str) -> None:
+def test_a_commit_that_fails_calls_nothing(shared_postgres_url: str, route: Via) -> None:
     """A deferred foreign key violated at COMMIT (PostgreSQL): the commit raises, nothing is
-    called, neither then nor after the rollback; sync Session and AsyncSession."""
+    called, neither then nor after the rollback; sync Session and AsyncSession, on_commit()
+    work and on_commit receivers."""
     log: list[str] = []
     postgres_url = shared_postgres_url
     ddl = [
@@ -220,7 +197,7 @@ def test_a_commit_that_fails_calls_nothing(shared_postgres_url: str) -> None:
                 connection.execute(text(statement))
         with Session(engine) as session:
             session.execute(insert)
-            on_commit(functools.partial(log.append, "sync"))
+            defer_work(route, functools.partial(log.append, "sync"))
             with pytest.raises(Exception, match="foreign key"):
                 session.commit()
             session.rollback()
@@ -233,7 +210,7 @@ def test_a_commit_that_fails_calls_nothing(shared_postgres_url: str) -> None:
         try:
             async with AsyncSession(engine) as session:
                 await session.execute(insert)
-                on_commit(functools.partial(log.append, "async"))
+                defer_work(route, functools.partial(log.append, "async"))
                 with pytest.raises(Exception, match="foreign key"):
                     await session.commit()
                 await session.rollback()
@@ -251,19 +228,19 @@ def test_a_commit_that_fails_calls_nothing(shared_postgres_url: str) -> None:
     assert log == []
 
 
-def test_close_without_commit_calls_nothing(flavor: Flavor) -> None:
-    """Work registered in a transaction the Session closes without committing never runs, not
-    even at the Session's next commit."""
+def test_close_without_commit_calls_nothing(flavor: Flavor, route: Via) -> None:
+    """Work (a callable or an on_commit receiver) registered in a transaction the Session closes
+    without committing never runs, not even at the Session's next commit."""
     log: list[str] = []
 
     async def scenario(flavor: Flavor) -> None:
         async with flavor.session() as db:
             db.session.add(Row(label="x"))
             await db.call("flush")
-            on_commit(functools.partial(log.append, "closed"))
+            defer_work(route, functools.partial(log.append, "closed"))
             await db.call("close")
             db.session.add(Row(label="y"))
-            on_commit(functools.partial(log.append, "committed"))
+            defer_work(route, functools.partial(log.append, "committed"))
             await db.call("commit")
 
     run_flavor(flavor, scenario)
@@ -391,9 +368,10 @@ def test_in_transaction_refuses_what_is_not_a_session() -> None:
         pass  # pragma: no cover - never entered
 
 
-def test_two_sessions_in_two_threads_at_once(tmp_path: Any) -> None:
-    """Two threads, each with its own Session, register work in lockstep: each thread's work
-    runs at its own commit, in its own thread, and a rollback drops only its own."""
+def test_two_sessions_in_two_threads_at_once(tmp_path: Any, route: Via) -> None:
+    """Two threads, each with its own Session, register work (callables or on_commit receivers)
+    in lockstep: each thread's work runs at its own commit, in its own thread, and a rollback
+    drops only its own."""
     engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     Row.metadata.create_all(engine)
     barrier = threading.Barrier(2, timeout=10)
@@ -404,10 +382,11 @@ def test_two_sessions_in_two_threads_at_once(tmp_path: Any) -> None:
             session.add(Row(label=outcome))
             for step in range(20):
                 barrier.wait()
-                on_commit(
+                defer_work(
+                    route,
                     functools.partial(
                         ran[outcome].append, (threading.current_thread().name, str(step))
-                    )
+                    ),
                 )
             barrier.wait()
             if outcome == "commit":

@@ -1,22 +1,23 @@
-"""Receivers connected with delivery="on_commit": called after the commit of the send's Session."""
+"""Receivers connected with delivery="on_commit": called after the commit of the send's Session.
+
+Rollbacks, failing commits, ``close()`` and threads are tested for receivers and ``on_commit()``
+callables alike in ``test_on_commit.py`` (its ``route`` fixture).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import logging
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import StaticPool
 
 from tests.integrations.sqlalchemy.programs import (
-    FLAVORS,
     VIAS,
     Flavor,
     Mail,
@@ -35,30 +36,6 @@ from tidings.models import post_save
 from tidings.sqlalchemy import AmbiguousSessionError, in_transaction, on_commit
 
 signed_up = Signal(name="signed_up")
-
-
-@pytest.fixture(params=FLAVORS)
-def flavor(request: pytest.FixtureRequest) -> Flavor:
-    """Sync and async Sessions on SQLite and PostgreSQL."""
-    url = request.getfixturevalue("shared_postgres_url") if "postgres" in request.param else None
-    return Flavor(request.param, url)
-
-
-@pytest.fixture(params=[name for name in FLAVORS if name.endswith("-async")])
-def async_flavor(request: pytest.FixtureRequest) -> Flavor:
-    """AsyncSession on SQLite and PostgreSQL."""
-    url = request.getfixturevalue("shared_postgres_url") if "postgres" in request.param else None
-    return Flavor(request.param, url)
-
-
-@pytest.fixture
-def sqlite_engine() -> Iterator[Any]:
-    """A sync SQLite engine with the Row and Mail tables."""
-    engine = create_engine("sqlite://", poolclass=StaticPool)
-    Row.metadata.create_all(engine)
-    Mail.metadata.create_all(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
@@ -361,44 +338,6 @@ def test_two_sessions_open_is_an_error_a_flush_or_a_binding_chooses(
             second.close()
 
 
-def test_two_sessions_in_two_threads_at_once(tmp_path: Any, connected: list[Any]) -> None:
-    """Two threads, each with its own Session, send in lockstep: each thread's receivers run at
-    its own commit, in its own thread, and the rolled-back thread's never run."""
-    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    Row.metadata.create_all(engine)
-    barrier = threading.Barrier(2, timeout=10)
-    ran: dict[str, list[tuple[str, int]]] = {"commit": [], "rollback": []}
-    errors: list[BaseException] = []
-
-    def mail(outcome: str, step: int, **kwargs: Any) -> None:
-        ran[outcome].append((threading.current_thread().name, step))
-
-    _connect(connected, signed_up, mail, delivery="on_commit")
-
-    def work(outcome: str) -> None:
-        try:
-            with Session(engine) as session:
-                session.add(Row(label=outcome))
-                for step in range(20):
-                    barrier.wait()
-                    assert signed_up.send(None, outcome=outcome, step=step) == [
-                        (mail, Delivery.ON_COMMIT)
-                    ]
-                barrier.wait()
-                getattr(session, outcome)()
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(o,), name=o) for o in ("commit", "rollback")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    engine.dispose()
-    assert errors == []
-    assert ran == {"commit": [("commit", n) for n in range(20)], "rollback": []}
-
-
 def test_two_sessions_in_two_tasks_at_once(async_flavor: Flavor, connected: list[Any]) -> None:
     """Two asyncio tasks, each with its own AsyncSession, interleave their sends (send and
     asend, sync and async receivers): each task's run at its own commit only."""
@@ -433,89 +372,6 @@ def test_two_sessions_in_two_tasks_at_once(async_flavor: Flavor, connected: list
         "commit": [f"{kind} {n}" for n in range(5) for kind in ("sync", "async")],
         "rollback": [],
     }
-
-
-# -- what never runs ---------------------------------------------------------------------------
-
-
-def test_close_without_commit_calls_nothing(flavor: Flavor, connected: list[Any]) -> None:
-    """A receiver sent in a transaction the Session closes without committing never runs, not
-    even at the Session's next commit."""
-    log: list[str] = []
-
-    def mail(email: str, **kwargs: Any) -> None:
-        log.append(email)
-
-    _connect(connected, signed_up, mail, delivery="on_commit")
-
-    async def scenario(flavor: Flavor) -> None:
-        async with flavor.session() as db:
-            db.session.add(Row(label="x"))
-            await db.call("flush")
-            signed_up.send(None, email="closed")
-            await db.call("close")
-            db.session.add(Row(label="y"))
-            signed_up.send(None, email="committed")
-            await db.call("commit")
-
-    run_flavor(flavor, scenario)
-    assert log == ["committed"]
-
-
-def test_a_commit_that_fails_calls_nothing(shared_postgres_url: str, connected: list[Any]) -> None:
-    """A deferred foreign key violated at COMMIT (PostgreSQL, in a schema of the test's own):
-    the commit raises and no receiver is called, neither then nor after the rollback; sync
-    Session and AsyncSession, plain and model signals."""
-    log: list[str] = []
-
-    def mail(email: str, **kwargs: Any) -> None:
-        log.append(email)
-
-    _connect(connected, signed_up, mail, delivery="on_commit")
-    schema = "tidings_oncommit_receivers"
-    ddl = [
-        f"DROP SCHEMA IF EXISTS {schema} CASCADE",
-        f"CREATE SCHEMA {schema}",
-        f"CREATE TABLE {schema}.parent (id INTEGER PRIMARY KEY)",
-        f"CREATE TABLE {schema}.child (id INTEGER PRIMARY KEY, parent_id INTEGER "
-        f"REFERENCES {schema}.parent (id) DEFERRABLE INITIALLY DEFERRED)",
-    ]
-    insert = text(f"INSERT INTO {schema}.child (id, parent_id) VALUES (1, 42)")
-    sync_url = shared_postgres_url.replace("postgresql:", "postgresql+psycopg:")
-    engine = create_engine(sync_url)
-    with engine.begin() as connection:
-        for statement in ddl:
-            connection.execute(text(statement))
-
-    async def main() -> None:
-        async_engine = create_async_engine(
-            shared_postgres_url.replace("postgresql:", "postgresql+asyncpg:")
-        )
-        try:
-            async with AsyncSession(async_engine) as session:
-                await session.execute(insert)
-                signed_up.send(None, email="async")
-                with pytest.raises(Exception, match="foreign key"):
-                    await session.commit()
-                await session.rollback()
-                await session.commit()
-        finally:
-            await async_engine.dispose()
-
-    try:
-        with Session(engine) as session:
-            session.execute(insert)
-            signed_up.send(None, email="sync")
-            with pytest.raises(Exception, match="foreign key"):
-                session.commit()
-            session.rollback()
-            session.commit()
-        asyncio.run(main())
-    finally:
-        with engine.begin() as connection:
-            connection.execute(text(ddl[0]))
-        engine.dispose()
-    assert log == []
 
 
 # -- the commit phase --------------------------------------------------------------------------
