@@ -470,8 +470,9 @@ def capture_on_commit(
     to the capture instead of that transaction: it does not run at the commit. On exit the
     yielded list holds, in registration order, the callables still pending (work of a
     transaction or savepoint rolled back inside the block is left out): for
-    ``tidings.sqlalchemy.on_commit(func)`` the ``func`` itself. Work that runs at once (no
-    transaction open) is not captured.
+    ``tidings.sqlalchemy.on_commit(func)`` the ``func`` itself, for a receiver connected with
+    ``delivery="on_commit"`` a callable that calls it with its send's arguments. Work that runs
+    at once (no transaction open) is not captured.
 
     Args:
         session: A ``Session`` or ``AsyncSession``; None captures the work of every Session.

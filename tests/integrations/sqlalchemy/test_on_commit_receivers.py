@@ -31,7 +31,7 @@ from tests.integrations.sqlalchemy.programs import (
     scenarios,
     three_deep,
 )
-from tidings import Delivery, DeliveryOptionsError, Signal
+from tidings import AsyncReceiversInEventLoopError, Delivery, DeliveryOptionsError, Signal
 from tidings.models import post_save
 from tidings.sqlalchemy import AmbiguousSessionError, in_transaction, on_commit
 
@@ -378,20 +378,25 @@ def test_two_sessions_in_two_tasks_at_once(async_flavor: Flavor, connected: list
 
 
 def test_work_sent_during_the_commit_phase_matches_django(
-    sqlite_engine: Any, connected: list[Any]
+    flavor: Flavor, connected: list[Any]
 ) -> None:
     """A deferred receiver that, at the commit, sends a signal to another on_commit receiver and
-    registers on_commit work runs both at once (no transaction is open then), before the
-    remaining receivers: the order Django gives for the same callbacks."""
+    registers on_commit work runs both at once (no transaction is open then), and what it
+    sends inside a transaction it opens at that transaction's commit, before the remaining
+    receivers: the order Django gives for the same callbacks."""
     from tests.integrations.sqlalchemy.programs import django_ready
 
     log: list[str] = []
     nested = Signal(name="nested")
+    sessions: list[Session] = []
 
     def outer(email: str, **kwargs: Any) -> None:
         log.append(f"outer {email}")
         nested.send(None, email=email)
         on_commit(lambda: log.append(f"function {email}"))
+        with sessions[0].begin():
+            nested.send(None, email=f"{email} in a new transaction")
+            log.append(f"new transaction {email}")
         log.append(f"outer {email} done")
 
     def inner(email: str, **kwargs: Any) -> None:
@@ -399,10 +404,18 @@ def test_work_sent_during_the_commit_phase_matches_django(
 
     _connect(connected, signed_up, outer, delivery="on_commit")
     _connect(connected, nested, inner, delivery="on_commit")
-    with Session(sqlite_engine) as session, session.begin():
-        session.add(Row())
-        signed_up.send(None, email="a")
-        signed_up.send(None, email="b")
+
+    async def scenario(flavor: Flavor) -> None:
+        async with flavor.session() as db:
+            sessions.append(db.sync)
+            async with db.block(nested=False):
+                db.session.add(Row())
+                signed_up.send(None, email="a")
+                signed_up.send(None, email="b")
+                assert log == []
+            log.append("commit returned")
+
+    run_flavor(flavor, scenario)
 
     django_log: list[str] = []
     with django_ready():
@@ -412,13 +425,51 @@ def test_work_sent_during_the_commit_phase_matches_django(
             django_log.append(f"outer {email}")
             transaction.on_commit(lambda: django_log.append(f"inner {email}"))
             transaction.on_commit(lambda: django_log.append(f"function {email}"))
+            with transaction.atomic():
+                transaction.on_commit(
+                    lambda: django_log.append(f"inner {email} in a new transaction")
+                )
+                django_log.append(f"new transaction {email}")
             django_log.append(f"outer {email} done")
 
         with transaction.atomic():
             transaction.on_commit(lambda: django_outer("a"))
             transaction.on_commit(lambda: django_outer("b"))
+        django_log.append("commit returned")
     assert log == django_log
-    assert log[:4] == ["outer a", "inner a", "function a", "outer a done"]
+    assert log[:6] == [
+        "outer a",
+        "inner a",
+        "function a",
+        "new transaction a",
+        "inner a in a new transaction",
+        "outer a done",
+    ]
+
+
+def test_an_async_receiver_on_a_sync_session_in_a_running_loop_is_refused(
+    sqlite_engine: Any, connected: list[Any]
+) -> None:
+    """A sync Session's commit in an event loop thread could not await an async on_commit
+    receiver, so the send raises AsyncReceiversInEventLoopError naming the receiver and the
+    signal; nothing is queued."""
+
+    async def mail(**kwargs: Any) -> None:
+        pass  # pragma: no cover - never called
+
+    _connect(connected, signed_up, mail, delivery="on_commit")
+
+    async def main() -> None:
+        with Session(sqlite_engine) as session:
+            session.add(Row())
+            session.flush()
+            with pytest.raises(AsyncReceiversInEventLoopError) as info:
+                await signed_up.asend(None)
+            assert ".mail" in str(info.value)
+            assert "'signed_up'" in str(info.value)
+            session.commit()
+
+    asyncio.run(main())
 
 
 # -- the test helpers --------------------------------------------------------------------------
