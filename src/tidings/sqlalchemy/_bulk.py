@@ -31,6 +31,7 @@ from sqlalchemy.orm import Mapper, ORMExecuteState, Session
 
 from tidings.models import post_bulk_delete, post_bulk_update
 from tidings.sqlalchemy._compat import has_return_defaults
+from tidings.sqlalchemy._delivery import sending_for
 from tidings.sqlalchemy._lifecycle import sync_load_listener
 from tidings.sqlalchemy._registry import is_instrumented
 from tidings.sqlalchemy._send import send
@@ -87,7 +88,8 @@ def _on_execute(orm_state: ORMExecuteState) -> Any:
         # Rows changed but none came back (a release that ignores return_defaults() for the
         # statement): the keys are unknown, which an empty tuple would deny.
         pks = None
-    send(signal, sender, statement=statement, using=using, pks=pks, rowcount=rowcount)
+    with sending_for(orm_state.session):  # delivery="on_commit" joins this Session
+        send(signal, sender, statement=statement, using=using, pks=pks, rowcount=rowcount)
     return result
 
 

@@ -5,8 +5,8 @@ A receiver connected with ``delivery="on_commit"`` is handed here, once per send
 so it follows exactly the rules of :func:`tidings.sqlalchemy.on_commit`:
 
 * **Which transaction** (:func:`session_for_send`): a model signal whose instance belongs to a
-  Session that is flushing joins that Session's transaction (the rows the flush writes); any
-  other send joins the Session :func:`~tidings.sqlalchemy.current_session` chooses (bound by
+  Session that is flushing joins that Session's transaction (the rows the flush writes), and
+  so does a bulk statement's ``post_bulk_update``/``post_bulk_delete``; any other send joins the Session :func:`~tidings.sqlalchemy.current_session` chooses (bound by
   ``in_transaction()``, else the only one open in the calling thread or task; two is an
   :class:`~tidings.sqlalchemy.AmbiguousSessionError` naming both). None open: the handler
   declines, and the core calls the receiver at once, in its place.
@@ -24,7 +24,9 @@ The mode takes no options: any is a :class:`~tidings.DeliveryOptionsError` at co
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import inspect as sa_inspect
@@ -36,24 +38,48 @@ from tidings.models import ModelSignal
 from tidings.sqlalchemy._compat import is_flushing
 from tidings.sqlalchemy._transactions import Work, current_session, defer
 
-__all__ = ["OnCommitHandler", "install", "session_for_send"]
+__all__ = ["OnCommitHandler", "install", "sending_for", "session_for_send"]
+
+
+_sending: contextvars.ContextVar[Session | None] = contextvars.ContextVar(
+    "tidings_sqlalchemy_sending", default=None
+)
+
+
+@contextlib.contextmanager
+def sending_for(session: Session) -> Iterator[None]:
+    """Mark the sends of the block as made by ``session`` (an ORM hook that knows its Session).
+
+    For the model signals whose arguments do not lead to it (``post_bulk_update``), and the
+    sends their receivers make while they run.
+    """
+    token = _sending.set(session)
+    try:
+        yield
+    finally:
+        _sending.reset(token)
 
 
 def session_for_send(signal: Any, kwargs: Mapping[str, Any]) -> Session | None:
     """The Session whose transaction a send's deferred receivers join, or None if none is open.
+
+    In order: the Session of an enclosing :func:`sending_for` block (a bulk statement's); for
+    a model signal, the flushing Session its ``instance`` belongs to; else
+    :func:`~tidings.sqlalchemy.current_session`.
 
     Args:
         signal: The signal sent.
         kwargs: The send's keyword arguments (``instance=`` is read for model signals).
 
     Raises:
-        AmbiguousSessionError: not a flush's model signal, no Session bound, and two Sessions
-            have a transaction open in the calling thread or task.
+        AmbiguousSessionError: none of the first two applies, no Session is bound, and two
+            Sessions have a transaction open in the calling thread or task.
     """
-    if isinstance(signal, ModelSignal):
-        flushing = _flushing_session_of(kwargs.get("instance"))
-        if flushing is not None:
-            return flushing if flushing.in_transaction() else None
+    session = _sending.get()
+    if session is None and isinstance(signal, ModelSignal):
+        session = _flushing_session_of(kwargs.get("instance"))
+    if session is not None:
+        return session if session.in_transaction() else None
     return current_session()
 
 

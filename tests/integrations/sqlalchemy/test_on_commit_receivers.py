@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Column, ForeignKey, String, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from tests.integrations.sqlalchemy.programs import (
     VIAS,
@@ -32,8 +32,8 @@ from tests.integrations.sqlalchemy.programs import (
     three_deep,
 )
 from tidings import AsyncReceiversInEventLoopError, Delivery, DeliveryOptionsError, Signal
-from tidings.models import post_save
-from tidings.sqlalchemy import AmbiguousSessionError, in_transaction, on_commit
+from tidings.models import m2m_changed, post_bulk_update, post_delete, post_save
+from tidings.sqlalchemy import AmbiguousSessionError, in_transaction, instrument, on_commit
 
 signed_up = Signal(name="signed_up")
 
@@ -336,6 +336,73 @@ def test_two_sessions_open_is_an_error_a_flush_or_a_binding_chooses(
         finally:
             first.close()
             second.close()
+
+
+def test_every_model_signal_joins_the_session_that_sent_it(
+    sqlite_engine: Any, connected: list[Any]
+) -> None:
+    """post_save, m2m_changed, post_bulk_update and post_delete receivers with
+    delivery="on_commit" join the Session whose flush or statement sent them, while another
+    Session is open in the same thread (where a plain signal would be ambiguous)."""
+
+    class Base(DeclarativeBase):
+        __app_label__ = "oncommit_models"
+
+    links = Table(
+        "oncommit_article_tag",
+        Base.metadata,
+        Column("article_id", ForeignKey("oncommit_article.id"), primary_key=True),
+        Column("tag_id", ForeignKey("oncommit_tag.id"), primary_key=True),
+    )
+
+    class Tag(Base):
+        __tablename__ = "oncommit_tag"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    class Article(Base):
+        __tablename__ = "oncommit_article"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        title: Mapped[str] = mapped_column(String(50))
+        tags: Mapped[list[Tag]] = relationship(secondary=links)
+
+    instrument(Base)
+    Base.metadata.create_all(sqlite_engine)
+    log: list[str] = []
+
+    def record(signal: Any, sender: Any, **kwargs: Any) -> None:
+        log.append(f"{signal.name} {kwargs.get('action', '')}".strip())
+
+    for signal in (post_save, m2m_changed, post_bulk_update, post_delete, signed_up):
+        _connect(connected, signal, record, sender=None, delivery="on_commit")
+    sending, other = Session(sqlite_engine), Session(sqlite_engine)
+    try:
+        other.add(Row(label="other"))
+        other.flush()
+        article = Article(title="a")
+        sending.add(article)
+        sending.flush()
+        article.tags.append(Tag())
+        sending.flush()
+        sending.execute(update(Article).values(title="b"))
+        sending.delete(article)
+        sending.flush()
+        with pytest.raises(AmbiguousSessionError):
+            signed_up.send(None)  # a plain signal: the two open Sessions make it ambiguous
+        other.commit()
+        assert log == []
+        sending.commit()
+    finally:
+        sending.close()
+        other.close()
+        Base.metadata.drop_all(sqlite_engine)
+    assert log == [
+        "post_save",  # the Article
+        "post_save",  # the Tag
+        "m2m_changed pre_add",
+        "m2m_changed post_add",
+        "post_bulk_update",
+        "post_delete",
+    ]
 
 
 def test_two_sessions_in_two_tasks_at_once(async_flavor: Flavor, connected: list[Any]) -> None:
