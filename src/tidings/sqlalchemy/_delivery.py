@@ -6,7 +6,8 @@ so it follows exactly the rules of :func:`tidings.sqlalchemy.on_commit`:
 
 * **Which transaction** (:func:`session_for_send`): a model signal whose instance belongs to a
   Session that is flushing joins that Session's transaction (the rows the flush writes), and
-  so does a bulk statement's ``post_bulk_update``/``post_bulk_delete``; any other send joins the Session :func:`~tidings.sqlalchemy.current_session` chooses (bound by
+  a bulk statement's ``post_bulk_update``/``post_bulk_delete`` the executing Session's; any
+  other send joins the Session :func:`~tidings.sqlalchemy.current_session` chooses (bound by
   ``in_transaction()``, else the only one open in the calling thread or task; two is an
   :class:`~tidings.sqlalchemy.AmbiguousSessionError` naming both). None open: the handler
   declines, and the core calls the receiver at once, in its place.
