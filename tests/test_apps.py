@@ -630,6 +630,42 @@ def test_check_warning_can_be_made_an_error() -> None:
     assert isinstance(CheckWarning("x"), UserWarning)
 
 
+def test_receiver_lost_by_ready_is_reported_when_populate_finishes() -> None:
+    """A nested function that ready() connects with @receiver and drops warns at populate()."""
+    import inspect
+
+    import tests.apps_fixtures.forgetful.apps as forgetful_apps
+    from tests.apps_fixtures.forgetful import order_placed
+    from tidings import UncalledReceiverWarning
+
+    source = inspect.getsource(forgetful_apps).splitlines()
+    line = next(n for n, text in enumerate(source, 1) if text.endswith("# lost receiver"))
+    with pytest.warns(UncalledReceiverWarning) as record:
+        apps.populate([f"{FIX}.forgetful"])
+    (warning,) = record
+    assert "ForgetfulConfig.ready.<locals>.lost" in str(warning.message)
+    assert warning.filename == forgetful_apps.__file__
+    assert warning.lineno in (line, line + 1)  # the decorator's line (the def's on 3.10)
+    order_placed.send(None)
+    assert EVENTS == ["kept"]
+
+
+def test_populate_leaves_earlier_deaths_to_their_signal() -> None:
+    """A receiver that died before populate() is reported by its signal, not by populate()."""
+    import gc
+
+    from tidings import Signal, UncalledReceiverWarning
+
+    signal = Signal(name="earlier")
+    signal.connect(lambda **kwargs: None)
+    gc.collect()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        apps.populate([f"{FIX}.plain"])
+    with pytest.warns(UncalledReceiverWarning, match="<Signal 'earlier'>"):
+        signal.send(None)
+
+
 def test_registered_checks_run_in_check_and_at_populate() -> None:
     """A check given to register_check() adds its messages to check() and to populate()."""
     seen: list[Apps] = []

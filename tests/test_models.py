@@ -155,6 +155,32 @@ def test_lazy_connect_before_registration(signal: ModelSignal) -> None:
     assert apps.check() == []
 
 
+def test_lazy_connect_keeps_the_site_of_the_connect_call(signal: ModelSignal) -> None:
+    """A receiver lost after its lazy sender resolved is reported at its connect() line."""
+    import inspect
+
+    from tidings import UncalledReceiverWarning
+
+    def make() -> Any:
+        def nested(**kwargs: Any) -> None:
+            pass
+
+        return nested
+
+    nested = make()
+    signal.connect(nested, sender="blog.Post")  # lazy connect
+    post = model("Post")
+    apps.register_model("blog", post)
+    assert signal.has_listeners(post)
+    del nested
+    source = inspect.getsource(test_lazy_connect_keeps_the_site_of_the_connect_call)
+    first = test_lazy_connect_keeps_the_site_of_the_connect_call.__code__.co_firstlineno
+    offset = next(i for i, t in enumerate(source.splitlines()) if t.endswith("# lazy connect"))
+    with pytest.warns(UncalledReceiverWarning) as record:
+        assert signal.send(post) == []
+    assert [(w.filename, w.lineno) for w in record] == [(__file__, first + offset)]
+
+
 def test_lazy_connect_after_registration_is_immediate(signal: ModelSignal) -> None:
     """A string sender naming a registered model connects at once."""
     post = model("Post")

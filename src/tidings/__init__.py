@@ -25,6 +25,7 @@ from tidings._errors import (
     TidingsTypeError,
     TidingsValueError,
 )
+from tidings._warnings import TidingsWarning, UncalledReceiverWarning
 
 __all__ = [
     "ALL_SENDERS",
@@ -43,6 +44,8 @@ __all__ = [
     "TidingsRuntimeError",
     "TidingsTypeError",
     "TidingsValueError",
+    "TidingsWarning",
+    "UncalledReceiverWarning",
     "compiled",
     "receiver",
 ]

@@ -27,6 +27,7 @@ from tidings._errors import (
     TidingsLookupError,
     TidingsValueError,
 )
+from tidings._warnings import TidingsWarning
 
 if TYPE_CHECKING:
     from tidings.apps import Apps
@@ -54,7 +55,7 @@ _APPS_MODULE = "apps"
 _MODELS_MODULE = "models"
 
 
-class CheckWarning(UserWarning):
+class CheckWarning(TidingsWarning):
     """A problem :meth:`Apps.check` finds, reported as a warning when ``populate()`` finishes.
 
     Turn it into an error with ``warnings.simplefilter("error", CheckWarning)`` (or pytest's

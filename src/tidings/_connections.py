@@ -21,7 +21,16 @@ from types import MappingProxyType
 from typing import Any
 
 from tidings._delivery import Delivery
-from tidings._refs import Getter, Key, id_of, identity_of, receiver_getter, sender_refs
+from tidings._refs import (
+    Getter,
+    Key,
+    id_of,
+    identity_of,
+    inherit_watch,
+    peek,
+    receiver_getter,
+    sender_refs,
+)
 
 __all__ = [
     "NO_PLAN",
@@ -98,11 +107,11 @@ class Connection:
         """
         if self.owner is owner:
             return self
-        receiver = self.receiver()
+        receiver = peek(self.receiver)
         sender = None if self.sender is None else self.sender()
         if receiver is None or (self.sender is not None and sender is None):
             return None
-        return Connection(
+        copy = Connection(
             owner,
             self.key,
             receiver,
@@ -116,6 +125,8 @@ class Connection:
             options=self.options,
             name=self.name,
         )
+        inherit_watch(self.receiver, copy.receiver)
+        return copy
 
     @property
     def sender_key(self) -> Key | None:
@@ -124,12 +135,12 @@ class Connection:
 
     def alive(self) -> bool:
         """Whether neither the receiver nor the sender has died."""
-        return self.receiver() is not None and (
+        return peek(self.receiver) is not None and (
             self.identity is None or self.identity() is not None
         )
 
     def __repr__(self) -> str:
-        target = self.receiver()
+        target = peek(self.receiver)
         sender = None if self.sender is None else self.sender()
         return f"<connection of {target!r} for sender {sender!r}>"
 

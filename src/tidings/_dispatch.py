@@ -24,6 +24,10 @@ Semantics (those of ``django.dispatch`` in Django 5.2, with its plain bugs fixed
   connection's key and raise a flag; the next operation purges those connections under the
   lock, replanning only their senders. Connections are indexed per sender, so connecting,
   disconnecting or losing one sender costs the same whatever the number of other senders.
+* **Uncalled receivers.** A watched receiver (see :mod:`tidings._refs`) that dies before any
+  send reached it, while its sender (if any) lives, is queued by the purge; the operation that
+  purged it issues one :class:`~tidings.UncalledReceiverWarning` per receiver once it holds no
+  lock of its own, never from inside garbage collection.
 * **Delivery.** Each connection has a delivery mode (:class:`tidings.Delivery`); a deferred
   receiver is handed to its mode's handler in its place in the call order and its response is
   the mode itself (see :mod:`tidings._delivery` and :mod:`tidings._calls`).
@@ -38,12 +42,14 @@ Semantics (those of ``django.dispatch`` in Django 5.2, with its plain bugs fixed
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import itertools
 import threading
+import warnings
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -66,12 +72,19 @@ from tidings._errors import (
     TidingsTypeError,
 )
 from tidings._refs import (
+    UNHEARD_TYPES,
+    Getter,
     Key,
+    Site,
     check_receiver,
     describe,
     id_of,
+    inherit_watch,
     is_async_callable,
+    peek,
+    unheard_death,
 )
+from tidings._warnings import UncalledReceiverWarning
 
 __all__ = ["ReceiverInfo", "Signal", "receiver"]
 
@@ -87,6 +100,31 @@ class _Everyone(enum.Enum):
 
 
 ALL_SENDERS = _Everyone.ALL_SENDERS
+
+# Signals whose watched receiver died unheard, queued by weak-reference callbacks (a lock-free
+# append) so that Apps.populate() can report the receivers its ready() hooks lost. Bounded:
+# signals beyond it still report at their next operation.
+_UNHEARD_SIGNALS: deque[Signal] = deque(maxlen=64)
+
+
+@contextlib.contextmanager
+def uncalled_receivers_reported() -> Iterator[None]:
+    """Report, when the block ends without an error, the watched receivers that died in it.
+
+    The warnings of every signal whose watched receiver died unheard during the block are
+    issued at its end. Deaths from before the block are left to their signals' next operation.
+    """
+    _UNHEARD_SIGNALS.clear()
+    yield
+    seen: set[int] = set()
+    while _UNHEARD_SIGNALS:
+        try:
+            signal = _UNHEARD_SIGNALS.popleft()
+        except IndexError:  # another thread emptied it
+            return
+        if id(signal) not in seen:
+            seen.add(id(signal))
+            signal._purge()
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +212,9 @@ class Signal(DeliveryPath):
         # (a lock-free append) for the next operation to purge under the lock.
         self._dying: deque[ConnectionKey] = deque()
         self._dead = False
+        # What purges found of watched receivers that died before any send reached them,
+        # reported once the purging operation holds no lock (see _speak).
+        self._unheard: deque[tuple[str, Site]] = deque()
 
     def __repr__(self) -> str:
         cls = type(self)
@@ -227,6 +268,8 @@ class Signal(DeliveryPath):
         self._connect(
             receiver, sender, weak, dispatch_uid, inline=inline, delivery=delivery, **options
         )
+        if self._unheard:
+            self._speak()
 
     def _connect(
         self,
@@ -237,9 +280,14 @@ class Signal(DeliveryPath):
         *,
         inline: bool,
         delivery: Delivery | str = Delivery.IMMEDIATE,
+        origin: Getter | None = None,
         **options: Any,
     ) -> None:
-        """:meth:`connect` without the check of ``sender`` (any sender is taken literally)."""
+        """:meth:`connect` without the check of ``sender`` (any sender is taken literally).
+
+        ``origin``: the getter of an earlier hold of the receiver (a lazy sender's), whose
+        connect site the connection keeps.
+        """
         is_async = self._check_connectable(receiver, inline)
         mode = resolve(delivery, options, self, receiver)
         sender_key = None if sender is None else id_of(sender)
@@ -258,6 +306,8 @@ class Signal(DeliveryPath):
             options=MappingProxyType(dict(options)) if options else EMPTY_OPTIONS,
             name="" if mode is Delivery.IMMEDIATE else options.get("name") or describe(receiver),
         )
+        if origin is not None:
+            inherit_watch(origin, connection.receiver)
         with self.lock:
             if self._dead:
                 self._reap()
@@ -283,11 +333,12 @@ class Signal(DeliveryPath):
             if self._dead:
                 self._reap()
             connection = self._table.get(key)
-            if connection is None:
-                return False
-            self._unlink(connection)
-            self._replan(key[1])
-            return True
+            if connection is not None:
+                self._unlink(connection)
+                self._replan(key[1])
+        if self._unheard:
+            self._speak()
+        return connection is not None
 
     @property
     def receivers(self) -> list[Connection]:
@@ -416,7 +467,7 @@ class Signal(DeliveryPath):
         """Whether a send from ``sender`` would reach at least one live receiver."""
         if self._state is None:
             return False  # integrations call this per request or per row: keep it cheap
-        return any(c.receiver() is not None for c in self._plan(sender)[3])
+        return any(peek(c.receiver) is not None for c in self._plan(sender)[3])
 
     def has_connections(self) -> bool:
         """Whether anything at all is connected, for any sender (tidings extension).
@@ -441,7 +492,7 @@ class Signal(DeliveryPath):
             connections = self._plan(sender)[3]
         infos = []
         for c in connections:
-            target = c.receiver()
+            target = peek(c.receiver)
             owner = None if c.sender is None else c.sender()
             if target is not None and (c.sender is None or owner is not None):
                 infos.append(
@@ -498,6 +549,8 @@ class Signal(DeliveryPath):
         # raises the flag. A stale plan left meanwhile is harmless: see _connections.
         self._dying.append(key)
         self._dead = True
+        if type(_ref) in UNHEARD_TYPES:
+            _UNHEARD_SIGNALS.append(self)
 
     def _link(self, connection: Connection) -> None:
         """Add ``connection`` to the indexes, last in connection order (no replanning)."""
@@ -567,6 +620,12 @@ class Signal(DeliveryPath):
             if connection is None or connection.alive():
                 continue  # already gone, or the key now belongs to a live connection
             self._unlink(connection)
+            death = unheard_death(connection.receiver)
+            if death is not None and (
+                connection.identity is None or connection.identity() is not None
+            ):
+                # A receiver that died with its sender could not have been reached any more.
+                self._unheard.append(death)
             if key[1] is None:
                 everyone = True
             else:
@@ -584,7 +643,39 @@ class Signal(DeliveryPath):
         with self.lock:
             if self._dead:
                 self._reap()
-            return self._state
+            state = self._state
+        if self._unheard:
+            self._speak()
+        return state
+
+    def _speak(self) -> None:
+        """Issue the warning of each receiver a purge found dead and never reached.
+
+        Called without this signal's lock held by the operation itself. Each warning is taken
+        off the queue before it is issued, so one turned into an error leaves the others for
+        the next operation.
+        """
+        unheard = self._unheard
+        while unheard:
+            try:
+                what, (filename, lineno, module) = unheard.popleft()
+            except IndexError:  # another thread took the last one
+                return
+            if unheard:
+                # Raised by the flag, so that the next operation (even a send's fast path)
+                # reports the rest if this warning is turned into an error.
+                self._dead = True
+            warnings.warn_explicit(
+                f"{what} was connected to {self!r} at {filename}:{lineno} and was "
+                "garbage-collected before any send reached it, so it was never called: the "
+                "signal holds receivers weakly and nothing else referenced it. Keep a "
+                "reference to it (define it at module level, or store it), or connect it "
+                "with weak=False.",
+                UncalledReceiverWarning,
+                filename,
+                lineno,
+                module=module,
+            )
 
     def _plan(self, sender: Any) -> Plan:
         state = self._state

@@ -8,13 +8,24 @@ Each connection stores a *getter*: a zero-argument callable returning the receiv
 once a weakly referenced receiver has died. A weak reference is its own getter; a strong one is
 wrapped in ``itertools.repeat(receiver).__next__``, a C-level call as cheap as dereferencing a
 weak reference, so the send loop treats both alike without a branch.
+
+Receivers that are usually temporaries (lambdas, functions defined inside another function,
+bound methods, ``functools.partial`` objects) are watched: their weak reference is a subclass
+that remembers where it was connected and, on its first dereference, turns itself into a
+subclass that dereferences like a plain weak reference (its class is reassigned, so the send
+path pays nothing after the first send). A watched reference whose receiver dies while it is
+still *unheard* is one a send never reached: the signal reports it as a
+:class:`~tidings.UncalledReceiverWarning`. Introspection (``has_listeners``, ``live_receivers``,
+purging) reads references through :func:`peek`, which never counts as a send.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import itertools
+import sys
 import types
 import weakref
 from collections.abc import Callable
@@ -24,6 +35,8 @@ from tidings._errors import InvalidReceiverError, ReceiverSignatureError
 
 Getter = Callable[[], Any]
 Key = int | tuple[int, int]
+# Where a receiver was connected: (file name, line number, module name).
+Site = tuple[str, int, str]
 
 
 def id_of(obj: object) -> Key:
@@ -80,7 +93,13 @@ def receiver_getter(
         return strong_getter(receiver)
     try:
         if is_bound_method(receiver):
-            return weakref.WeakMethod(receiver, on_death)
+            method = _UnheardMethod(receiver, on_death)
+            method.what, method.where = describe(receiver), connect_site()
+            return method
+        if _is_temporary(receiver):
+            ref = _UnheardRef(receiver, on_death)
+            ref.what, ref.where = describe(receiver), connect_site()
+            return ref
         return weakref.ref(receiver, on_death)
     except TypeError:
         raise InvalidReceiverError(
@@ -88,6 +107,119 @@ def receiver_getter(
             f"{type(receiver).__qualname__!r} cannot be weakly referenced. "
             "Connect it with weak=False."
         ) from None
+
+
+def _is_temporary(receiver: object) -> bool:
+    """Whether ``receiver`` is a function or partial that usually dies with its caller.
+
+    Lambdas and nested functions (``<locals>`` in the qualified name) and partials; bound
+    methods are watched by :func:`receiver_getter` directly.
+    """
+    kind = type(receiver)
+    if kind is types.FunctionType:
+        qualname = receiver.__qualname__  # type: ignore[attr-defined]
+        return "<lambda>" in qualname or "<locals>" in qualname
+    return kind is functools.partial
+
+
+class _HeardRef(weakref.ref):  # type: ignore[type-arg]
+    """A watched weak reference that a send has dereferenced: a plain one from now on."""
+
+    __slots__ = ("what", "where")
+    what: str
+    where: Site
+
+
+class _UnheardRef(weakref.ref):  # type: ignore[type-arg]
+    """A watched weak reference no send has dereferenced yet; see the module docstring."""
+
+    __slots__ = ("what", "where")
+    what: str
+    where: Site
+
+    def __call__(self) -> Any:
+        target = weakref.ref.__call__(self)
+        # Same slots, so the reassignment is allowed; racing threads assign the same class.
+        self.__class__ = _HeardRef  # type: ignore[assignment]
+        return target
+
+
+class _HeardMethod(weakref.WeakMethod):  # type: ignore[type-arg]
+    """A watched weak bound method that a send has dereferenced."""
+
+    __slots__ = ("what", "where")
+    what: str
+    where: Site
+
+
+class _UnheardMethod(weakref.WeakMethod):  # type: ignore[type-arg]
+    """A watched weak bound method no send has dereferenced yet."""
+
+    __slots__ = ("what", "where")
+    what: str
+    where: Site
+
+    def __call__(self) -> Any:
+        target = weakref.WeakMethod.__call__(self)
+        self.__class__ = _HeardMethod  # type: ignore[assignment]
+        return target
+
+
+_PEEKS: dict[type, Callable[[Any], Any]] = {
+    _UnheardRef: weakref.ref.__call__,
+    _UnheardMethod: weakref.WeakMethod.__call__,
+}
+UNHEARD_TYPES = frozenset(_PEEKS)
+
+
+def peek(getter: Getter) -> Any:
+    """Dereference ``getter`` without counting it as a send's (see the module docstring)."""
+    read = _PEEKS.get(type(getter))
+    return getter() if read is None else read(getter)
+
+
+def unheard_death(getter: Getter) -> tuple[str, Site] | None:
+    """``(description, connect site)`` of a watched receiver that died unheard, else None."""
+    if type(getter) not in UNHEARD_TYPES or peek(getter) is not None:
+        return None
+    watched: Any = getter
+    return watched.what, watched.where
+
+
+def inherit_watch(origin: Getter, getter: Getter) -> None:
+    """Give ``getter`` the connect site and the heard state of ``origin`` (both watched).
+
+    Used when a connection is rebuilt for the same receiver (restoring ``receivers``, a lazy
+    sender resolved later), so that the site stays the user's line and a receiver already
+    reached by a send is not reported.
+    """
+    source: Any = origin
+    target: Any = getter
+    if not hasattr(source, "where") or not hasattr(target, "where"):
+        return
+    target.what, target.where = source.what, source.where
+    if type(source) not in UNHEARD_TYPES and type(target) in UNHEARD_TYPES:
+        target.__class__ = _HeardMethod if type(target) is _UnheardMethod else _HeardRef
+
+
+# Frames of these modules are skipped when finding where a receiver was connected.
+_SKIPPED_MODULES = frozenset({"contextlib", "functools"})
+
+
+def connect_site() -> Site:
+    """The first frame of the caller's stack outside tidings (and contextlib, functools)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if not isinstance(module, str) or not (
+            module == "tidings" or module.startswith("tidings.") or module in _SKIPPED_MODULES
+        ):
+            break
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return ("<unknown>", 0, "<unknown>")
+    module = frame.f_globals.get("__name__", "")
+    return (frame.f_code.co_filename, frame.f_lineno, module if isinstance(module, str) else "")
 
 
 def sender_refs(sender: Any, on_death: Callable[[Any], None]) -> tuple[Getter, Getter]:

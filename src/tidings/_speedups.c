@@ -103,11 +103,15 @@ full_kwnames(PyObject *kwnames)
     return full;
 }
 
-/* The receiver behind a getter (a new reference), None when it died, NULL on error. */
+/* The receiver behind a getter (a new reference), None when it died, NULL on error. A weak
+ * reference subclass that keeps weakref's own call (a watched receiver a send has reached, see
+ * tidings/_refs.py) is read like a plain one; one overriding __call__ is called, so that its
+ * first dereference is recorded exactly as on the pure path. */
 static PyObject *
 dereference(PyObject *getter)
 {
-    if (PyWeakref_CheckRefExact(getter)) {
+    if (PyWeakref_CheckRefExact(getter) ||
+        (PyWeakref_CheckRef(getter) && Py_TYPE(getter)->tp_call == _PyWeakref_RefType.tp_call)) {
 #if PY_VERSION_HEX >= 0x030D0000
         PyObject *target;
         if (PyWeakref_GetRef(getter, &target) < 0) {

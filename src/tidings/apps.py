@@ -55,6 +55,7 @@ from tidings._appconfig import (
     register_check,
     registered_checks,
 )
+from tidings._dispatch import uncalled_receivers_reported
 from tidings._errors import TidingsLookupError
 
 __all__ = [
@@ -156,7 +157,10 @@ class Apps:
 
         Once the ``ready()`` hooks have run, every message :meth:`check` returns is issued as
         a :class:`CheckWarning` (a lazy sender naming a model that does not exist, a receiver
-        that can never be called), pointing at the caller of ``populate()``.
+        that can never be called), pointing at the caller of ``populate()``; and a receiver
+        connected weakly by a ``ready()`` hook (a nested function, a lambda) that died before
+        any send reached it is reported as a :class:`tidings.UncalledReceiverWarning`,
+        pointing at the line that connected it.
 
         Args:
             installed_apps: A list (or other iterable, not a string) of module paths,
@@ -175,27 +179,28 @@ class Apps:
             )
         if self._state.ready:
             return
-        with self._populate_lock:
-            state = self._state
-            if state.ready:
-                return
-            if state.loading:
-                raise RegistryError(
-                    "populate() isn't reentrant: it was called while the registry was being "
-                    "populated (from an app's import, a models module or a ready() method)."
-                )
-            state.loading = True
-            try:
-                self._populate(state, list(installed_apps))
-            except BaseException:
-                state.app_configs.clear()
-                state.apps_ready = state.models_ready = False
-                raise
-            finally:
-                state.loading = False
-        for message in self.check():
-            # stacklevel 2: the warning points at the line that called populate().
-            warnings.warn(str(message), CheckWarning, stacklevel=2)
+        with uncalled_receivers_reported():
+            with self._populate_lock:
+                state = self._state
+                if state.ready:
+                    return
+                if state.loading:
+                    raise RegistryError(
+                        "populate() isn't reentrant: it was called while the registry was being "
+                        "populated (from an app's import, a models module or a ready() method)."
+                    )
+                state.loading = True
+                try:
+                    self._populate(state, list(installed_apps))
+                except BaseException:
+                    state.app_configs.clear()
+                    state.apps_ready = state.models_ready = False
+                    raise
+                finally:
+                    state.loading = False
+            for message in self.check():
+                # stacklevel 2: the warning points at the line that called populate().
+                warnings.warn(str(message), CheckWarning, stacklevel=2)
 
     def _populate(self, state: _State, entries: list[str | AppConfig]) -> None:
         for entry in entries:

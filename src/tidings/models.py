@@ -53,7 +53,7 @@ from tidings import Signal
 from tidings._delivery import Delivery
 from tidings._delivery import resolve as resolve_delivery
 from tidings._errors import InvalidReceiverError
-from tidings._refs import describe, receiver_getter
+from tidings._refs import describe, peek, receiver_getter
 from tidings.apps import Apps, make_model_key
 from tidings.apps import apps as _default_apps
 
@@ -136,9 +136,11 @@ class ModelSignal(Signal):
         getter = _hold(receiver, weak, self)
 
         def connect_to(model: type) -> None:
-            target = getter()
+            # Peeked, not called: only a send counts as reaching the receiver.
+            target = peek(getter)
             if target is not None:
-                Signal.connect(
+                # The connection keeps the site of this call, not that of the registry.
+                Signal._connect(
                     self,
                     target,
                     model,
@@ -146,6 +148,7 @@ class ModelSignal(Signal):
                     dispatch_uid,
                     inline=inline,
                     delivery=delivery,
+                    origin=getter,
                     **options,
                 )
 

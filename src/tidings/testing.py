@@ -48,7 +48,7 @@ from typing import Any, TypeVar, cast
 from tidings._connections import Connection
 from tidings._dispatch import Signal
 from tidings._errors import TidingsRuntimeError, TidingsTypeError, TidingsValueError
-from tidings._refs import describe, id_of
+from tidings._refs import describe, id_of, peek
 
 __all__ = ["Call", "Capture", "Muted", "capture", "capture_on_commit", "muted"]
 
@@ -173,7 +173,7 @@ class Capture:
         # matches the sender object it was given.
         Signal._connect(self.signal, self._recorder, self.sender, False, None, inline=True)
         connections = self.signal.receivers
-        mine = [c for c in connections if c.receiver() is self._recorder]
+        mine = [c for c in connections if peek(c.receiver) is self._recorder]
         if mine and connections[0] is not mine[0]:
             # First in line: a send is recorded before any receiver can raise, and nested
             # sends are recorded in the order they were made.
@@ -344,7 +344,7 @@ class Muted:
             before = signal.receivers
             removed = set()
             for connection in before:
-                target = connection.receiver()
+                target = peek(connection.receiver)
                 if _is_recorder(target):
                     continue
                 if wanted is None:

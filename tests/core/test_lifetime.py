@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.core._support import Bulky, Recorder, Thing, make_sender, names
-from tidings import Signal
+from tidings import Signal, UncalledReceiverWarning
 
 
 def test_weak_function_receiver_dies(sender: Any) -> None:
@@ -27,11 +27,12 @@ def test_weak_function_receiver_dies(sender: Any) -> None:
 
 
 def test_unheld_lambda_is_never_called() -> None:
-    """A lambda connected weakly and held by nobody disappears at once (#9)."""
+    """A lambda connected weakly and held by nobody disappears at once, with a warning (#9)."""
     signal, calls = Signal(), []
     signal.connect(lambda **kwargs: calls.append(1))
     gc.collect()
-    assert signal.send(None) == []
+    with pytest.warns(UncalledReceiverWarning, match=r"<lambda> was connected to"):
+        assert signal.send(None) == []
     assert not signal.has_listeners()
     assert calls == []
 

@@ -31,7 +31,7 @@ from sqlalchemy import inspect
 from sqlalchemy.orm import Mapper
 from sqlalchemy.orm import registry as sa_registry
 
-from tidings._refs import describe
+from tidings._refs import describe, peek
 from tidings.apps import CheckMessage, register_check
 from tidings.models import (
     m2m_changed,
@@ -118,7 +118,7 @@ def check(registry: Apps) -> list[CheckMessage]:
     for signal in _SIGNALS:
         for connection in signal.receivers:
             sender = None if connection.sender is None else connection.sender()
-            receiver = connection.receiver()
+            receiver = peek(connection.receiver)
             if receiver is not None and isinstance(sender, type) and _is_base(sender):
                 messages.append(
                     CheckMessage(
