@@ -1,8 +1,9 @@
 """The warning categories of the core.
 
-Each warning tidings issues derives from :class:`TidingsWarning`, itself a :class:`UserWarning`, so a single
-filter turns all of them into errors (``warnings.simplefilter("error", tidings.TidingsWarning)``,
-or pytest's ``filterwarnings = ["error::tidings.TidingsWarning"]``) or silences them.
+Each warning tidings issues derives from :class:`TidingsWarning`, itself a
+:class:`UserWarning`, so a single filter turns all of them into errors
+(``warnings.simplefilter("error", tidings.TidingsWarning)``, or pytest's
+``filterwarnings = ["error::tidings.TidingsWarning"]``) or silences them.
 
 Hierarchy::
 
