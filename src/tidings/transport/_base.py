@@ -138,8 +138,9 @@ class GroupStatus:
         length: Entries the topic keeps now (all groups share them).
         pending: Entries handed to the group's consumers and not acknowledged.
         lag: Entries of the topic the group has not been handed yet, or ``None`` when the
-            broker cannot tell (Redis, after trimming or deleting entries the group had not
-            read yet).
+            broker cannot tell. Redis 7.0 counts entries added minus entries read: once
+            entries the group never read were trimmed, it reports that many more (never more
+            than ``length``).
         consumers: The group's consumers.
         dead: Entries in the group's dead letters.
     """
@@ -158,8 +159,9 @@ class Transport(Protocol):
     """A broker seen from threads: every method blocks until the broker answered.
 
     Every method raises :class:`~tidings.transport.TransportError` when the broker cannot be
-    reached or refuses the operation (:class:`~tidings.transport.NoSuchGroupError` for a group
-    never created).
+    reached or refuses the operation. ``consume``, ``claim`` and ``keep_alive`` on a group never
+    created raise :class:`~tidings.transport.NoSuchGroupError`; ``ack``, ``dead_letters`` and
+    ``retry`` of such a group find nothing.
     """
 
     def publish(self, topic: str, event_id: str, body: bytes) -> str:

@@ -372,7 +372,10 @@ class Operations:
                         Call("xlen", (self.dead(topic, group),)),
                     )
                 )
+                # Redis 7.0 counts entries trimmed before the group read them in its lag; they
+                # can no longer be delivered, and once any are, every kept entry is unread.
                 lag = info.get("lag")
+                lag = None if lag is None else min(int(lag), int(length))
                 report.append(
                     GroupStatus(
                         topic,

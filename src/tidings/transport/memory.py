@@ -213,10 +213,16 @@ class InMemoryTransport:
             )
         return state, found
 
+    def _existing(self, topic: str, group: str) -> _Group | None:
+        """The group, or None (ack, dead_letters and retry of a missing group find nothing)."""
+        check_name("topic", topic)
+        check_name("group", group)
+        state = self._topics.get(topic)
+        return state.groups.get(group) if state is not None else None
+
     def _take_new(self, topic: str, group: str, consumer: str, count: int) -> list[Message]:
         state, found = self._group("consume", topic, group)
         now = time.monotonic()
-        found.consumers[consumer] = now
         start = bisect.bisect_right(state.ids, found.last)
         taken: list[Message] = []
         for entry_id in state.ids[start : start + count]:
@@ -224,6 +230,9 @@ class InMemoryTransport:
             found.pending[entry_id] = _Pending(consumer, 1, now)
             taken.append(Message(_format(entry_id), topic, entry.event_id, entry.body, 1))
             found.last = entry_id
+        # As Redis 7.0: a read that hands out nothing does not make the caller a consumer.
+        if taken:
+            found.consumers[consumer] = now
         return taken
 
     def consume(
@@ -266,7 +275,6 @@ class InMemoryTransport:
         with self._lock:
             state, found = self._group("claim", topic, group)
             now = time.monotonic()
-            found.consumers[consumer] = now
             taken: list[Message] = []
             for entry_id in sorted(found.pending):
                 if len(taken) >= count:
@@ -283,6 +291,9 @@ class InMemoryTransport:
                 taken.append(
                     Message(_format(entry_id), topic, entry.event_id, entry.body, held.deliveries)
                 )
+            # As Redis: a claim that takes nothing does not make the caller a consumer.
+            if taken:
+                found.consumers[consumer] = now
             return taken
 
     def keep_alive(self, topic: str, group: str, consumer: str, ids: Sequence[str]) -> list[str]:
@@ -310,13 +321,11 @@ class InMemoryTransport:
             return held
 
     def ack(self, topic: str, group: str, ids: Sequence[str]) -> int:
-        """Acknowledge entries; return how many of them were pending.
-
-        Raises:
-            NoSuchGroupError: The group was never created.
-        """
+        """Acknowledge entries; return how many of them were pending (0 for a missing group)."""
         with self._lock:
-            found = self._group("ack", topic, group)[1]
+            found = self._existing(topic, group)
+            if found is None:
+                return 0
             return sum(
                 is_entry_id(i) and found.pending.pop(_parse(i), None) is not None for i in ids
             )
@@ -386,14 +395,11 @@ class InMemoryTransport:
     def dead_letters(
         self, topic: str, group: str, *, count: int | None = None
     ) -> list[DeadMessage]:
-        """The group's dead letters, oldest first (at most ``count``).
-
-        Raises:
-            NoSuchGroupError: The group was never created.
-        """
+        """The group's dead letters, oldest first (at most ``count``; none for a missing group)."""
         check_options(count=count)
         with self._lock:
-            dead = self._group("dead_letters", topic, group)[1].dead
+            found = self._existing(topic, group)
+            dead = [] if found is None else found.dead
             return list(dead if count is None else dead[:count])
 
     def retry(self, topic: str, group: str, ids: Sequence[str] | None = None) -> int:
@@ -403,13 +409,12 @@ class InMemoryTransport:
         Every group of the topic is handed it; those that marked the event done skip it.
 
         Returns:
-            How many were published.
-
-        Raises:
-            NoSuchGroupError: The group was never created.
+            How many were published (0 for a missing group).
         """
         with self._lock:
-            found = self._group("retry", topic, group)[1]
+            found = self._existing(topic, group)
+            if found is None:
+                return 0
             wanted = None if ids is None else set(ids)
             chosen = [d for d in found.dead if wanted is None or d.id in wanted]
             found.dead = [d for d in found.dead if d not in chosen]
