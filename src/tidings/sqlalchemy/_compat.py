@@ -9,7 +9,8 @@ history with, and before 2.0.24 the ``on_commit`` work of an ``AsyncSession`` ca
 awaited after the commit (its tests fail on 2.0.23).
 
 Public API is used wherever it exists: ``RelationshipProperty.cascade``, statements'
-``exported_columns`` (RETURNING), ``FromClause.is_derived_from``, ``attributes.flag_modified``.
+``exported_columns`` (RETURNING), ``FromClause.is_derived_from``, ``attributes.flag_modified``,
+``Session.get_transaction()`` (which transaction is open).
 One more dependency on SQLAlchemy's internals lives in ``_m2m_record._inside_clear``: it finds
 a collection's own ``clear`` on the call stack (SQLAlchemy reports ``clear()`` as one remove
 event per member, like single removals). ``tests/integrations/sqlalchemy/test_m2m_clear.py``
@@ -18,11 +19,14 @@ fails loudly for every kind of collection if that stops working.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import util as sa_util
-from sqlalchemy.orm import RelationshipProperty, Session, mapperlib, registry
+from sqlalchemy.orm import RelationshipProperty, Session, SessionTransaction, mapperlib, registry
 from sqlalchemy.orm.state import InstanceState
+from sqlalchemy.util import concurrency as sa_concurrency
 
 __all__ = [
     "STATE_ATTR",
@@ -31,11 +35,13 @@ __all__ = [
     "flush_again",
     "has_parent",
     "has_return_defaults",
+    "in_greenlet",
     "is_clean",
     "is_flushing",
     "is_orphan",
     "mapped_registries",
     "orphaned_outside_of_session",
+    "outside_begin_block",
     "reverse_properties",
     "sqlmodel_registry",
 ]
@@ -69,6 +75,35 @@ def flush_again(session: Session) -> None:
     no later hook; its body runs the extra flush in a subtransaction of the outer one.
     """
     session._flush()
+
+
+@contextlib.contextmanager
+def outside_begin_block(session: Session, transaction: SessionTransaction) -> Iterator[None]:
+    """``Session._trans_context_manager``: let work run after ``transaction`` ended, in its block.
+
+    Inside ``with session.begin():`` the block's ``__exit__`` commits, and SQLAlchemy keeps the
+    ended transaction as the Session's context manager until the commit returns; meanwhile it
+    refuses to begin anything. The on-commit work runs from ``after_transaction_end``, once the
+    transaction is over: with that context manager cleared, and put back afterwards.
+    """
+    context = session._trans_context_manager
+    if context is transaction:
+        session._trans_context_manager = None
+    try:
+        yield
+    finally:
+        if context is transaction:
+            session._trans_context_manager = context
+
+
+def in_greenlet() -> bool:
+    """``sqlalchemy.util.concurrency.in_greenlet()``: whether :data:`await_` can await here.
+
+    True in the greenlet bridge (the sync code an ``AsyncSession`` runs). False if a release
+    drops it, which only makes async on-commit work refused more often.
+    """
+    check = getattr(sa_concurrency, "in_greenlet", None)
+    return bool(check()) if check is not None else False
 
 
 def is_orphan(state: InstanceState[Any]) -> bool:

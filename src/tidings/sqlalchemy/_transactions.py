@@ -46,15 +46,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy import util as sa_util
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, SessionTransaction
-from sqlalchemy.util import concurrency as sa_concurrency
 
 from tidings import AsyncReceiversInEventLoopError, InvalidReceiverError
 from tidings._async import in_running_loop, run_concurrently
 from tidings._errors import AmbiguousSessionError, TidingsTypeError
 from tidings._refs import describe, is_async_callable
+from tidings.sqlalchemy._compat import await_, in_greenlet, is_flushing, outside_begin_block
 
 __all__ = [
     "AmbiguousSessionError",
@@ -70,9 +69,6 @@ __all__ = [
 logger = logging.getLogger("tidings.sqlalchemy")
 
 _QUEUES_KEY = "tidings.sqlalchemy.on_commit"  # Session.info: {SessionTransaction: _Queue}
-
-# SQLAlchemy 2.1 renamed ``await_only`` to ``await_``; 2.0 only has the old name.
-_await: Any = getattr(sa_util, "await_", None) or sa_util.await_only
 
 _Entry = tuple["weakref.ref[Session]", "weakref.ref[SessionTransaction]"]
 _open: contextvars.ContextVar[tuple[_Entry, ...]] = contextvars.ContextVar(
@@ -210,7 +206,7 @@ def _open_here() -> list[Session]:
         transaction = transaction_ref()
         if session is None or transaction is None:
             continue
-        if session._transaction is not None and session.get_transaction() is transaction:
+        if session.get_transaction() is transaction:
             found.append(session)
     return found
 
@@ -231,7 +227,7 @@ def current_session(session: Any = None) -> Session | None:
     else:
         candidates = _open_here()
         # Model signals are sent from inside a flush: their work joins the flushing Session.
-        flushing = [candidate for candidate in candidates if candidate._flushing]
+        flushing = [candidate for candidate in candidates if is_flushing(candidate)]
         if len(flushing) == 1:
             chosen = flushing[0]
         else:
@@ -305,13 +301,8 @@ def _offer_to_captures(work: Work, session: Session) -> None:
                 return
 
 
-def _in_greenlet() -> bool:
-    check = getattr(sa_concurrency, "in_greenlet", None)
-    return bool(check()) if check is not None else False
-
-
 def _can_await(session: Session) -> bool:
-    if _in_greenlet() or not in_running_loop():
+    if in_greenlet() or not in_running_loop():
         return True
     from sqlalchemy.ext.asyncio import async_session
 
@@ -350,7 +341,7 @@ def run_now(work: Work) -> None:
         AsyncReceiversInEventLoopError: it is async and the thread's event loop is running
             outside SQLAlchemy's greenlet.
     """
-    bridged = work.is_async and _in_greenlet()
+    bridged = work.is_async and in_greenlet()
     if work.is_async and not bridged and in_running_loop():
         raise AsyncReceiversInEventLoopError(
             f"Cannot call {work.name} now: it is async, no transaction is open and this "
@@ -360,7 +351,7 @@ def run_now(work: Work) -> None:
     # A receiver that died before the commit returns None instead of a coroutine.
     if work.is_async and inspect.isawaitable(result):
         if bridged:
-            _await(result)
+            await_(result)
         else:
             run_concurrently([result])
 
@@ -389,10 +380,7 @@ def _still_open(entry: _Entry) -> bool:
     session = entry[0]()
     transaction = entry[1]()
     return (
-        session is not None
-        and transaction is not None
-        and session._transaction is not None
-        and session.get_transaction() is transaction
+        session is not None and transaction is not None and session.get_transaction() is transaction
     )
 
 
@@ -431,14 +419,7 @@ def _after_transaction_end(session: Session, transaction: SessionTransaction) ->
     ready = [work for work in queue.work if work.capture is None]
     if not ready:
         return
-    # Inside ``with session.begin():`` this runs from the block's __exit__, which keeps the
-    # ended transaction as the Session's context manager until the commit returns; SQLAlchemy
-    # then refuses to begin anything. The transaction is over, so the work runs without it.
-    context = session._trans_context_manager
-    if context is transaction:
-        session._trans_context_manager = None
-    try:
+    # Inside ``with session.begin():`` this runs from the block's __exit__, before the commit
+    # returns: the transaction is over, so the work runs outside the block's hold on it.
+    with outside_begin_block(session, transaction):
         run_robustly(ready, _describe_session(session))
-    finally:
-        if context is transaction:
-            session._trans_context_manager = context
