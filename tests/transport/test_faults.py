@@ -7,6 +7,7 @@ except by the keep-alive test, under a key prefix of its own.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import threading
 import time
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.fault
 
 redis = pytest.importorskip("redis", reason='needs redis-py: pip install "tidings[redis]"')
 
-from tidings.transport.redis import RedisTransport  # noqa: E402
+from tidings.transport.redis import AsyncRedisTransport, RedisTransport  # noqa: E402
 
 TOPIC = "shop.mail.send_receipt"
 GROUP = "shop.mail.send_receipt"
@@ -117,12 +118,18 @@ def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
     return condition()
 
 
-def test_redis_killed_three_times_with_aof_always_loses_nothing(
-    redis_server: Callable[..., RedisServer],
+@pytest.mark.parametrize(
+    ("total", "kills"),
+    [
+        pytest.param(1200, 3, id="1200-events-3-kills"),
+        pytest.param(20_000, 20, id="20000-events-20-kills", marks=pytest.mark.stress),
+    ],
+)
+def test_redis_killed_mid_run_with_aof_always_loses_nothing(
+    redis_server: Callable[..., RedisServer], total: int, kills: int
 ) -> None:
-    """With AOF appendfsync always, every accepted publish survives SIGKILL and runs once."""
+    """With AOF appendfsync always, every accepted publish survives SIGKILL and is run."""
     server = redis_server(aof=True)
-    total, kills = 1200, 3
     publishing = RedisTransport(server.url, socket_connect_timeout=1, socket_timeout=2)
     consuming = RedisTransport(server.url, socket_connect_timeout=1, socket_timeout=2)
     tally, stop = Tally(), threading.Event()
@@ -138,8 +145,8 @@ def test_redis_killed_three_times_with_aof_always_loses_nothing(
             server.kill()
             time.sleep(0.3)
             server.start()
-        threads[0].join(40)
-        assert wait_for(lambda: set(tally.accepted) <= set(tally.runs), 30)
+        threads[0].join(40 + total / 100)
+        assert wait_for(lambda: set(tally.accepted) <= set(tally.runs), 30 + total / 100)
     finally:
         stop.set()
         for thread in threads:
@@ -153,7 +160,7 @@ def test_redis_killed_three_times_with_aof_always_loses_nothing(
     counts = tally.counts()
     counts["kills"] = server.starts - 1
     counts["missing_from_stream"] = len(set(tally.accepted) - kept)
-    report("redis SIGKILL x3, AOF appendfsync always", counts)
+    report(f"redis SIGKILL x{kills}, AOF appendfsync always", counts)
     assert counts["kills"] == kills
     assert counts["pushed"] == total
     assert counts["lost"] == 0
@@ -257,3 +264,52 @@ def test_a_slow_consumer_keeping_its_claim_alive_is_not_claimed(
     assert stolen_while_alive == 0
     assert refreshes >= 5
     assert [(m.event_id, m.deliveries) for m in stolen] == [("slow-event", 2)]
+
+
+def test_an_async_client_reconnects_after_redis_restarts(
+    redis_server: Callable[..., RedisServer],
+) -> None:
+    """AsyncRedisTransport publishing across a SIGKILL and restart loses nothing it had sent."""
+    server = redis_server(aof=True)
+    total = 300
+
+    async def scenario() -> dict[str, int]:
+        transport = AsyncRedisTransport(server.url, socket_connect_timeout=1, socket_timeout=2)
+        accepted: list[str] = []
+        errors = 0
+        try:
+            await transport.ensure_group(TOPIC, GROUP)
+            for n in range(total):
+                if n == total // 2:
+                    server.kill()
+                    restart = threading.Timer(0.3, server.start)
+                    restart.start()
+                while True:
+                    try:
+                        await transport.publish(TOPIC, f"e{n}", b"x")
+                    except TransportError:
+                        errors += 1
+                        await asyncio.sleep(0.05)
+                        continue
+                    accepted.append(f"e{n}")
+                    break
+            restart.join()
+            received: set[str] = set()
+            deadline = time.monotonic() + 20
+            while len(received) < total and time.monotonic() < deadline:
+                messages = await transport.consume(TOPIC, GROUP, "worker", count=100, block=0.2)
+                received.update(m.event_id for m in messages)
+                await transport.ack(TOPIC, GROUP, [m.id for m in messages])
+        finally:
+            await transport.close()
+        return {
+            "pushed": len(set(accepted)),
+            "received": len(received),
+            "lost": len(set(accepted) - received),
+            "publish_errors": errors,
+        }
+
+    counts = asyncio.run(scenario())
+    report("async client across a redis SIGKILL, AOF appendfsync always", counts)
+    assert (counts["pushed"], counts["lost"]) == (total, 0)
+    assert counts["publish_errors"] > 0
