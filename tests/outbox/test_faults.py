@@ -53,7 +53,9 @@ def sqlite_box(tmp_path: Path) -> Iterator[Outbox]:
     engine.dispose()
 
 
-def drain(box: Outbox, env: dict[str, str], lease: str = LEASE, runs: int = 100) -> int:
+def drain(
+    box: Outbox, env: dict[str, str], lease: str = LEASE, runs: int = 100, claim: str = "lease"
+) -> int:
     """Run ``--once`` workers until nothing is pending or leased (leases of the dead expire).
 
     Returns:
@@ -66,7 +68,11 @@ def drain(box: Outbox, env: dict[str, str], lease: str = LEASE, runs: int = 100)
             return killed
         time.sleep(float(lease))
         done = tidings(
-            ["worker", *TARGET_ARGS, "--once", "--quiet", "--lease", lease, "--batch-size", "10"],
+            [
+                "worker",
+                *TARGET_ARGS,
+                *("--once", "--quiet", "--lease", lease, "--batch-size", "10", "--claim", claim),
+            ],
             env,
         )
         if done.returncode == -signal.SIGKILL:
@@ -113,6 +119,7 @@ def kill_workers(
     workers: int,
     seed: int,
     lease: str = LEASE,
+    claim: str = "lease",
     **extra: str,
 ) -> tuple[Counts, int]:
     """Push sends, SIGKILL ``workers`` concurrent workers ``kills`` times at random, drain.
@@ -131,7 +138,13 @@ def kill_workers(
         before = len(calls(log))
         target = before + rng.randint(1, max(2, pushed // (kills * 2)))
         running = [
-            start_worker(["--quiet", "--lease", lease, "--poll", "0.05", "--batch-size", "10"], env)
+            start_worker(
+                [
+                    *("--quiet", "--lease", lease, "--poll", "0.05", "--batch-size", "10"),
+                    *("--claim", claim),
+                ],
+                env,
+            )
             for _ in range(workers)
         ]
         try:
@@ -144,7 +157,7 @@ def kill_workers(
             for worker in running:
                 worker.send_signal(signal.SIGKILL)
                 worker.communicate()
-    drain(box, env, lease)
+    drain(box, env, lease, claim=claim)
     overlaps = sum(1 for line in log.read_text().splitlines() if " OVERLAP " in line)
     return count(ids, calls(log)), overlaps
 
@@ -158,13 +171,16 @@ def test_a_worker_killed_at_random_points_loses_nothing(sqlite_box: Outbox, tmp_
 
 
 @pytest.mark.postgres
-def test_three_postgres_workers_killed_at_random_never_share_an_event(tmp_path: Path) -> None:
+@pytest.mark.parametrize("claim", ["lease", "lock"])
+def test_three_postgres_workers_killed_at_random_never_share_an_event(
+    tmp_path: Path, claim: str
+) -> None:
     """Three PostgreSQL workers at once, SIGKILLed together three times: every event delivered,
     none run by two workers at the same time (leases long enough not to expire mid-call)."""
     for engine in make_engine("postgresql", tmp_path):
         box = fresh_outbox(engine)
-        counts, overlaps = kill_workers(box, tmp_path, 400, 3, 3, seed=5, lease="3")
-        report("PostgreSQL 3 workers SIGKILL x3", counts, f", overlapping runs {overlaps}")
+        counts, overlaps = kill_workers(box, tmp_path, 400, 3, 3, seed=5, lease="3", claim=claim)
+        report(f"PostgreSQL 3 workers SIGKILL x3, claim={claim}", counts, f", overlaps {overlaps}")
         assert (counts.lost, counts.strangers, overlaps) == (0, 0, 0)
         assert counts.delivered == 400
 

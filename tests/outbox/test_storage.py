@@ -16,6 +16,15 @@ from tidings.outbox._store import utcnow
 placed = Signal(name="shop.order_placed")
 
 
+@pytest.fixture(params=["lease", "lock"])
+def claim(request: pytest.FixtureRequest, engine: Engine) -> str:
+    """How the relays of the test claim their rows; ``lock`` on PostgreSQL only."""
+    mode: str = request.param
+    if mode == "lock" and engine.dialect.name != "postgresql":
+        pytest.skip("claim='lock' is PostgreSQL's")
+    return mode
+
+
 def pending_count(outbox: Outbox) -> int:
     """How many deliveries are in the pending table."""
     with outbox.engine.connect() as conn:
@@ -53,11 +62,11 @@ def test_tables_are_created_with_the_configured_names(engine: Engine) -> None:
     assert not {"events_out", "events_out_dead"} & set(inspect(engine).get_table_names())
 
 
-def test_a_delivery_runs_its_receiver_once_with_the_event(outbox: Outbox) -> None:
+def test_a_delivery_runs_its_receiver_once_with_the_event(outbox: Outbox, claim: str) -> None:
     """A stored send runs the receiver with its arguments and event, then is deleted."""
     recorder = Recorder()
     event_id = outbox.write(placed, ["shop.mail"], None, {"order": 7})
-    Relay(outbox, receivers=[spec(recorder)]).run(once=True)
+    Relay(outbox, claim=claim, receivers=[spec(recorder)]).run(once=True)
     [call] = recorder.calls
     event = call.pop("event")
     assert call == {"signal": placed, "sender": None, "order": 7}
@@ -72,7 +81,7 @@ def test_a_delivery_runs_its_receiver_once_with_the_event(outbox: Outbox) -> Non
     assert pending_count(outbox) == 0
 
 
-def test_a_write_on_a_rolled_back_transaction_leaves_nothing(outbox: Outbox) -> None:
+def test_a_write_on_a_rolled_back_transaction_leaves_nothing(outbox: Outbox, claim: str) -> None:
     """Deliveries written on a connection exist only if its transaction commits."""
     with outbox.engine.connect() as conn:
         outbox.write(placed, ["shop.mail"], None, {"order": 1}, connection=conn)
@@ -80,16 +89,16 @@ def test_a_write_on_a_rolled_back_transaction_leaves_nothing(outbox: Outbox) -> 
         outbox.write(placed, ["shop.mail"], None, {"order": 2}, connection=conn)
         conn.commit()
     recorder = Recorder()
-    Relay(outbox, receivers=[spec(recorder)]).run(once=True)
+    Relay(outbox, claim=claim, receivers=[spec(recorder)]).run(once=True)
     assert [call["order"] for call in recorder.calls] == [2]
 
 
-def test_a_send_for_two_receivers_completes_each_separately(outbox: Outbox) -> None:
+def test_a_send_for_two_receivers_completes_each_separately(outbox: Outbox, claim: str) -> None:
     """A failing receiver is retried alone; the one that succeeded does not run again."""
     good, bad = Recorder(), Recorder(fail=1)
     outbox.write(placed, ["shop.good", "shop.bad"], None, {"order": 3})
     specs = [spec(good, "shop.good"), spec(bad, "shop.bad", backoff=0.0, backoff_max=0.0)]
-    relay = Relay(outbox, receivers=specs)
+    relay = Relay(outbox, claim=claim, receivers=specs)
     relay.run(once=True)
     assert (len(good.calls), len(bad.calls)) == (1, 2)
     assert [call["event"].attempt for call in bad.calls] == [1, 2]
@@ -97,12 +106,12 @@ def test_a_send_for_two_receivers_completes_each_separately(outbox: Outbox) -> N
     assert (relay.stats.done, relay.stats.retried, relay.stats.dead) == (2, 1, 0)
 
 
-def test_a_failed_attempt_waits_for_its_backoff(outbox: Outbox) -> None:
+def test_a_failed_attempt_waits_for_its_backoff(outbox: Outbox, claim: str) -> None:
     """After a failure the delivery is due again only after the backoff delay."""
     bad = Recorder(fail=5)
     outbox.write(placed, ["shop.mail"], None, {})
     before = utcnow()
-    Relay(outbox, receivers=[spec(bad, backoff=10.0, backoff_max=20.0)]).run(once=True)
+    Relay(outbox, claim=claim, receivers=[spec(bad, backoff=10.0, backoff_max=20.0)]).run(once=True)
     assert len(bad.calls) == 1
     with outbox.engine.connect() as conn:
         row = conn.execute(select(outbox.tables.pending)).one()
@@ -122,12 +131,14 @@ def test_backoff_grows_exponentially_within_bounds() -> None:
         assert len(set(delays)) > 1
 
 
-def test_the_last_failed_attempt_moves_the_delivery_to_the_dead_letters(outbox: Outbox) -> None:
+def test_the_last_failed_attempt_moves_the_delivery_to_the_dead_letters(
+    outbox: Outbox, claim: str
+) -> None:
     """After max_attempts the delivery is a dead letter with the error and traceback."""
     bad = Recorder(fail=10)
     outbox.write(placed, ["shop.mail"], None, {"order": 4})
     receivers = [spec(bad, max_attempts=3, backoff=0.0, backoff_max=0.0)]
-    relay = Relay(outbox, receivers=receivers)
+    relay = Relay(outbox, claim=claim, receivers=receivers)
     relay.run(once=True)
     assert len(bad.calls) == 3
     assert pending_count(outbox) == 0
@@ -140,26 +151,26 @@ def test_the_last_failed_attempt_moves_the_delivery_to_the_dead_letters(outbox: 
     assert (status.pending, status.in_flight, status.dead) == (0, 0, 1)
 
 
-def test_retry_brings_dead_letters_back_with_fresh_attempts(outbox: Outbox) -> None:
+def test_retry_brings_dead_letters_back_with_fresh_attempts(outbox: Outbox, claim: str) -> None:
     """retry() moves a dead letter back; the next relay runs it again from attempt 1."""
     flaky = Recorder(fail=1)
     outbox.write(placed, ["shop.mail"], None, {"order": 5})
     receivers = [spec(flaky, max_attempts=1)]
-    Relay(outbox, receivers=receivers).run(once=True)
+    Relay(outbox, claim=claim, receivers=receivers).run(once=True)
     [letter] = outbox.dead_letters()
     assert outbox.retry([letter.id + 1000]) == 0
     assert outbox.retry([letter.id]) == 1
     assert outbox.dead_letters() == []
-    Relay(outbox, receivers=receivers).run(once=True)
+    Relay(outbox, claim=claim, receivers=receivers).run(once=True)
     assert [call["event"].attempt for call in flaky.calls] == [1, 1]
     assert flaky.calls[0]["event"].id == flaky.calls[1]["event"].id
     assert pending_count(outbox) == 0
 
 
-def test_purge_deletes_only_old_dead_letters(outbox: Outbox) -> None:
+def test_purge_deletes_only_old_dead_letters(outbox: Outbox, claim: str) -> None:
     """purge(older_than) keeps dead letters that failed more recently."""
     outbox.write(placed, ["shop.mail"], None, {})
-    Relay(outbox, receivers=[spec(Recorder(fail=1), max_attempts=1)]).run(once=True)
+    Relay(outbox, claim=claim, receivers=[spec(Recorder(fail=1), max_attempts=1)]).run(once=True)
     assert outbox.purge(datetime.timedelta(hours=1)) == 0
     assert len(outbox.dead_letters()) == 1
     assert outbox.purge(0) == 1
@@ -167,11 +178,11 @@ def test_purge_deletes_only_old_dead_letters(outbox: Outbox) -> None:
 
 
 def test_a_delivery_for_an_unknown_receiver_stays_and_is_reported(
-    outbox: Outbox, caplog: pytest.LogCaptureFixture
+    outbox: Outbox, caplog: pytest.LogCaptureFixture, claim: str
 ) -> None:
     """A worker that does not know a receiver keeps its delivery and logs its name."""
     outbox.write(placed, ["shop.gone"], None, {})
-    relay = Relay(outbox, receivers=[], unknown_delay=3600)
+    relay = Relay(outbox, claim=claim, receivers=[], unknown_delay=3600)
     relay.run(once=True)
     assert relay.stats.unknown_receivers == {(placed.name, "shop.gone")}
     assert "'shop.gone'" in caplog.text
@@ -181,7 +192,7 @@ def test_a_delivery_for_an_unknown_receiver_stays_and_is_reported(
     assert row.available_at > utcnow() + datetime.timedelta(minutes=59)
 
 
-def test_a_base_exception_stops_the_relay_and_releases_the_rest(outbox: Outbox) -> None:
+def test_a_base_exception_stops_the_relay_and_releases_the_rest(outbox: Outbox, claim: str) -> None:
     """KeyboardInterrupt in a receiver propagates; finished work is kept, the rest is due."""
     calls: list[int] = []
 
@@ -193,16 +204,20 @@ def test_a_base_exception_stops_the_relay_and_releases_the_rest(outbox: Outbox) 
     for order in (1, 2, 3):
         outbox.write(placed, ["shop.mail"], None, {"order": order})
     with pytest.raises(KeyboardInterrupt):
-        Relay(outbox, receivers=[spec(receiver)]).run(once=True)
+        Relay(outbox, claim=claim, receivers=[spec(receiver)]).run(once=True)
     with outbox.engine.connect() as conn:
         rows = conn.execute(select(outbox.tables.pending).order_by("id")).all()
     assert [(row.attempts, row.locked_by) for row in rows] == [(0, None), (0, None)]
     calls.clear()
-    Relay(outbox, receivers=[spec(lambda order, **kw: calls.append(order))]).run(once=True)
+    Relay(outbox, claim=claim, receivers=[spec(lambda order, **kw: calls.append(order))]).run(
+        once=True
+    )
     assert calls == [2, 3]
 
 
-def test_unreadable_deliveries_go_to_the_dead_letters_with_the_reason(outbox: Outbox) -> None:
+def test_unreadable_deliveries_go_to_the_dead_letters_with_the_reason(
+    outbox: Outbox, claim: str
+) -> None:
     """A row of a newer format, or with a broken payload, becomes a dead letter at once."""
     outbox.write(placed, ["shop.mail"], None, {"n": 1})
     outbox.write(placed, ["shop.mail"], None, {"n": 2})
@@ -212,21 +227,21 @@ def test_unreadable_deliveries_go_to_the_dead_letters_with_the_reason(outbox: Ou
         conn.execute(update(table).where(table.c.id == first).values(format=99))
         conn.execute(update(table).where(table.c.id == second).values(payload="[1"))
     recorder = Recorder()
-    Relay(outbox, receivers=[spec(recorder)]).run(once=True)
+    Relay(outbox, claim=claim, receivers=[spec(recorder)]).run(once=True)
     assert recorder.calls == []
     errors = sorted(letter.error for letter in outbox.dead_letters())
     assert errors[0].startswith("stored in format 99; this release of tidings reads formats up")
     assert errors[1].startswith("the stored arguments cannot be read: JSONDecodeError")
 
 
-def test_a_relay_thread_delivers_until_closed(outbox: Outbox) -> None:
+def test_a_relay_thread_delivers_until_closed(outbox: Outbox, claim: str) -> None:
     """A started relay delivers what is written meanwhile; close() stops it."""
     done = threading.Event()
 
     def receiver(**kwargs: Any) -> None:
         done.set()
 
-    with Relay(outbox, receivers=[spec(receiver)], poll_interval=0.02) as relay:
+    with Relay(outbox, claim=claim, receivers=[spec(receiver)], poll_interval=0.02) as relay:
         outbox.write(placed, ["shop.mail"], None, {})
         assert done.wait(30)
     assert relay.stats.done == 1
@@ -263,7 +278,7 @@ def _wait_for_lease(box: Outbox) -> None:
     raise AssertionError("the relay never took its lease")  # pragma: no cover
 
 
-def test_a_rolled_back_savepoint_drops_only_its_writes(outbox: Outbox) -> None:
+def test_a_rolled_back_savepoint_drops_only_its_writes(outbox: Outbox, claim: str) -> None:
     """Inside a Session, a write in a rolled-back savepoint is gone, the outer one stays."""
     from sqlalchemy.orm import Session
 
@@ -273,7 +288,7 @@ def test_a_rolled_back_savepoint_drops_only_its_writes(outbox: Outbox) -> None:
         outbox.write(placed, ["shop.mail"], None, {"order": 2}, connection=session.connection())
         savepoint.rollback()
     recorder = Recorder()
-    Relay(outbox, receivers=[spec(recorder)]).run(once=True)
+    Relay(outbox, claim=claim, receivers=[spec(recorder)]).run(once=True)
     assert [call["order"] for call in recorder.calls] == [1]
 
 

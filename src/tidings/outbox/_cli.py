@@ -93,6 +93,13 @@ def main() -> None:
 @click.option("--poll", default=0.5, show_default=True, help="Seconds between idle claims.")
 @click.option("--interval", default=5.0, show_default=True, help="Seconds between progress lines.")
 @click.option("--no-wait", is_flag=True, help="SQLite: exit at once if another relay runs.")
+@click.option(
+    "--claim",
+    type=click.Choice(["lease", "lock"]),
+    default="lease",
+    show_default=True,
+    help="lock: PostgreSQL rows stay locked by the batch's transaction (see docs).",
+)
 def worker(
     target: str,
     once: bool,
@@ -102,6 +109,7 @@ def worker(
     poll: float,
     interval: float,
     no_wait: bool,
+    claim: str,
 ) -> None:
     """Run the durable receivers of the outbox TARGET (module:attribute).
 
@@ -141,6 +149,7 @@ def worker(
         wait=not no_wait,
         on_progress=progress,
         progress_interval=interval,
+        claim=claim,
     )
 
     def stop(signum: int, frame: types.FrameType | None) -> None:

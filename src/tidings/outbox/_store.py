@@ -14,13 +14,27 @@ dead letters after ``max_attempts``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Connection,
+    Engine,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from tidings.outbox._schema import FORMAT_VERSION, OutboxTables
 
@@ -123,9 +137,12 @@ class Store:
         self.engine = engine
         self.tables = tables
         self.sqlite = engine.dialect.name == "sqlite"
+        self.postgresql = engine.dialect.name == "postgresql"
         self.skip_locked = engine.dialect.name in {"postgresql", "mysql", "mariadb", "oracle"}
         # Built once: a send's insert is one cached statement with one row of parameters.
-        self._insert = insert(tables.pending)
+        self._insert = insert(tables.pending).inline()  # no RETURNING: nothing reads the id
+        self._statements: dict[tuple[str, tuple[str, ...], int], Any] = {}
+        self._delete = delete(tables.pending).where(self._among())
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -222,42 +239,92 @@ class Store:
         Returns:
             The deliveries, oldest first.
         """
-        table = self.tables.pending
-        due = (
-            select(table.c.id)
-            .where(
-                table.c.available_at <= now,
-                or_(table.c.locked_until.is_(None), table.c.locked_until < now),
-                table.c.delivery.in_(modes) if len(modes) > 1 else table.c.delivery == modes[0],
-            )
-            .order_by(table.c.id)
-            .limit(limit)
-        )
-        if self.skip_locked:
-            due = due.with_for_update(skip_locked=True)
-        result = conn.execute(
-            update(table)
-            .where(table.c.id.in_(due))
-            .values(
-                locked_by=me,
-                locked_until=now + datetime.timedelta(seconds=lease),
-                attempts=table.c.attempts + 1,
-            )
-            .returning(
-                table.c.id,
-                table.c.event_id,
-                table.c.format,
-                table.c.signal,
-                table.c.receiver,
-                table.c.delivery,
-                table.c.payload,
-                table.c.sent_at,
-                table.c.attempts,
-            )
-        )
+        until = now + datetime.timedelta(seconds=lease)
+        statement = self._statement("claim", modes, limit)
+        result = conn.execute(statement, {"now": now, "me": me, "until": until})
         rows = [Claimed(*row) for row in result]
         rows.sort(key=lambda row: row.id)
         return rows
+
+    def lock(
+        self, conn: Connection, limit: int, now: datetime.datetime, modes: Sequence[str]
+    ) -> list[Claimed]:
+        """Lock up to ``limit`` due deliveries in ``conn``'s transaction (PostgreSQL).
+
+        ``FOR UPDATE SKIP LOCKED``, no lease written: the rows stay locked while the
+        transaction is open, and free again the moment it ends, also when its worker dies.
+        The attempt is counted when the outcome is recorded in that transaction.
+
+        Returns:
+            The deliveries, oldest first, ``attempts`` being this attempt's number.
+        """
+        query = self._statement("lock", modes, limit)
+        rows = conn.execute(query, {"now": now})
+        # ``attempts`` counts the recorded attempts: this one is the next.
+        return [dataclasses.replace(Claimed(*row), attempts=row.attempts + 1) for row in rows]
+
+    def _statement(self, kind: str, modes: Sequence[str], limit: int) -> Any:
+        """The claim (``"claim"``) or lock (``"lock"``) statement, built once and reused.
+
+        A statement object reused with new parameters skips SQLAlchemy's construction and
+        cache-key work on every batch.
+        """
+        key = (kind, tuple(modes), limit)
+        statement = self._statements.get(key)
+        if statement is not None:
+            return statement
+        table = self.tables.pending
+        now = bindparam("now", type_=table.c.available_at.type)
+        due_where = (
+            table.c.available_at <= now,
+            or_(table.c.locked_until.is_(None), table.c.locked_until < now),
+            table.c.delivery.in_(list(modes)) if len(modes) > 1 else table.c.delivery == modes[0],
+        )
+        if kind == "lock":
+            statement = (
+                select(*self._claimed_columns())
+                .where(*due_where)
+                .order_by(table.c.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        else:
+            due = select(table.c.id).where(*due_where).order_by(table.c.id).limit(limit)
+            if self.skip_locked:
+                due = due.with_for_update(skip_locked=True)
+            # PostgreSQL plans "id IN (subquery)" as a hash join over a scan of the whole
+            # table; "id = ANY(ARRAY(subquery))" looks the claimed ids up in the primary key.
+            chosen = (
+                table.c.id == any_(func.array(due.scalar_subquery()))
+                if self.postgresql
+                else table.c.id.in_(due)
+            )
+            statement = (
+                update(table)
+                .where(chosen)
+                .values(
+                    locked_by=bindparam("me", type_=table.c.locked_by.type),
+                    locked_until=bindparam("until", type_=table.c.locked_until.type),
+                    attempts=table.c.attempts + 1,
+                )
+                .returning(*self._claimed_columns())
+            )
+        self._statements[key] = statement
+        return statement
+
+    def _claimed_columns(self) -> list[Any]:
+        table = self.tables.pending
+        return [
+            table.c.id,
+            table.c.event_id,
+            table.c.format,
+            table.c.signal,
+            table.c.receiver,
+            table.c.delivery,
+            table.c.payload,
+            table.c.sent_at,
+            table.c.attempts,
+        ]
 
     def extend(self, me: str, ids: Sequence[int], lease: float) -> None:
         """Extend ``me``'s lease on the deliveries ``ids``."""
@@ -277,13 +344,21 @@ class Store:
         with self.transaction() as conn:
             self.record(conn, me, outcome)
 
-    def record(self, conn: Connection, me: str, outcome: Outcome) -> None:
-        """Record a batch's outcome on ``conn``, in its transaction (see :class:`Outcome`)."""
+    def record(self, conn: Connection, me: str, outcome: Outcome, *, held: bool = False) -> None:
+        """Record a batch's outcome on ``conn``, in its transaction (see :class:`Outcome`).
+
+        Args:
+            conn: The connection.
+            me: The relay whose leases the rows are.
+            outcome: What became of the rows.
+            held: The rows were locked by :meth:`lock` in this transaction, not leased: their
+                attempts are counted here, and released rows are left as they are.
+        """
         table = self.tables.pending
         now = utcnow()
         done, failures = outcome.done, outcome.failures
         if done:
-            conn.execute(delete(table).where(table.c.id.in_(done)))
+            conn.execute(self._delete, {"ids": list(done)})
         dead = [failure for failure in failures if failure.dead]
         if dead:
             conn.execute(
@@ -306,33 +381,48 @@ class Store:
                 ],
             )
             conn.execute(delete(table).where(table.c.id.in_([f.row.id for f in dead])))
+        owner = None if held else me
         for failure in failures:
             if not failure.dead:
                 self._unlock(
                     conn,
-                    me,
+                    owner,
                     failure.row.id,
                     available_at=now + datetime.timedelta(seconds=failure.delay),
                     last_error=failure.error,
+                    attempts=failure.row.attempts,
                 )
-        for row in outcome.released:
-            self._unlock(conn, me, row.id, available_at=now, attempts=row.attempts - 1)
+        if not held:
+            for row in outcome.released:
+                self._unlock(conn, owner, row.id, available_at=now, attempts=row.attempts - 1)
         for row, delay in outcome.postponed:
             self._unlock(
                 conn,
-                me,
+                owner,
                 row.id,
                 available_at=now + datetime.timedelta(seconds=delay),
                 attempts=row.attempts - 1,
             )
 
-    def _unlock(self, conn: Connection, me: str, row_id: int, **values: Any) -> None:
+    def _among(self) -> Any:
+        """``id IN :ids``.
+
+        On PostgreSQL one array parameter, so the statement's text (and its prepared plan) is
+        the same whatever the count.
+        """
         table = self.tables.pending
-        conn.execute(
-            update(table)
-            .where(table.c.id == row_id, table.c.locked_by == me)
-            .values(locked_by=None, locked_until=None, **values)
+        if self.postgresql:
+            return table.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger())))
+        return table.c.id.in_(bindparam("ids", expanding=True))
+
+    def _unlock(self, conn: Connection, me: str | None, row_id: int, **values: Any) -> None:
+        table = self.tables.pending
+        mine = (
+            table.c.id == row_id
+            if me is None
+            else (table.c.id == row_id) & (table.c.locked_by == me)
         )
+        conn.execute(update(table).where(mine).values(locked_by=None, locked_until=None, **values))
 
     # -- operations -----------------------------------------------------------------------
 
