@@ -27,6 +27,7 @@ def test_a_round_trip_through_every_operation(make_async_transport: MakeAsyncTra
             assert await transport.ack("t", "g", ids[:2]) == 2
             assert await transport.mark_done("g", "e0") is True
             assert await transport.done("g", "e0") is True
+            assert await transport.done_events("g", ["e0", "e9"]) == {"e0"}
             await transport.dead_letter("t", "g", got[2], "failed")
             assert [d.event_id for d in await transport.dead_letters("t", "g")] == ["e2"]
             assert await transport.retry("t", "g") == 1

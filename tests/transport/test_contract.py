@@ -439,3 +439,24 @@ def test_threads_consuming_one_group_split_all_entries(transport: Transport) -> 
     everything = [e for part in seen for e in part]
     assert len(everything) == total
     assert set(everything) == {f"e{i}" for i in range(total)}
+
+
+def test_done_events_returns_the_done_subset(transport: Transport) -> None:
+    """done_events() tells which of several events are marked done in the group."""
+    transport.mark_done("g", "e1")
+    transport.mark_done("g", "e3")
+    transport.mark_done("other", "e2")
+    assert transport.done_events("g", ["e1", "e2", "e3", "e1"]) == {"e1", "e3"}
+    assert transport.done_events("g", []) == set()
+
+
+def test_complete_marks_and_acks_together(transport: Transport) -> None:
+    """complete() marks each event done and acknowledges the entries; returns the ack count."""
+    transport.ensure_group("t", "g")
+    _publish(transport, 3)
+    messages = transport.consume("t", "g", "c", block=0)
+    assert transport.complete("t", "g", messages[:2]) == 2
+    assert transport.done_events("g", ["e0", "e1", "e2"]) == {"e0", "e1"}
+    assert transport.status(["t"])[0].pending == 1
+    assert transport.complete("t", "g", messages[:2]) == 0
+    assert transport.complete("t", "g", []) == 0

@@ -113,6 +113,22 @@ class SameAsRedis(RuleBasedStateMachine):
         assert mine == theirs
 
     @precondition(lambda self: bool(self.handed))
+    @rule(data=st.data())
+    def complete(self, data: st.DataObject) -> None:
+        """Both mark and acknowledge the same entries and count the same."""
+        topic, group = data.draw(st.sampled_from(sorted(self.handed)))
+        pairs = data.draw(st.lists(st.sampled_from(self.handed[topic, group]), max_size=3))
+        mine = self.memory.complete(topic, group, [a for a, _ in pairs])
+        theirs = self.redis.complete(topic, group, [b for _, b in pairs])
+        assert mine == theirs
+
+    @rule(group=GROUPS, events=st.lists(st.integers(1, 6), max_size=4))
+    def done_events(self, group: str, events: list[int]) -> None:
+        """Both know the same events as done."""
+        names = [f"e{n}" for n in events]
+        assert self.memory.done_events(group, names) == self.redis.done_events(group, names)
+
+    @precondition(lambda self: bool(self.handed))
     @rule(data=st.data(), consumer=CONSUMERS)
     def keep_alive(self, data: st.DataObject, consumer: str) -> None:
         """Both keep alive the same entries: those the consumer still holds."""

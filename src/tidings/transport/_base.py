@@ -19,7 +19,8 @@ Semantics every implementation keeps (the contract tests in tests/transport/ run
   ``keep_alive()`` resets the idle time of entries the consumer still holds, without counting
   a delivery, so a long receiver keeps its claim.
 * Deduplication is by ``(group, event_id)``: ``mark_done()`` remembers for the transport's
-  retention time that the event ran in the group, ``done()`` asks.
+  retention time that the event ran in the group, ``done()`` asks (``done_events()`` for a
+  batch); ``complete()`` marks and acknowledges in one step.
 * ``dead_letter()`` stores a copy of the entry with the reason in the group's dead letters and
   acknowledges it; ``retry()`` puts dead letters back onto the topic as new entries (every
   group of the topic sees them; groups that already ran the event skip it by ``done()``).
@@ -200,6 +201,18 @@ class Transport(Protocol):
         """Mark the event done in the group; return False if it already was."""
         ...
 
+    def done_events(self, group: str, event_ids: Sequence[str]) -> set[str]:
+        """Those of the events that are marked done in the group (one round trip)."""
+        ...
+
+    def complete(self, topic: str, group: str, messages: Sequence[Message]) -> int:
+        """Mark the messages' events done in the group and acknowledge them, at once.
+
+        One round trip (on Redis a ``MULTI``): the mark and the acknowledgement are made
+        together or not at all. Returns how many of the messages were pending.
+        """
+        ...
+
     def dead_letter(self, topic: str, group: str, message: Message, reason: str) -> str:
         """Store the entry in the group's dead letters and acknowledge it; return its dead id."""
         ...
@@ -263,6 +276,14 @@ class AsyncTransport(Protocol):
 
     async def mark_done(self, group: str, event_id: str) -> bool:
         """See :meth:`Transport.mark_done`."""
+        ...
+
+    async def done_events(self, group: str, event_ids: Sequence[str]) -> set[str]:
+        """See :meth:`Transport.done_events`."""
+        ...
+
+    async def complete(self, topic: str, group: str, messages: Sequence[Message]) -> int:
+        """See :meth:`Transport.complete`."""
         ...
 
     async def dead_letter(self, topic: str, group: str, message: Message, reason: str) -> str:

@@ -98,6 +98,14 @@ class AsyncInMemoryTransport:
         """See :meth:`InMemoryTransport.mark_done`."""
         return self.sync.mark_done(group, event_id)
 
+    async def done_events(self, group: str, event_ids: Sequence[str]) -> set[str]:
+        """See :meth:`InMemoryTransport.done_events`."""
+        return self.sync.done_events(group, event_ids)
+
+    async def complete(self, topic: str, group: str, messages: Sequence[Message]) -> int:
+        """See :meth:`InMemoryTransport.complete`."""
+        return self.sync.complete(topic, group, messages)
+
     async def dead_letter(self, topic: str, group: str, message: Message, reason: str) -> str:
         """See :meth:`InMemoryTransport.dead_letter`."""
         return self.sync.dead_letter(topic, group, message, reason)

@@ -296,6 +296,30 @@ class Operations:
         )
         return bool(reply)
 
+    def done_events(self, group: str, event_ids: Sequence[str]) -> Op:
+        """EXISTS of each mark, in one pipeline."""
+        wanted = list(dict.fromkeys(event_ids))
+        if not wanted:
+            return set()
+        replies = yield Batch(tuple(Call("exists", (self.mark(group, e),)) for e in wanted))
+        return {e for e, found in zip(wanted, replies, strict=True) if found}
+
+    def complete(self, topic: str, group: str, messages: Sequence[Message]) -> Op:
+        """SET NX PX of each mark and one XACK, in one MULTI; returns the XACK count."""
+        key = self.stream(topic)
+        ttl = max(1, round(self.dedupe_ttl * 1000))
+        calls = [
+            Call("set", (self.mark(group, m.event_id), b"1"), {"nx": True, "px": ttl})
+            for m in messages
+        ]
+        ids = [m.id for m in messages if is_entry_id(m.id)]
+        if ids:
+            calls.append(Call("xack", (key, check_name("group", group), *ids)))
+        if not calls:
+            return 0
+        replies = yield Batch(tuple(calls), transaction=True)
+        return int(replies[-1]) if ids else 0
+
     def dead_letter(self, topic: str, group: str, message: Message, reason: str) -> Op:
         """XADD to the dead letters and XACK, in one transaction; returns the dead id."""
         fields = {

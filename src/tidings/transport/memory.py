@@ -361,6 +361,35 @@ class InMemoryTransport:
             self._done[group, event_id] = now + self.dedupe_ttl
             return True
 
+    def done_events(self, group: str, event_ids: Sequence[str]) -> set[str]:
+        """Those of ``event_ids`` marked done in the group within the retention time."""
+        check_name("group", group)
+        with self._lock:
+            self._expire(time.monotonic())
+            return {e for e in event_ids if (group, e) in self._done}
+
+    def complete(self, topic: str, group: str, messages: Sequence[Message]) -> int:
+        """Mark the messages' events done in the group and acknowledge them, under one lock.
+
+        Returns:
+            How many of the messages were pending.
+        """
+        check_name("group", group)
+        for message in messages:
+            check_name("event id", message.event_id)
+        with self._lock:
+            now = time.monotonic()
+            self._expire(now)
+            for message in messages:
+                self._done.setdefault((group, message.event_id), now + self.dedupe_ttl)
+            found = self._existing(topic, group)
+            if found is None:
+                return 0
+            return sum(
+                is_entry_id(m.id) and found.pending.pop(_parse(m.id), None) is not None
+                for m in messages
+            )
+
     # -- dead letters -----------------------------------------------------------------------
 
     def dead_letter(self, topic: str, group: str, message: Message, reason: str) -> str:

@@ -285,6 +285,16 @@ class RedisTransport(_Base):
         result: bool = self._run("mark_done", self.ops.mark_done(group, event_id))
         return result
 
+    def done_events(self, group: str, event_ids: Sequence[str]) -> set[str]:
+        """See :meth:`tidings.transport.Transport.done_events`."""
+        result: set[str] = self._run("done_events", self.ops.done_events(group, event_ids))
+        return result
+
+    def complete(self, topic: str, group: str, messages: Sequence[Message]) -> int:
+        """See :meth:`tidings.transport.Transport.complete`."""
+        result: int = self._run("complete", self.ops.complete(topic, group, messages))
+        return result
+
     def dead_letter(self, topic: str, group: str, message: Message, reason: str) -> str:
         """See :meth:`tidings.transport.Transport.dead_letter`."""
         result: str = self._run("dead_letter", self.ops.dead_letter(topic, group, message, reason))
@@ -434,6 +444,16 @@ class AsyncRedisTransport(_Base):
     async def mark_done(self, group: str, event_id: str) -> bool:
         """See :meth:`tidings.transport.Transport.mark_done`."""
         result: bool = await self._run("mark_done", self.ops.mark_done(group, event_id))
+        return result
+
+    async def done_events(self, group: str, event_ids: Sequence[str]) -> set[str]:
+        """See :meth:`tidings.transport.Transport.done_events`."""
+        result: set[str] = await self._run("done_events", self.ops.done_events(group, event_ids))
+        return result
+
+    async def complete(self, topic: str, group: str, messages: Sequence[Message]) -> int:
+        """See :meth:`tidings.transport.Transport.complete`."""
+        result: int = await self._run("complete", self.ops.complete(topic, group, messages))
         return result
 
     async def dead_letter(self, topic: str, group: str, message: Message, reason: str) -> str:
