@@ -33,9 +33,18 @@ class RedisServer:
         aof: Append-only file on, with ``appendfsync always`` (every write on disk before the
             reply); off means no persistence at all (no RDB snapshots either).
         password: ``requirepass``, when the test needs authentication.
+        tls: Also listen with TLS on ``tls_port``, with a certificate for 127.0.0.1 signed by
+            a CA made for the test (``ca_file``); the plain port stays for the start check.
     """
 
-    def __init__(self, directory: Path, *, aof: bool = False, password: str | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        aof: bool = False,
+        password: str | None = None,
+        tls: bool = False,
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             _server_missing("redis-server", "install it (apt-get install redis-server)")
@@ -46,6 +55,10 @@ class RedisServer:
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.tls_port = free_port() if tls else None
+        self.ca_file = directory / "ca.pem"
+        if tls:
+            make_certificates(directory)
 
     @property
     def url(self) -> str:
@@ -76,6 +89,19 @@ class RedisServer:
         ]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.tls_port is not None:
+            args += [
+                "--tls-port",
+                str(self.tls_port),
+                "--tls-cert-file",
+                str(self.directory / "server.pem"),
+                "--tls-key-file",
+                str(self.directory / "server.key"),
+                "--tls-ca-cert-file",
+                str(self.ca_file),
+                "--tls-auth-clients",
+                "no",
+            ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.starts += 1
         deadline = time.monotonic() + timeout
@@ -108,3 +134,22 @@ class RedisServer:
     def stop(self) -> None:
         """Kill it if it runs (the fixture's teardown)."""
         self.kill()
+
+
+def make_certificates(directory: Path) -> None:
+    """A CA (ca.pem) and a server certificate for 127.0.0.1 it signed (server.pem/.key)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        _server_missing("openssl", "install it (apt-get install openssl)")
+    d = str(directory)
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl or "openssl", *args], check=True, capture_output=True, cwd=d)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
+        "-keyout", "ca.key", "-out", "ca.pem")  # fmt: skip
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+        "-keyout", "server.key", "-out", "server.csr")  # fmt: skip
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "1", "-extfile", "san.ext", "-out", "server.pem")  # fmt: skip

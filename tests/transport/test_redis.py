@@ -252,3 +252,20 @@ def test_the_default_client_blocks_longer_than_one_second(shared: RedisTransport
     started = time.monotonic()
     assert shared.consume("t", "g", "c", block=2) == []
     assert time.monotonic() - started >= 1.5
+
+
+def test_tls_passes_through(redis_server: Callable[..., RedisServer]) -> None:
+    """A rediss:// URL with the CA as a client option talks TLS; without the CA it is refused."""
+    server = redis_server(tls=True)
+    url = f"rediss://127.0.0.1:{server.tls_port}/0"
+    trusted = RedisTransport(url, ssl_ca_certs=str(server.ca_file))
+    untrusted = RedisTransport(url, socket_connect_timeout=3)
+    try:
+        trusted.ensure_group("t", "g")
+        trusted.publish("t", "e", b"over tls")
+        assert [m.body for m in trusted.consume("t", "g", "c", block=0)] == [b"over tls"]
+        with pytest.raises(TransportError, match=f"cannot reach Redis at {url}"):
+            untrusted.publish("t", "e", b"x")
+    finally:
+        trusted.close()
+        untrusted.close()
