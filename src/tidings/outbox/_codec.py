@@ -44,7 +44,7 @@ from sqlalchemy.orm.attributes import manager_of_class
 
 from tidings._errors import PayloadTypeError, TidingsValueError
 
-__all__ = ["PayloadTypeError", "decode", "encode", "import_path", "stable_path"]
+__all__ = ["PayloadTypeError", "decode", "encode", "import_path", "instance_key", "stable_path"]
 
 _TAG = "$t"
 
@@ -150,6 +150,18 @@ class _Encoder:
         if identity is None:
             raise self.fail(value, "a model instance must be flushed (have a primary key)")
         return {_TAG: "model", "cls": path, "pk": [self.value(part) for part in identity]}
+
+
+def instance_key(value: Any) -> str | None:
+    """``module:Class:[pk...]`` of a mapped SQLAlchemy instance (deleted ones too), else None."""
+    state = sa_inspect(value, raiseerr=False)
+    if state is None or not hasattr(state, "mapper"):
+        return None
+    mapper = state.mapper
+    identity = state.identity
+    if identity is None:
+        identity = mapper.primary_key_from_instance(value)
+    return f"{stable_path(mapper.class_)}:{json.dumps(list(identity), default=str)}"
 
 
 def encode(kwargs: dict[str, Any], where: Callable[[str], str]) -> str:

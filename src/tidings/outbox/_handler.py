@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime
+import hashlib
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -49,7 +50,7 @@ from tidings._errors import (
     TidingsValueError,
 )
 from tidings._refs import describe, is_async_callable
-from tidings.outbox._codec import encode
+from tidings.outbox._codec import encode, instance_key
 from tidings.outbox._receivers import DurableReceiver, receiver_name, register
 from tidings.outbox._store import Store
 from tidings.sqlalchemy import current_session
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
 __all__ = ["OPTIONS", "OutboxHandler", "install", "installed_outbox", "writing_on"]
 
 #: The options every outbox mode takes at connect.
-OPTIONS = frozenset({"name", "max_attempts", "backoff", "backoff_max", "timeout"})
+OPTIONS = frozenset({"name", "max_attempts", "backoff", "backoff_max", "timeout", "ordered"})
 
 _lock = threading.Lock()
 _installed: list[Outbox] = []  # a stack: install() pushes, uninstall() removes
@@ -180,7 +181,8 @@ class OutboxHandler:
                 f"{where}: timeout= applies to async receivers only (a worker cannot interrupt "
                 "a sync function); drop it, or make the receiver async def."
             )
-        policy = {k: options[k] for k in ("max_attempts", "backoff", "backoff_max") if k in options}
+        keys = ("max_attempts", "backoff", "backoff_max", "ordered")
+        policy = {k: options[k] for k in keys if k in options}
         try:
             spec = DurableReceiver(
                 signal, name, receiver, timeout=timeout, delivery=self.mode.value, **policy
@@ -214,10 +216,33 @@ class OutboxHandler:
             return f"{signal!r} cannot store argument {argument!r} for durable receiver {name}"
 
         payload = encode(named, where)
+        ordered = deferral.options.get("ordered")
+        key = order_key(ordered, named, where) if ordered else None
         now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-        row = Store.row(uuid.uuid4(), signal.name, name, payload, now, self.mode.value)
+        row = Store.row(uuid.uuid4(), signal.name, name, payload, now, self.mode.value, key)
         write(outbox._store, row)
         return True
+
+
+def order_key(ordered: bool | str, named: dict[str, Any], where: Callable[[str], str]) -> str:
+    """The ``order_key`` of a send for a receiver connected with ``ordered=``.
+
+    Raises:
+        TidingsValueError: ``ordered`` names an argument the send does not have.
+    """
+    if ordered is True:
+        key = instance_key(named.get("instance")) or ""
+    elif isinstance(ordered, str):
+        if ordered not in named:
+            raise TidingsValueError(
+                f"{where(ordered)}: the receiver is ordered by it (ordered={ordered!r}), and the "
+                "send does not pass it"
+            )
+        key = encode({ordered: named[ordered]}, where)
+    else:
+        key = ""
+    # The column holds 255 characters; a longer key is replaced by its digest.
+    return key if len(key) <= 255 else hashlib.sha256(key.encode()).hexdigest()
 
 
 def write(store: Store, row: dict[str, Any]) -> None:

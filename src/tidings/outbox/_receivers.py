@@ -80,6 +80,9 @@ class DurableReceiver:
         timeout: For an ``async def`` receiver, seconds an attempt may take (None: no limit).
         delivery: The mode it was connected with (``durable``; ``queue`` and ``broadcast``
             receivers are stored the same way and published by the relay).
+        ordered: False, or what orders its deliveries: ``True`` (per model instance for a
+            send with an ``instance``, else all of them), or the name of a send argument whose
+            value is the key. See docs/durable.md, "Order".
     """
 
     signal: Signal
@@ -90,6 +93,7 @@ class DurableReceiver:
     backoff_max: float = DEFAULT_BACKOFF_MAX
     timeout: float | None = None
     delivery: str = "durable"
+    ordered: bool | str = False
 
     def __post_init__(self) -> None:
         where = f"durable receiver {self.name!r} of {self.signal!r}"
@@ -108,6 +112,11 @@ class DurableReceiver:
             raise TidingsValueError(
                 f"{where}: need numbers 0 <= backoff <= backoff_max, got backoff="
                 f"{self.backoff!r} and backoff_max={self.backoff_max!r}"
+            )
+        if not (type(self.ordered) is bool or (isinstance(self.ordered, str) and self.ordered)):
+            raise TidingsValueError(
+                f"{where}: ordered= takes True, False or the name of a send argument, got "
+                f"{self.ordered!r}"
             )
         if self.timeout is not None and (
             type(self.timeout) not in (int, float) or not self.timeout > 0

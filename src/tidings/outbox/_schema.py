@@ -7,6 +7,8 @@ Two tables, named from one prefix (``tidings_outbox`` by default):
     the deletion of its row, so a retry runs only the receivers whose rows are still there.
     ``delivery`` is the receiver's mode (``durable``, or ``queue``/``broadcast`` for rows a
     relay publishes to a transport): a relay claims only the modes it has an action for.
+    ``order_key`` is set for the receivers connected with ``ordered=``: such a row is claimed
+    only once no older row of the same receiver and key is pending.
 ``<prefix>_dead``
     Deliveries that failed ``max_attempts`` times or could not be read, with the error and the
     traceback text.
@@ -33,6 +35,7 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    text,
 )
 
 __all__ = ["OutboxTables", "build_tables"]
@@ -52,6 +55,7 @@ def _delivery_columns() -> list[Column[Any]]:
         Column("signal", String(255), nullable=False),
         Column("receiver", String(255), nullable=False),
         Column("delivery", String(16), nullable=False, default="durable"),
+        Column("order_key", String(255)),
         Column("payload", Text(), nullable=False),
         Column("sent_at", DateTime(), nullable=False),
     ]
@@ -88,6 +92,15 @@ def build_tables(metadata: MetaData, prefix: str, schema: str | None) -> OutboxT
         Column("locked_until", DateTime()),
         Column("last_error", Text()),
         Index(f"{prefix}_due", "available_at", "id"),
+        # Ordered receivers: is an older delivery of the same receiver and key still pending?
+        Index(
+            f"{prefix}_order",
+            "receiver",
+            "order_key",
+            "id",
+            postgresql_where=text("order_key IS NOT NULL"),
+            sqlite_where=text("order_key IS NOT NULL"),
+        ),
         schema=schema,
     )
     dead = Table(

@@ -29,6 +29,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     delete,
+    exists,
     func,
     insert,
     or_,
@@ -56,6 +57,7 @@ class Claimed:
     signal: str
     receiver: str
     delivery: str
+    order_key: str | None
     payload: str
     sent_at: datetime.datetime
     attempts: int
@@ -177,6 +179,7 @@ class Store:
         payload: str,
         sent_at: datetime.datetime,
         delivery: str = "durable",
+        order_key: str | None = None,
     ) -> dict[str, Any]:
         """The parameters of one pending delivery's insert."""
         return {
@@ -185,6 +188,7 @@ class Store:
             "signal": signal,
             "receiver": receiver,
             "delivery": delivery,
+            "order_key": order_key,
             "payload": payload,
             "sent_at": sent_at,
             "available_at": sent_at,
@@ -275,10 +279,19 @@ class Store:
             return statement
         table = self.tables.pending
         now = bindparam("now", type_=table.c.available_at.type)
+        older = table.alias("older")
         due_where = (
             table.c.available_at <= now,
             or_(table.c.locked_until.is_(None), table.c.locked_until < now),
             table.c.delivery.in_(list(modes)) if len(modes) > 1 else table.c.delivery == modes[0],
+            or_(
+                table.c.order_key.is_(None),
+                ~exists().where(
+                    older.c.receiver == table.c.receiver,
+                    older.c.order_key == table.c.order_key,
+                    older.c.id < table.c.id,
+                ),
+            ),
         )
         if kind == "lock":
             statement = (
@@ -321,6 +334,7 @@ class Store:
             table.c.signal,
             table.c.receiver,
             table.c.delivery,
+            table.c.order_key,
             table.c.payload,
             table.c.sent_at,
             table.c.attempts,
@@ -370,6 +384,7 @@ class Store:
                         "signal": f.row.signal,
                         "receiver": f.row.receiver,
                         "delivery": f.row.delivery,
+                        "order_key": f.row.order_key,
                         "payload": f.row.payload,
                         "sent_at": f.row.sent_at,
                         "attempts": f.row.attempts,
@@ -490,6 +505,7 @@ class Store:
                         "signal": row["signal"],
                         "receiver": row["receiver"],
                         "delivery": row["delivery"],
+                        "order_key": row["order_key"],
                         "payload": row["payload"],
                         "sent_at": row["sent_at"],
                         "available_at": now,
