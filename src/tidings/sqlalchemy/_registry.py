@@ -35,13 +35,16 @@ __all__ = ["AppLabelError", "instrument", "is_instrumented"]
 
 _lock = threading.RLock()
 _registries: weakref.WeakKeyDictionary[registry, str | None] = weakref.WeakKeyDictionary()
-_classes: weakref.WeakSet[type] = weakref.WeakSet()
 _installed = False
+# Set on each instrumented class to the class itself: the session hooks ask once per row, and
+# a class attribute lookup (served by the type attribute cache) costs a fraction of a weak set's
+# membership test. Comparing it with the class keeps an unmapped subclass from inheriting it.
+_MARK = "__tidings_instrumented__"
 
 
 def is_instrumented(cls: type) -> bool:
     """Return whether ``cls`` is a mapped class that sends model signals."""
-    return cls in _classes
+    return getattr(cls, _MARK, None) is cls
 
 
 def instrument(base: Any) -> None:
@@ -146,10 +149,11 @@ def app_label_of(cls: type, default: str | None = None) -> str:
 def _instrument_mapper(mapper: Mapper[Any]) -> None:
     cls = mapper.class_
     with _lock:
-        if cls in _classes:
+        if is_instrumented(cls):
             return
         label = app_label_of(cls, _registries.get(mapper.registry))
-        _classes.add(cls)
+        # type.__setattr__: a declarative class's own __setattr__ would map the attribute.
+        type.__setattr__(cls, _MARK, cls)
     from tidings.sqlalchemy import _lifecycle
 
     _lifecycle.instrument_class(mapper)
