@@ -467,7 +467,11 @@ class Signal(DeliveryPath):
         """Whether a send from ``sender`` would reach at least one live receiver."""
         if self._state is None:
             return False  # integrations call this per request or per row: keep it cheap
-        return any(peek(c.receiver) is not None for c in self._plan(sender)[3])
+        # A loop, not any() over a generator: half the cost, and this runs once per row.
+        for c in self._plan(sender)[3]:  # noqa: SIM110
+            if peek(c.receiver) is not None:
+                return True
+        return False
 
     def has_connections(self) -> bool:
         """Whether anything at all is connected, for any sender (tidings extension).

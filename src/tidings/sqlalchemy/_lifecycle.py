@@ -32,7 +32,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import Mapper, Session
-from sqlalchemy.orm.attributes import instance_state
+from sqlalchemy.orm.state import InstanceState
 
 from tidings.models import post_init, pre_init
 from tidings.sqlalchemy._compat import STATE_ATTR
@@ -76,7 +76,7 @@ def sync_load_listener(session: Session) -> None:
     if wanted is session.info.get(_LOADING, False):
         return
     if wanted:
-        event.listen(session, "loaded_as_persistent", _on_loaded)
+        event.listen(session, "loaded_as_persistent", _on_loaded, raw=True)
     else:
         event.remove(session, "loaded_as_persistent", _on_loaded)
     session.info[_LOADING] = wanted
@@ -89,21 +89,26 @@ def _wrap_init(inner: Any) -> Any:
             # A subclass constructor is running: its own wrapper sends the signals.
             inner(self, *args, **kwargs)
             return
-        if not quiet(pre_init) and pre_init.has_listeners(type(self)):
+        # Once per object built: has_connections() first, the cheapest test there is.
+        if pre_init.has_connections() and pre_init.has_listeners(type(self)):
             send(pre_init, type(self), args=args, kwargs=kwargs)
         inner(self, *args, **kwargs)
-        if not quiet(post_init) and post_init.has_listeners(type(self)):
+        if post_init.has_connections():
             send(post_init, type(self), instance=self)
 
     return __init__
 
 
-def _on_loaded(session: Session, instance: Any) -> None:
+def _on_loaded(session: Session, state: InstanceState[Any]) -> None:
+    # Listened to with raw=True: SQLAlchemy passes the state, without a wrapper frame per row.
+    instance = state.obj()
+    if instance is None:
+        return
     sender = type(instance)
     if not is_instrumented(sender):
         return
     if pre_init.has_listeners(sender):
-        mapper = instance_state(instance).mapper
+        mapper = state.mapper
         keys = _column_keys.get(mapper)
         if keys is None:
             # Listed at the first load: at instrumentation time, listing them would configure
@@ -112,5 +117,5 @@ def _on_loaded(session: Session, instance: Any) -> None:
         values = instance.__dict__
         args = tuple(values.get(key, DEFERRED) for key in keys)
         send(pre_init, sender, args=args, kwargs={})
-    if post_init.has_listeners(sender):
-        send(post_init, sender, instance=instance)
+    # No has_listeners() first: a send that matches nobody costs less than asking.
+    send(post_init, sender, instance=instance)
