@@ -150,7 +150,8 @@ def expunged_by_flush(state: InstanceState[Any]) -> bool:
     detached from its delete-orphan parent while that parent was outside the session. Any
     other pending orphan (say, a child added with only its foreign-key value set) is inserted.
     """
-    return not state.has_identity and orphaned_outside_of_session(state) and is_orphan(state)
+    # The flag first: it is almost always False, and this runs for every pending object.
+    return orphaned_outside_of_session(state) and not state.has_identity and is_orphan(state)
 
 
 def removed_children(session: Session) -> list[Any]:

@@ -128,8 +128,12 @@ class _FlushState:
 
 
 def _listening() -> bool:
-    return bool(pre_save.receivers or post_save.receivers) or bool(
-        pre_delete.receivers or post_delete.receivers
+    # has_connections(), not ``receivers``: that property copies the connections under the lock.
+    return (
+        pre_save.has_connections()
+        or post_save.has_connections()
+        or pre_delete.has_connections()
+        or post_delete.has_connections()
     )
 
 
@@ -184,6 +188,9 @@ def _new_saves(
 ) -> list[_Save]:
     found: list[_Save] = []
     seen = flush.seen
+    # Whether a class has save receivers, asked once per class, not per object: no receiver
+    # runs while the session is scanned, so the answer cannot change meanwhile.
+    wanted: dict[type, bool] = {}
     for obj in session.new:
         state = instance_state(obj)
         if state in seen or not is_instrumented(type(obj)):
@@ -191,7 +198,7 @@ def _new_saves(
         if expunged_by_flush(state):
             continue  # removed from its parent before ever being flushed: the flush expunges it
         seen.add(state)
-        if pre_save.has_listeners(type(obj)) or post_save.has_listeners(type(obj)):
+        if _wants_saves(wanted, type(obj)):
             using = _using(session, flush, state.mapper)
             found.append(_Save(obj, created=True, update_fields=None, using=using))
     for obj in session.dirty:
@@ -212,14 +219,21 @@ def _new_saves(
         else:
             continue  # unchanged, or only other rows change: Django would not save it
         seen.add(state)
-        if pre_save.has_listeners(type(obj)) or post_save.has_listeners(type(obj)):
+        if _wants_saves(wanted, type(obj)):
             using = _using(session, flush, state.mapper)
             found.append(_Save(obj, created=False, update_fields=fields, using=using))
     return found
 
 
+def _wants_saves(wanted: dict[type, bool], cls: type) -> bool:
+    answer = wanted.get(cls)
+    if answer is None:
+        answer = wanted[cls] = pre_save.has_listeners(cls) or post_save.has_listeners(cls)
+    return answer
+
+
 def _new_deletes(session: Session, flush: _FlushState) -> list[Any]:
-    if not (pre_delete.receivers or post_delete.receivers):
+    if not (pre_delete.has_connections() or post_delete.has_connections()):
         return []
     found = []
     for obj in session.deleted:
@@ -306,18 +320,18 @@ def _after_flush_postexec(session: Session, flush_context: UOWTransaction) -> No
 
 
 def _send_post(flush: _FlushState) -> None:
+    # No has_listeners() first: a send that matches nobody costs less than asking.
     for record in flush.saves:
-        if post_save.has_listeners(record.sender):
-            send(
-                post_save,
-                record.sender,
-                instance=record.instance,
-                created=record.created,
-                raw=False,
-                using=record.using,
-                update_fields=record.update_fields,
-                changes=record.changes,
-            )
+        send(
+            post_save,
+            record.sender,
+            instance=record.instance,
+            created=record.created,
+            raw=False,
+            using=record.using,
+            update_fields=record.update_fields,
+            changes=record.changes,
+        )
     for (sender, obj, origin), using in flush.post_deletes:
         if post_delete.has_listeners(sender):
             send(post_delete, sender, instance=obj, using=using, origin=origin)
