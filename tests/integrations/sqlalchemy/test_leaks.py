@@ -1,17 +1,21 @@
 """A session's objects leave nothing behind in tidings once the session is closed.
 
 Each check runs a whole life cycle (insert, load, update, ``save(update_fields=...)``, m2m
-changes, delete, commit) with receivers on every model signal, once small to fill every cache,
-then twice large, under ``tracemalloc``: the memory the second large one leaves allocated must not
-grow with the number of objects. The ``stress`` version uses 100,000 objects.
+changes, delete, commit) with receivers on every model signal, first small to fill every cache,
+then at the measured size, and counts the memory blocks still allocated afterwards
+(``sys.getallocatedblocks()``, after a full collection). Counting blocks costs nothing while the
+objects live, unlike tracing every allocation: a leak of one small object per object of the
+session shows as at least that many blocks, whatever allocated it. The suite runs 2,000
+objects, the ``stress`` version 100,000; a test leaks on purpose to show the check can fail.
 """
 
 from __future__ import annotations
 
 import gc
-import os
-import tracemalloc
+import sys
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -26,14 +30,9 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.pool import StaticPool
 
-import tidings
 import tidings.models as tm
 from tests.integrations.sqlalchemy.m2m_models import link_table
-from tidings.apps import apps
 from tidings.sqlalchemy import _m2m_record, instrument, save
-
-#: tidings' own source files: allocations made from there are tidings'.
-PACKAGE = os.path.dirname(tidings.__file__)
 
 SIGNALS = (
     tm.pre_init,
@@ -111,55 +110,74 @@ def _life_cycle(engine: Any, m: Models, size: int) -> None:
         del items, tags
 
 
-def _retained(size: int) -> tuple[int, int]:
-    """Bytes still allocated after a life cycle of ``size`` objects: (tidings', everything)."""
+#: Blocks a life cycle may leave allocated: a leak of one block per 20 objects exceeds it.
+PER_OBJECT = 1 / 20
+
+
+@dataclass(frozen=True)
+class Growth:
+    """What one life cycle left allocated."""
+
+    blocks: int  # memory blocks (sys.getallocatedblocks())
+    objects: Counter[str]  # garbage-collected objects by type, those that grew only
+
+    def describe(self) -> str:
+        """The figures, for an assertion message."""
+        top = ", ".join(f"{name} +{count}" for name, count in self.objects.most_common(5))
+        return f"{self.blocks} blocks more; tracked objects: {top or 'none more'}"
+
+
+def _census() -> Counter[str]:
+    return Counter(type(o).__qualname__ for o in gc.get_objects())
+
+
+def _growth(size: int, *, warm_up: int = 200) -> Growth:
+    """What a life cycle of ``size`` objects leaves allocated, after a warm-up cycle."""
     m = Models()  # a fresh registry per call: the models are named the same
     engine = create_engine("sqlite://", poolclass=StaticPool)
     m.Base.metadata.create_all(engine)
     try:
-        _life_cycle(engine, m, 100)  # fills SQLAlchemy's and tidings' caches
+        _life_cycle(engine, m, warm_up)  # fills SQLAlchemy's and tidings' caches
         gc.collect()
-        tracemalloc.start(8)
-        try:
-            # A first traced life cycle of the same size settles what is allocated once per
-            # size (a dict grown to hold ``size`` entries keeps its table when emptied); only
-            # what the second one leaves behind counts.
-            _life_cycle(engine, m, size)
-            gc.collect()
-            before = tracemalloc.take_snapshot()
-            _life_cycle(engine, m, size)
-            gc.collect()
-            after = tracemalloc.take_snapshot()
-        finally:
-            tracemalloc.stop()
+        objects = _census()
+        blocks = sys.getallocatedblocks()
+        _life_cycle(engine, m, size)
+        gc.collect()
+        blocks = sys.getallocatedblocks() - blocks
+        grown = _census()
+        grown.subtract(objects)
     finally:
         engine.dispose()
     assert not _m2m_record._logs, "many-to-many operations of closed sessions are still recorded"
-    stats = after.compare_to(before, "traceback")
-    ours = sum(s.size_diff for s in stats if any(_is_ours(f.filename) for f in s.traceback))
-    return ours, sum(s.size_diff for s in stats)
-
-
-def _is_ours(filename: str) -> bool:
-    return filename.startswith(PACKAGE)
+    return Growth(blocks, +grown)
 
 
 def test_a_closed_session_leaves_nothing_behind(receivers: list[int]) -> None:
-    """After a life cycle of 500 objects, what is still allocated does not grow with them."""
-    with apps.isolated():
-        # Python 3.10 still allocates some tables once per size in a first run (up to 8 KiB).
-        _retained(500)
-    ours, total = _retained(500)
-    assert receivers[0] > 3 * 500
-    # A few allocations kept by the interpreter's free lists or a fresh empty dict are fine;
-    # keeping even the smallest object per object would be 14 KiB.
-    assert ours < 4 * 1024, f"tidings retained {ours} bytes"
-    assert total < 64 * 1024, f"{total} bytes retained in all"
+    """After a life cycle of 2,000 objects, fewer blocks than one per 20 objects remain."""
+    growth = _growth(2_000)
+    assert receivers[0] > 3 * 2_000
+    assert growth.blocks < 2_000 * PER_OBJECT, growth.describe()
+
+
+def test_the_check_sees_one_small_object_kept_per_object(receivers: list[int]) -> None:
+    """A receiver keeping one small object per deleted object fails the same bound."""
+    kept: list[object] = []
+
+    def keep(**kwargs: Any) -> None:
+        kept.append(object())
+
+    tm.post_delete.connect(keep)
+    try:
+        growth = _growth(1_000)
+    finally:
+        tm.post_delete.disconnect(keep)
+    assert len(kept) > 1_000
+    assert growth.blocks >= 1_000, growth.describe()
 
 
 @pytest.mark.stress
 def test_a_closed_session_of_100_000_objects_leaves_nothing_behind(receivers: list[int]) -> None:
-    """After a life cycle of 100,000 objects, what is still allocated does not grow with them."""
-    ours, total = _retained(100_000)
-    assert ours < 16 * 1024, f"tidings retained {ours} bytes"
-    assert total < 64 * 1024, f"{total} bytes retained in all"
+    """After a life cycle of 100,000 objects, fewer blocks than one per 20 objects remain."""
+    growth = _growth(100_000)
+    assert receivers[0] > 3 * 100_000
+    assert growth.blocks < 100_000 * PER_OBJECT, growth.describe()
