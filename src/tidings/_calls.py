@@ -20,7 +20,7 @@ from typing import Any
 
 from tidings import _async
 from tidings._connections import Connection, Plan
-from tidings._delivery import Deferral, Delivery, handler_for
+from tidings._delivery import IMMEDIATE, ON_COMMIT, Deferral, handler_for
 from tidings._errors import (
     AsyncReceiversInEventLoopError,
     InvalidDeliveryError,
@@ -70,7 +70,7 @@ class DeliveryPath:
         """
         handler = handler_for(connection.delivery)
         if handler is None:
-            if connection.delivery is Delivery.ON_COMMIT:
+            if connection.delivery is ON_COMMIT:
                 return False  # no integration that opens transactions is loaded: run it now
             raise InvalidDeliveryError(
                 f"{self!r} cannot deliver {connection.name}: no handler is registered for "
@@ -91,7 +91,7 @@ class DeliveryPath:
         """Deliver sync receivers in order: defer them or call them in their place."""
         responses: Responses = []
         for connection, r in pairs:
-            if connection.delivery is not Delivery.IMMEDIATE and self._deferred(connection, kwargs):
+            if connection.delivery is not IMMEDIATE and self._deferred(connection, kwargs):
                 responses.append((r, connection.delivery))
             elif robust:
                 try:
@@ -116,9 +116,7 @@ class DeliveryPath:
         awaitables: list[Any] = []
         try:
             for connection, r in pairs:
-                if connection.delivery is not Delivery.IMMEDIATE and self._deferred(
-                    connection, kwargs
-                ):
+                if connection.delivery is not IMMEDIATE and self._deferred(connection, kwargs):
                     responses.append((r, connection.delivery))
                     continue
                 slots.append(len(responses))
@@ -226,4 +224,4 @@ class DeliveryPath:
 
 def _may_run_now(connection: Connection) -> bool:
     """Whether a send may call the receiver itself (immediate, or no handler to take it)."""
-    return connection.delivery is Delivery.IMMEDIATE or handler_for(connection.delivery) is None
+    return connection.delivery is IMMEDIATE or handler_for(connection.delivery) is None

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from tidings._delivery import Delivery
+from tidings._delivery import IMMEDIATE, Delivery
 from tidings._refs import (
     Getter,
     Key,
@@ -180,7 +180,7 @@ def make_plan(connections: Iterable[Connection], identity: Getter | None) -> Pla
             general = True
         else:
             sync.append(c)
-            general = general or c.delivery is not Delivery.IMMEDIATE
+            general = general or c.delivery is not IMMEDIATE
             inline_only = inline_only and c.inline
     entries = (*sync, *asynchronous)
     getters = tuple([c.receiver for c in sync])
@@ -194,7 +194,7 @@ def sender_plan(anyone: Iterable[Connection], own: dict[Any, Connection]) -> Pla
         # The per-object sender: one receiver connected for it alone (kept cheap, since
         # connecting thousands of them must stay linear and fast).
         (c,) = connections
-        if c.delivery is Delivery.IMMEDIATE and not c.is_async:
+        if c.delivery is IMMEDIATE and not c.is_async:
             return ((c.receiver,), False, c.identity, (c,), c.inline)
     identity = next(iter(connections)).identity
     return make_plan(merged(anyone, connections) if anyone else connections, identity)

@@ -65,7 +65,7 @@ from tidings._connections import (
     own_plan,
     sender_plan,
 )
-from tidings._delivery import Delivery, resolve
+from tidings._delivery import IMMEDIATE, Delivery, resolve
 from tidings._errors import (
     InvalidReceiverError,
     InvalidSenderError,
@@ -304,7 +304,7 @@ class Signal(DeliveryPath):
             dispatch_uid=dispatch_uid or None,
             delivery=mode,
             options=MappingProxyType(dict(options)) if options else EMPTY_OPTIONS,
-            name="" if mode is Delivery.IMMEDIATE else options.get("name") or describe(receiver),
+            name="" if mode is IMMEDIATE else options.get("name") or describe(receiver),
         )
         if origin is not None:
             inherit_watch(origin, connection.receiver)
