@@ -2,19 +2,22 @@
 
 A program is a :class:`Block` (the outermost transaction) of steps: ``Send(label)`` registers
 work that logs ``label`` after the commit, ``Flush()`` writes a row, and an inner ``Block`` is a
-savepoint. A ``Send`` goes ``via`` one of three routes: ``"function"`` calls ``on_commit()``,
-``"signal"`` sends a plain signal whose receiver is connected with ``delivery="on_commit"``, and
-``"model"`` saves a row whose ``post_save`` receiver is (the model signal of the flush; the
-receiver reads the label back from the committed, expired instance). Django runs the same
-routes with ``transaction.on_commit``: called directly, from a ``Signal`` receiver and from a
-``post_save`` receiver. Each block ends in one of three ways: ``"commit"`` (released / committed),
-``"rollback"`` (rolled back explicitly) or ``"raise"`` (an exception leaves its ``with`` block).
+savepoint. A ``Send`` goes ``via`` one of four routes: ``"function"`` calls ``on_commit()``,
+``"signal"`` sends a plain signal whose receiver is connected with ``delivery="on_commit"``,
+``"async"`` the same with an async receiver (AsyncSession only), and ``"model"`` saves a row
+whose ``post_save`` receiver is (the model signal of the flush; the receiver reads the label
+back from the committed, expired instance). Django runs the same routes with
+``transaction.on_commit``: called directly, from a ``Signal`` receiver (for both signal routes)
+and from a ``post_save`` receiver. Each block ends in one of three ways: ``"commit"``
+(released / committed), ``"rollback"`` (rolled back explicitly) or ``"raise"`` (an exception
+leaves its ``with`` block).
 :func:`expected` is the model of the rules: the labels of the blocks that survive, in order,
 when the outermost block commits, and nothing otherwise.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import itertools
@@ -35,9 +38,10 @@ from tidings.models import post_save
 from tidings.sqlalchemy import instrument, on_commit
 
 Outcome = Literal["commit", "rollback", "raise"]
-Via = Literal["function", "signal", "model"]
+Via = Literal["function", "signal", "async", "model"]
 FLAVORS = ["sqlite", "sqlite-async", "postgres", "postgres-async"]
-VIAS: tuple[Via, ...] = ("function", "signal", "model")
+VIAS: tuple[Via, ...] = ("function", "signal", "model")  # every Session
+ASYNC_VIAS: tuple[Via, ...] = (*VIAS, "async")  # an AsyncSession
 
 
 @dataclass(frozen=True)
@@ -161,17 +165,29 @@ def _on_program_signal(sender: Any, work: Callable[[], object], **kwargs: Any) -
     work()
 
 
-def defer_work(via: Via, work: Callable[[], object]) -> None:
-    """Defer ``work`` with ``on_commit()`` or (``via="signal"``) by sending :data:`program_signal`.
+#: The signal of ``Send(via="async")``: its on_commit receiver is async.
+program_async_signal = Signal(name="program_async_signal")
 
-    The ``"signal"`` route needs the block of :func:`receivers`.
+
+async def _on_program_async_signal(sender: Any, work: Callable[[], object], **kwargs: Any) -> None:
+    await asyncio.sleep(0)  # awaited at the commit, in its place among the sync work
+    work()
+
+
+def defer_work(via: Via, work: Callable[[], object]) -> None:
+    """Defer ``work`` with ``on_commit()``, or by sending :data:`program_signal` (``"signal"``)
+    or :data:`program_async_signal` (``"async"``, for an AsyncSession).
+
+    The signal routes need the block of :func:`receivers`.
     """
     if via == "function":
         on_commit(work)
     elif via == "signal":
         program_signal.send(None, work=work)
+    elif via == "async":
+        program_async_signal.send(None, work=work)
     else:
-        raise ValueError(f"defer_work() takes 'function' or 'signal', not {via!r}")
+        raise ValueError(f"defer_work() takes 'function', 'signal' or 'async', not {via!r}")
 
 
 def _on_mail_saved(sender: Any, instance: Mail, **kwargs: Any) -> None:
@@ -187,11 +203,13 @@ def receivers() -> Iterator[None]:
     with apps.isolated():
         instrument(_MailBase)
         program_signal.connect(_on_program_signal, delivery="on_commit")
+        program_async_signal.connect(_on_program_async_signal, delivery="on_commit")
         post_save.connect(_on_mail_saved, sender=Mail, delivery="on_commit")
         try:
             yield
         finally:
             program_signal.disconnect(_on_program_signal)
+            program_async_signal.disconnect(_on_program_async_signal)
             post_save.disconnect(_on_mail_saved, sender=Mail)
 
 
@@ -254,7 +272,7 @@ async def _run_block(db: Db, block: Block, log: list[str], *, nested: bool) -> N
 
 
 async def _send(db: Db, step: Send, log: list[str]) -> None:
-    if step.via in ("function", "signal"):
+    if step.via in ("function", "signal", "async"):
         defer_work(step.via, functools.partial(log.append, step.label))
     else:
         db.session.add(new_mail(step.label, log))
@@ -326,7 +344,6 @@ class Flavor:
 
 def run_flavor(flavor: Flavor, scenario: Callable[[Flavor], Awaitable[None]]) -> None:
     """Start ``flavor``, run ``scenario(flavor)`` in an event loop, dispose of it."""
-    import asyncio
 
     async def main() -> None:
         flavor.start()
@@ -384,7 +401,7 @@ def _django_block(block: Block, log: list[str]) -> None:
             for step in block.steps:
                 if isinstance(step, Send) and step.via == "function":
                     transaction.on_commit(functools.partial(log.append, step.label))
-                elif isinstance(step, Send) and step.via == "signal":
+                elif isinstance(step, Send) and step.via in ("signal", "async"):
                     work = functools.partial(log.append, step.label)
                     django_program_signal().send(None, work=work)
                 elif isinstance(step, Send):

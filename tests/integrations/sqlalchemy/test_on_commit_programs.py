@@ -1,7 +1,8 @@
 """Random transaction programs: tidings.sqlalchemy, Django's on_commit and the model agree.
 
-The work of a program is registered three ways at random: ``on_commit()``, a plain signal's
-receiver connected with ``delivery="on_commit"``, and the ``post_save`` of a flushed row.
+The work of a program is registered at random by ``on_commit()``, by a plain signal's receiver
+connected with ``delivery="on_commit"`` (an async one too, on the AsyncSession), and by the
+``post_save`` of a flushed row.
 """
 
 from __future__ import annotations
@@ -27,17 +28,20 @@ from tests.integrations.sqlalchemy.programs import (
 EXAMPLES = int(os.environ.get("ON_COMMIT_EXAMPLES", "24"))
 
 _outcomes = st.sampled_from(["commit", "rollback", "raise"])
-_shapes = st.recursive(
-    st.sampled_from(["send", "signal", "model", "flush"]),
-    lambda inner: st.tuples(st.lists(inner, max_size=4), _outcomes),
-    max_leaves=14,
-)
+
+
+def _shapes(leaves: list[str]) -> st.SearchStrategy[Any]:
+    return st.recursive(
+        st.sampled_from(leaves),
+        lambda inner: st.tuples(st.lists(inner, max_size=4), _outcomes),
+        max_leaves=14,
+    )
 
 
 def _label(shape: Any, counter: itertools.count[int]) -> Step:
     if shape == "send":
         return Send(f"s{next(counter)}")
-    if shape in ("signal", "model"):
+    if shape in ("signal", "async", "model"):
         return Send(f"s{next(counter)}", shape)
     if shape == "flush":
         return Flush()
@@ -45,9 +49,14 @@ def _label(shape: Any, counter: itertools.count[int]) -> Step:
     return Block(tuple(_label(step, counter) for step in steps), outcome)
 
 
-_programs = st.tuples(st.lists(_shapes, max_size=6), _outcomes).map(
-    lambda shape: _label(shape, itertools.count())
-)
+def _programs(leaves: list[str]) -> st.SearchStrategy[Block]:
+    return st.tuples(st.lists(_shapes(leaves), max_size=6), _outcomes).map(
+        lambda shape: _label(shape, itertools.count())
+    )
+
+
+_SYNC_LEAVES = ["send", "signal", "model", "flush"]
+_ASYNC_LEAVES = [*_SYNC_LEAVES, "async"]
 
 
 def _check(flavor_name: str, programs: list[Block]) -> None:
@@ -57,7 +66,7 @@ def _check(flavor_name: str, programs: list[Block]) -> None:
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(programs=st.lists(_programs, min_size=1, max_size=3))
+@given(programs=st.lists(_programs(_SYNC_LEAVES), min_size=1, max_size=3))
 def test_random_programs_on_a_sync_session(programs: list[Block]) -> None:
     """Random programs of begin / savepoint / on_commit / send / flush / commit / rollback /
     raise: a sync Session runs exactly the work (callables and on_commit receivers) the model
@@ -66,7 +75,8 @@ def test_random_programs_on_a_sync_session(programs: list[Block]) -> None:
 
 
 @settings(max_examples=EXAMPLES // 4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(programs=st.lists(_programs, min_size=1, max_size=3))
+@given(programs=st.lists(_programs(_ASYNC_LEAVES), min_size=1, max_size=3))
 def test_random_programs_on_an_async_session(programs: list[Block]) -> None:
-    """The same random programs on an AsyncSession agree with the model and with Django."""
+    """The same random programs on an AsyncSession, async on_commit receivers among the work,
+    agree with the model and with Django."""
     _check("sqlite-async", programs)

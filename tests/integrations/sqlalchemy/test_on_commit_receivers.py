@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from tests.integrations.sqlalchemy.programs import (
+    ASYNC_VIAS,
     VIAS,
     Flavor,
     Mail,
@@ -65,6 +66,16 @@ def test_savepoints_three_deep_every_outcome(flavor: Flavor, via: Any) -> None:
     assert logs == [expected(program) for program in programs]
     assert ["r1", "a1", "b1", "c", "b2", "a2", "r2"] in logs
     assert logs.count([]) == 8 + 2
+
+
+def test_async_receivers_keep_their_place_in_savepoints(async_flavor: Flavor) -> None:
+    """On an AsyncSession, async on_commit receivers mixed with sync receivers, callables and
+    model signals in savepoints three deep run in send order, as the model says."""
+    programs = [*three_deep(ASYNC_VIAS), *three_deep(ASYNC_VIAS[::-1])]
+    programs.extend(scenarios("async").values())
+    logs = run_programs(async_flavor, programs)
+    assert logs == [expected(program) for program in programs]
+    assert ["r1", "a1", "b1", "c", "b2", "a2", "r2"] in logs
 
 
 def test_django_runs_the_same_callbacks_in_the_same_order() -> None:
