@@ -49,10 +49,14 @@ def _label(shape: Any, counter: itertools.count[int]) -> Step:
     return Block(tuple(_label(step, counter) for step in steps), outcome)
 
 
+def _program(shape: Any) -> Block:
+    program = _label(shape, itertools.count())
+    assert isinstance(program, Block)
+    return program
+
+
 def _programs(leaves: list[str]) -> st.SearchStrategy[Block]:
-    return st.tuples(st.lists(_shapes(leaves), max_size=6), _outcomes).map(
-        lambda shape: _label(shape, itertools.count())
-    )
+    return st.tuples(st.lists(_shapes(leaves), max_size=6), _outcomes).map(_program)
 
 
 _SYNC_LEAVES = ["send", "signal", "model", "flush"]
