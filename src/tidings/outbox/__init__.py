@@ -25,11 +25,12 @@ from tidings._errors import NoStableNameError, OutboxNotInstalledError
 from tidings.outbox._codec import PayloadTypeError
 from tidings.outbox._handler import OutboxHandler, installed_outbox, writing_on
 from tidings.outbox._handler import listen as _listen
+from tidings.outbox._operations import DeadLetter, OutboxStatus
 from tidings.outbox._outbox import Outbox
 from tidings.outbox._receivers import DurableReceiver, Event, receiver_name
 from tidings.outbox._relay import Relay, RelayBusyError, RelayStats
 from tidings.outbox._schema import FORMAT_VERSION, OutboxTables
-from tidings.outbox._store import Claimed, DeadLetter, OutboxStatus
+from tidings.outbox._store import Claimed
 
 __all__ = [
     "FORMAT_VERSION",

@@ -12,11 +12,12 @@ from sqlalchemy import Connection, Engine, MetaData
 
 from tidings._dispatch import Signal
 from tidings._errors import TidingsValueError
-from tidings.outbox import _handler
+from tidings.outbox import _handler, _operations
 from tidings.outbox._codec import encode
+from tidings.outbox._operations import DeadLetter, OutboxStatus
 from tidings.outbox._receivers import DurableReceiver
 from tidings.outbox._schema import OutboxTables, build_tables
-from tidings.outbox._store import DeadLetter, OutboxStatus, Store
+from tidings.outbox._store import Store
 
 __all__ = ["Outbox"]
 
@@ -159,11 +160,11 @@ class Outbox:
 
     def status(self) -> OutboxStatus:
         """Pending and in-flight deliveries, dead letters, the oldest pending one's send time."""
-        return self._store.status()
+        return _operations.status(self._store)
 
     def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
         """The dead letters, oldest failure first (at most ``limit``)."""
-        return self._store.dead_letters(limit)
+        return _operations.dead_letters(self._store, limit)
 
     def retry(self, ids: Sequence[int] | None = None) -> int:
         """Move dead letters back to the pending deliveries, attempts reset.
@@ -174,7 +175,7 @@ class Outbox:
         Returns:
             How many were moved.
         """
-        return self._store.retry(ids)
+        return _operations.retry(self._store, ids)
 
     def purge(self, older_than: datetime.timedelta | float = 0) -> int:
         """Delete dead letters that failed longer ago than ``older_than`` (seconds or a delta).
@@ -187,4 +188,4 @@ class Outbox:
             if isinstance(older_than, datetime.timedelta)
             else float(older_than)
         )
-        return self._store.purge(seconds)
+        return _operations.purge(self._store, seconds)

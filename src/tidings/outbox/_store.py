@@ -39,7 +39,7 @@ from sqlalchemy import (
 
 from tidings.outbox._schema import FORMAT_VERSION, OutboxTables
 
-__all__ = ["Claimed", "DeadLetter", "Failure", "OutboxStatus", "Outcome", "Store", "utcnow"]
+__all__ = ["Claimed", "Failure", "Outcome", "Store", "utcnow"]
 
 
 def utcnow() -> datetime.datetime:
@@ -97,39 +97,6 @@ class Outcome:
 
     def __len__(self) -> int:
         return len(self.done) + len(self.failures) + len(self.released) + len(self.postponed)
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A delivery in the dead letters."""
-
-    id: int
-    event_id: uuid.UUID
-    signal: str
-    receiver: str
-    attempts: int
-    sent_at: datetime.datetime
-    failed_at: datetime.datetime
-    error: str
-    traceback: str
-    payload: str
-    delivery: str = "durable"
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxStatus:
-    """Counts of an outbox at one moment."""
-
-    pending: int
-    in_flight: int
-    dead: int
-    oldest_pending: datetime.datetime | None
-
-    def oldest_age(self, now: datetime.datetime | None = None) -> float | None:
-        """Seconds since the oldest pending delivery was sent, or None if none is pending."""
-        if self.oldest_pending is None:
-            return None
-        return ((now or utcnow()) - self.oldest_pending).total_seconds()
 
 
 class Store:
@@ -438,93 +405,3 @@ class Store:
             else (table.c.id == row_id) & (table.c.locked_by == me)
         )
         conn.execute(update(table).where(mine).values(locked_by=None, locked_until=None, **values))
-
-    # -- operations -----------------------------------------------------------------------
-
-    def status(self) -> OutboxStatus:
-        """Count pending, in-flight and dead deliveries."""
-        table = self.tables.pending
-        now = utcnow()
-        leased = table.c.locked_until >= now
-        with self.engine.connect() as conn:
-            pending, in_flight, oldest = conn.execute(
-                select(
-                    func.count().filter(~leased | table.c.locked_until.is_(None)),
-                    func.count().filter(leased),
-                    func.min(table.c.sent_at),
-                )
-            ).one()
-            dead = conn.execute(select(func.count()).select_from(self.tables.dead)).scalar_one()
-        return OutboxStatus(int(pending), int(in_flight), int(dead), oldest)
-
-    def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
-        """The dead letters, oldest failure first."""
-        table = self.tables.dead
-        query = select(
-            table.c.id,
-            table.c.event_id,
-            table.c.signal,
-            table.c.receiver,
-            table.c.attempts,
-            table.c.sent_at,
-            table.c.failed_at,
-            table.c.error,
-            table.c.traceback,
-            table.c.payload,
-            table.c.delivery,
-        ).order_by(table.c.failed_at, table.c.id)
-        if limit is not None:
-            query = query.limit(limit)
-        with self.engine.connect() as conn:
-            return [DeadLetter(**row) for row in conn.execute(query).mappings()]
-
-    def retry(self, ids: Sequence[int] | None) -> int:
-        """Put dead letters back as pending deliveries with no attempts counted.
-
-        Args:
-            ids: The dead letters' ids, or None for all of them.
-
-        Returns:
-            How many were put back.
-        """
-        dead, pending = self.tables.dead, self.tables.pending
-        now = utcnow()
-        with self.transaction() as conn:
-            query = select(dead)
-            if ids is not None:
-                query = query.where(dead.c.id.in_(ids))
-            rows = list(conn.execute(query).mappings())
-            if not rows:
-                return 0
-            conn.execute(
-                insert(pending),
-                [
-                    {
-                        "event_id": row["event_id"],
-                        "format": row["format"],
-                        "signal": row["signal"],
-                        "receiver": row["receiver"],
-                        "delivery": row["delivery"],
-                        "order_key": row["order_key"],
-                        "payload": row["payload"],
-                        "sent_at": row["sent_at"],
-                        "available_at": now,
-                        "attempts": 0,
-                        "last_error": row["error"],
-                    }
-                    for row in rows
-                ],
-            )
-            conn.execute(delete(dead).where(dead.c.id.in_([row["id"] for row in rows])))
-        return len(rows)
-
-    def purge(self, older_than: float) -> int:
-        """Delete the dead letters that failed more than ``older_than`` seconds ago.
-
-        Returns:
-            How many were deleted.
-        """
-        dead = self.tables.dead
-        cutoff = utcnow() - datetime.timedelta(seconds=older_than)
-        with self.transaction() as conn:
-            return conn.execute(delete(dead).where(dead.c.failed_at < cutoff)).rowcount
