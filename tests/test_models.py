@@ -181,6 +181,18 @@ def test_lazy_connect_keeps_the_site_of_the_connect_call(signal: ModelSignal) ->
     assert [(w.filename, w.lineno) for w in record] == [(__file__, first + offset)]
 
 
+def test_receiver_dying_while_it_waits_for_its_model_is_reported(signal: ModelSignal) -> None:
+    """A lambda connected with a lazy sender and held by nobody warns, although never linked."""
+    from tidings import UncalledReceiverWarning
+
+    signal.connect(lambda **kwargs: None, sender="blog.Post")
+    with pytest.warns(UncalledReceiverWarning, match=r"<lambda> was connected to <ModelSignal"):
+        signal.connect(handler)
+    post = model("Post")
+    apps.register_model("blog", post)
+    assert signal.send(post) == [(handler, "handled")]
+
+
 def test_lazy_connect_after_registration_is_immediate(signal: ModelSignal) -> None:
     """A string sender naming a registered model connects at once."""
     post = model("Post")

@@ -556,6 +556,16 @@ class Signal(DeliveryPath):
         if type(_ref) in UNHEARD_TYPES:
             _UNHEARD_SIGNALS.append(self)
 
+    def _note_unheard(self, ref: object) -> None:
+        # The weak-reference callback of a receiver held outside any connection (one waiting
+        # for a lazy sender): like _note_death, only lock-free appends and the flag, which
+        # makes the next operation report it.
+        death = unheard_death(ref)  # type: ignore[arg-type]
+        if death is not None:
+            self._unheard.append(death)
+            self._dead = True
+            _UNHEARD_SIGNALS.append(self)
+
     def _link(self, connection: Connection) -> None:
         """Add ``connection`` to the indexes, last in connection order (no replanning)."""
         connection.seq = next(self._order)

@@ -198,8 +198,16 @@ def inherit_watch(origin: Getter, getter: Getter) -> None:
     if not hasattr(source, "where") or not hasattr(target, "where"):
         return
     target.what, target.where = source.what, source.where
-    if type(source) not in UNHEARD_TYPES and type(target) in UNHEARD_TYPES:
-        target.__class__ = _HeardMethod if type(target) is _UnheardMethod else _HeardRef
+    if type(source) not in UNHEARD_TYPES:
+        mark_heard(target)
+
+
+def mark_heard(getter: Getter) -> None:
+    """Stop ``getter`` from counting as unheard, without dereferencing it."""
+    if type(getter) is _UnheardRef:
+        getter.__class__ = _HeardRef  # type: ignore[assignment]
+    elif type(getter) is _UnheardMethod:
+        getter.__class__ = _HeardMethod  # type: ignore[assignment]
 
 
 # Frames of these modules are skipped when finding where a receiver was connected.

@@ -53,7 +53,7 @@ from tidings import Signal
 from tidings._delivery import Delivery
 from tidings._delivery import resolve as resolve_delivery
 from tidings._errors import InvalidReceiverError
-from tidings._refs import describe, peek, receiver_getter
+from tidings._refs import describe, mark_heard, peek, receiver_getter
 from tidings.apps import Apps, make_model_key
 from tidings.apps import apps as _default_apps
 
@@ -133,7 +133,8 @@ class ModelSignal(Signal):
         # Validate now: the real connect may run much later, far from the mistake.
         self._check_connectable(receiver, inline)
         resolve_delivery(delivery, options, self, receiver)
-        getter = _hold(receiver, weak, self)
+        # A receiver that dies while it waits is reported like one that dies connected.
+        getter = receiver_getter(receiver, weak, self._note_unheard, self)
 
         def connect_to(model: type) -> None:
             # Peeked, not called: only a send counts as reaching the receiver.
@@ -151,6 +152,7 @@ class ModelSignal(Signal):
                     origin=getter,
                     **options,
                 )
+                mark_heard(getter)  # from now on the connection reports the receiver
 
         registry = apps if apps is not None else _default_apps
         registry.lazy_model_operation(
