@@ -25,7 +25,16 @@ MakeAsyncTransport = Callable[..., AsyncTransport]
 
 REDIS_URL = os.environ.get("TIDINGS_REDIS_URL", "redis://127.0.0.1:6379/0")
 
-KINDS = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
+# redis-resp3: the same server through redis-py's RESP3 replies (maps where RESP2 has lists).
+KINDS = [
+    "memory",
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("redis-resp3", marks=pytest.mark.redis),
+]
+
+
+def _protocol(kind: str) -> dict[str, Any]:
+    return {"protocol": 3} if kind == "redis-resp3" else {}
 
 
 def redis_or_skip(url: str = REDIS_URL) -> None:
@@ -56,14 +65,15 @@ def unique_prefix() -> str:
 def make_transport(request: pytest.FixtureRequest) -> Iterator[MakeTransport]:
     """A factory of transports of one kind, all closed (and their keys removed) afterwards."""
     made: list[Transport] = []
-    if request.param == "redis":
+    if request.param.startswith("redis"):
         redis_or_skip()
         from tidings.transport.redis import RedisTransport
 
         prefix = unique_prefix()
+        protocol = _protocol(request.param)
 
         def make(**options: Any) -> Transport:
-            transport: Transport = RedisTransport(REDIS_URL, prefix=prefix, **options)
+            transport: Transport = RedisTransport(REDIS_URL, prefix=prefix, **protocol, **options)
             made.append(transport)
             return transport
 
@@ -92,14 +102,15 @@ def transport(make_transport: MakeTransport) -> Transport:
 @pytest.fixture(params=KINDS)
 def make_async_transport(request: pytest.FixtureRequest) -> Iterator[MakeAsyncTransport]:
     """A factory of asyncio transports of one kind (closed inside the test's own loop)."""
-    if request.param == "redis":
+    if request.param.startswith("redis"):
         redis_or_skip()
         from tidings.transport.redis import AsyncRedisTransport, RedisTransport
 
         prefix = unique_prefix()
+        protocol = _protocol(request.param)
 
         def make_redis(**options: Any) -> AsyncTransport:
-            return AsyncRedisTransport(REDIS_URL, prefix=prefix, **options)
+            return AsyncRedisTransport(REDIS_URL, prefix=prefix, **protocol, **options)
 
         yield make_redis
         cleaner = RedisTransport(REDIS_URL, prefix=prefix)

@@ -232,12 +232,12 @@ class Operations:
         streams = reply.items() if isinstance(reply, Mapping) else reply
         messages: list[Message] = []
         for _, entries in streams:
-            # RESP3 nests the entries one list deeper.
+            # RESP3 nests the entries one list deeper: [[(id, fields), ...]].
             if (
                 entries
                 and isinstance(entries[0], list)
                 and entries[0]
-                and isinstance(entries[0][0], list)
+                and isinstance(entries[0][0], (list, tuple))
             ):
                 entries = entries[0]
             for entry_id, raw in entries:
