@@ -1,0 +1,603 @@
+"""The consumer: worker threads that run queue and broadcast receivers from a transport.
+
+For every receiver it serves, a consumer reads the receiver's stream through the receiver's
+group (``{receiver}`` for a queue receiver, ``{receiver}@{node}`` for a broadcast one) with
+``concurrency`` threads, each a consumer of the group named ``host:pid:n``. Each thread repeats:
+
+1. every ``claim_interval`` seconds, claim entries of the group idle for ``claim_idle``
+   seconds (those of a worker that died, and failed attempts waiting for their retry);
+2. read new entries (waiting up to ``block`` seconds);
+3. for each entry: skip it (acknowledged) if its event already ran in the group; move it to
+   the group's dead letters if it was handed out more than ``max_attempts`` times, or cannot
+   be read; else run the receiver with the send's arguments rebuilt and ``event=``, then mark
+   the event done in the group and acknowledge the entry.
+
+While an entry is held, a keeper thread refreshes its claim every ``claim_idle / 3`` seconds:
+a receiver that runs longer than ``claim_idle`` is not taken over while its worker is alive.
+
+Guarantee: at least once per group. A worker that dies mid-receiver leaves the entry pending;
+another worker claims it after ``claim_idle`` and runs it again (``event.attempt`` is the
+group's delivery count). An attempt that raised is left pending and retried after
+``claim_idle``, until its ``max_attempts``-th attempt fails: then it is a dead letter.
+A re-published entry (same event id) is skipped by a group that already ran it.
+
+Stopping (:meth:`Consumer.stop`, SIGTERM in ``tidings worker``): threads stop reading, finish
+the entries they hold (at most ``prefetch`` each), acknowledge them and return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from tidings._delivery import Delivery
+from tidings._errors import NoSuchGroupError, TidingsRuntimeError, TidingsValueError, TransportError
+from tidings.outbox._codec import decode
+from tidings.outbox._receivers import DurableReceiver, Event
+from tidings.outbox._remote import (
+    REMOTE_MODES,
+    Envelope,
+    event_uuid,
+    group_name,
+    open_envelope,
+    topic_name,
+)
+from tidings.outbox._schema import FORMAT_VERSION
+from tidings.transport._base import Message, Transport
+
+__all__ = ["Consumer", "ConsumerStats", "Lane"]
+
+logger = logging.getLogger("tidings.outbox.consumer")
+
+
+@dataclass
+class ConsumerStats:
+    """What a consumer did so far (all its threads together).
+
+    Attributes:
+        done: Entries whose receiver returned.
+        skipped: Entries skipped because their event already ran in the group.
+        failed: Attempts that raised and will be retried.
+        dead: Entries moved to the dead letters.
+        claimed: Entries taken over from idle consumers.
+        started: ``time.monotonic()`` when the consumer started.
+    """
+
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    dead: int = 0
+    claimed: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True, slots=True)
+class Lane:
+    """One receiver's stream as one group reads it.
+
+    Attributes:
+        topic: The stream.
+        group: The consumer group.
+        mode: ``Delivery.QUEUE`` or ``Delivery.BROADCAST``.
+        receivers: The receivers with this stable name, by signal name (one receiver name
+            may be connected to several signals: their entries share the stream).
+    """
+
+    topic: str
+    group: str
+    mode: Delivery
+    receivers: dict[str, DurableReceiver]
+
+    @property
+    def receiver(self) -> str:
+        """The receivers' stable name."""
+        return next(iter(self.receivers.values())).name
+
+    @property
+    def max_attempts(self) -> int:
+        """The smallest ``max_attempts`` of the lane's receivers."""
+        return min(spec.max_attempts for spec in self.receivers.values())
+
+
+def lanes_for(
+    receivers: Iterable[DurableReceiver], prefix: str, node: str
+) -> list[Lane]:
+    """Group queue and broadcast receivers into lanes (one per stream and group).
+
+    Raises:
+        ValueError: A receiver is neither queue nor broadcast.
+    """
+    found: dict[tuple[str, str], Lane] = {}
+    for spec in receivers:
+        mode = Delivery(spec.delivery)
+        if mode not in REMOTE_MODES:
+            raise TidingsValueError(
+                f"receiver {spec.name!r} of {spec.signal!r} is delivered {mode.value!r}: a "
+                "consumer runs queue and broadcast receivers only"
+            )
+        topic = topic_name(prefix, spec.name)
+        group = group_name(mode, spec.name, node)
+        lane = found.setdefault((topic, group), Lane(topic, group, mode, {}))
+        lane.receivers[spec.key[0]] = spec
+    return sorted(found.values(), key=lambda lane: (lane.topic, lane.group))
+
+
+class Consumer:
+    """Runs queue and broadcast receivers of an outbox, reading their streams.
+
+    Args:
+        transport: Where the streams are.
+        receivers: The queue and broadcast receivers to run.
+        prefix: The stream prefix (``{prefix}:{receiver}``).
+        node: This process's node name (broadcast groups are ``{receiver}@{node}``).
+        open_session: Opens the session model arguments are reloaded in; None: a payload
+            holding a model cannot be run here (it becomes a dead letter).
+        concurrency: Threads per receiver (each one consumer of the group).
+        prefetch: Entries a thread reads at once.
+        block: Seconds a read waits for new entries (and the longest a stop waits for it).
+        claim_idle: Seconds an entry must sit untouched before another consumer takes it
+            over; also the delay before a failed attempt is retried. Longer than the
+            ``timeout`` of every async receiver.
+        claim_interval: Seconds between claims (default ``claim_idle / 2``).
+        name: The consumers' base name (default ``host:pid``); threads append ``:n``.
+        on_progress: Called with the stats every ``progress_interval`` seconds and on exit.
+        progress_interval: See ``on_progress``.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        receivers: Iterable[DurableReceiver],
+        *,
+        prefix: str,
+        node: str,
+        open_session: Callable[[], Session] | None = None,
+        concurrency: int = 1,
+        prefetch: int = 10,
+        block: float = 1.0,
+        claim_idle: float = 30.0,
+        claim_interval: float | None = None,
+        name: str | None = None,
+        on_progress: Callable[[ConsumerStats], None] | None = None,
+        progress_interval: float = 5.0,
+    ) -> None:
+        if concurrency < 1 or prefetch < 1 or block < 0 or claim_idle <= 0:
+            raise TidingsValueError(
+                "concurrency and prefetch must be >= 1, block >= 0 and claim_idle positive; got "
+                f"{concurrency}, {prefetch}, {block}, {claim_idle}"
+            )
+        self.transport = transport
+        self.lanes = lanes_for(receivers, prefix, node)
+        for lane in self.lanes:
+            for spec in lane.receivers.values():
+                if spec.timeout is not None and spec.timeout >= claim_idle:
+                    raise TidingsValueError(
+                        f"receiver {spec.name!r} of {spec.signal!r}: its timeout "
+                        f"({spec.timeout} s) must be shorter than claim_idle ({claim_idle} s), "
+                        "or its entries are taken over while it runs"
+                    )
+        self.prefix = prefix
+        self.node = node
+        self.open_session = open_session
+        self.concurrency = concurrency
+        self.prefetch = prefetch
+        self.block = block
+        self.claim_idle = claim_idle
+        self.claim_interval = claim_idle / 2 if claim_interval is None else claim_interval
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.on_progress = on_progress
+        self.progress_interval = progress_interval
+        self.stats = ConsumerStats()
+        self._stats_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._held: dict[tuple[str, str, str], set[str]] = {}
+        self._held_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._runner: threading.Thread | None = None
+        #: The exception that ended a consumer thread, if any.
+        self.error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"<Consumer {self.name!r}: {len(self.lanes)} streams>"
+
+    # -- running --------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop reading; the entries held are finished first (thread-safe)."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stopping.is_set()
+
+    def run(self, *, once: bool = False) -> None:
+        """Consume in threads until :meth:`stop`; return when every thread finished.
+
+        Args:
+            once: Each thread returns when a read and a claim find nothing (drain and exit).
+
+        Raises:
+            BaseException: What a receiver raised that is not an ``Exception``.
+        """
+        self.stats.started = time.monotonic()
+        self._ensure_groups()
+        threads = [
+            threading.Thread(
+                target=self._guard,
+                args=(lane, f"{self.name}:{n}", once),
+                name=f"{self.name}:{n} {lane.group}",
+                daemon=True,
+            )
+            for lane in self.lanes
+            for n in range(self.concurrency)
+        ]
+        finished = threading.Event()
+        keeper = threading.Thread(
+            target=self._keep, args=(finished,), name=f"{self.name} keeper", daemon=True
+        )
+        keeper.start()
+        for thread in threads:
+            thread.start()
+        last = time.monotonic()
+        try:
+            while any(thread.is_alive() for thread in threads):
+                for thread in threads:
+                    thread.join(0.1)
+                if self.on_progress is not None and time.monotonic() - last >= self.progress_interval:
+                    last = time.monotonic()
+                    self.on_progress(self.stats)
+        finally:
+            self._stopping.set()
+            for thread in threads:
+                thread.join()
+            finished.set()
+            keeper.join()
+            if self.on_progress is not None:
+                self.on_progress(self.stats)
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def start(self) -> Consumer:
+        """Run the consumer in a background thread; :meth:`close` (or ``with``) stops it."""
+        if self._runner is not None:
+            raise TidingsRuntimeError(f"{self!r} is running already")
+        self._stopping.clear()
+        self._runner = threading.Thread(target=self._run_quietly, name=self.name, daemon=True)
+        self._runner.start()
+        return self
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the consumer started by :meth:`start` and wait for it.
+
+        Raises:
+            BaseException: What ended it, if it failed.
+        """
+        self.stop()
+        if self._runner is not None:
+            self._runner.join(timeout)
+            self._runner = None
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def __enter__(self) -> Consumer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _run_quietly(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:
+            logger.exception("%r stopped on an error", self)
+            self.error = exc
+
+    def _ensure_groups(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                for lane in self.lanes:
+                    self._ensure_group(lane)
+                return
+            except TransportError as exc:
+                failures += 1
+                self._back_off(failures, "cannot create its groups", exc)
+
+    def _ensure_group(self, lane: Lane) -> None:
+        # A queue group reads what was published before its first worker started; a node's
+        # broadcast group starts with what is published from now on.
+        start = "first" if lane.mode is Delivery.QUEUE else "new"
+        self.transport.ensure_group(lane.topic, lane.group, start=start)
+
+    def _back_off(self, failures: int, what: str, exc: BaseException) -> None:
+        delay = min(30.0, 0.2 * 2 ** (failures - 1))
+        logger.warning("%r %s (%s); retrying in %.1f s", self, what, exc, delay)
+        self._stopping.wait(delay)
+
+    # -- one thread -----------------------------------------------------------------------
+
+    def _guard(self, lane: Lane, me: str, once: bool) -> None:
+        try:
+            _Worker(self, lane, me).loop(once)
+        except BaseException as exc:
+            logger.exception("consumer %s of %s stopped on an error", me, lane.group)
+            if self.error is None:
+                self.error = exc
+            self._stopping.set()
+
+    def _count(self, **increments: int) -> None:
+        with self._stats_lock:
+            for name, value in increments.items():
+                setattr(self.stats, name, getattr(self.stats, name) + value)
+
+    # -- the keeper -----------------------------------------------------------------------
+
+    def hold(self, lane: Lane, me: str, ids: Iterable[str]) -> None:
+        """Record entries ``me`` holds: the keeper refreshes their claim."""
+        with self._held_lock:
+            self._held.setdefault((lane.topic, lane.group, me), set()).update(ids)
+
+    def release(self, lane: Lane, me: str, ids: Iterable[str]) -> None:
+        """Forget entries ``me`` no longer holds."""
+        with self._held_lock:
+            held = self._held.get((lane.topic, lane.group, me))
+            if held is not None:
+                held.difference_update(ids)
+
+    def _keep(self, finished: threading.Event) -> None:
+        # Runs until every consumer thread returned: threads finishing their entries after a
+        # stop keep their claims too.
+        while not finished.wait(self.claim_idle / 3):
+            with self._held_lock:
+                snapshot = [(key, sorted(ids)) for key, ids in self._held.items() if ids]
+            for (topic, group, me), ids in snapshot:
+                try:
+                    self.transport.keep_alive(topic, group, me, ids)
+                except TransportError as exc:
+                    logger.warning("%r cannot keep its claims alive (%s)", self, exc)
+
+
+class _Worker:
+    """One consumer thread on one lane."""
+
+    def __init__(self, consumer: Consumer, lane: Lane, me: str) -> None:
+        self.consumer = consumer
+        self.transport = consumer.transport
+        self.lane = lane
+        self.me = me
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def loop(self, once: bool) -> None:
+        consumer = self.consumer
+        next_claim = 0.0
+        failures = 0
+        try:
+            while not consumer.stopping:
+                try:
+                    claimed: list[Message] = []
+                    if time.monotonic() >= next_claim:
+                        claimed = self.transport.claim(
+                            self.lane.topic,
+                            self.lane.group,
+                            self.me,
+                            min_idle=consumer.claim_idle,
+                            count=consumer.prefetch,
+                        )
+                        next_claim = time.monotonic() + consumer.claim_interval
+                        if claimed:
+                            consumer._count(claimed=len(claimed))
+                    fresh = self.transport.consume(
+                        self.lane.topic,
+                        self.lane.group,
+                        self.me,
+                        count=consumer.prefetch,
+                        block=0 if claimed or once else consumer.block,
+                    )
+                except NoSuchGroupError as exc:
+                    # The broker lost its groups (restarted without persistence): recreate.
+                    failures += 1
+                    consumer._back_off(failures, f"lost group {self.lane.group!r}", exc)
+                    self._recreate()
+                    continue
+                except TransportError as exc:
+                    failures += 1
+                    consumer._back_off(failures, f"cannot read {self.lane.topic!r}", exc)
+                    continue
+                failures = 0
+                batch = claimed + fresh
+                if not batch:
+                    if once:
+                        return
+                    continue
+                consumer.hold(self.lane, self.me, [m.id for m in batch])
+                try:
+                    for message in batch:
+                        self.handle(message)
+                finally:
+                    consumer.release(self.lane, self.me, [m.id for m in batch])
+        finally:
+            if self._loop is not None:
+                self._loop.close()
+
+    def _recreate(self) -> None:
+        try:
+            self.consumer._ensure_group(self.lane)
+        except TransportError as exc:
+            logger.warning("cannot recreate group %r (%s)", self.lane.group, exc)
+
+    def handle(self, message: Message) -> None:
+        """Run one entry's receiver, or skip it, or dead-letter it."""
+        lane, consumer = self.lane, self.consumer
+        try:
+            if self.transport.done(lane.group, message.event_id):
+                self.transport.ack(lane.topic, lane.group, [message.id])
+                consumer._count(skipped=1)
+                return
+            try:
+                envelope = open_envelope(message.body)
+                event_id = event_uuid(message.event_id)
+            except ValueError as exc:
+                self.bury(message, f"unreadable entry: {exc}")
+                return
+            spec = lane.receivers.get(envelope.signal)
+            if spec is None or spec.delivery != lane.mode:
+                self._not_here(message, envelope, spec)
+                return
+            if message.deliveries > spec.max_attempts:
+                self.bury(
+                    message,
+                    f"handed out {message.deliveries} times without finishing (max_attempts "
+                    f"{spec.max_attempts}): its workers died, or it ran longer than the claim "
+                    "idle time without a keeper",
+                )
+                return
+            try:
+                self.run(spec, envelope, event_id, message)
+            except _Unreadable as exc:
+                self.bury(message, str(exc))
+                return
+            except Exception as exc:
+                self._failed(spec, message, exc)
+                return
+            self.transport.mark_done(lane.group, message.event_id)
+            self.transport.ack(lane.topic, lane.group, [message.id])
+            consumer._count(done=1)
+        except TransportError as exc:
+            # The entry stays pending: claimed again after the claim idle time.
+            logger.warning(
+                "consumer %s of %s: %s; entry %s is retried after the claim idle time",
+                self.me,
+                lane.group,
+                exc,
+                message.id,
+            )
+
+    def run(self, spec: DurableReceiver, envelope: Envelope, event_id: Any, message: Message) -> None:
+        """Call the receiver with the rebuilt arguments and ``event``."""
+        if envelope.format > FORMAT_VERSION:
+            raise _Unreadable(
+                f"stored in format {envelope.format}; this release of tidings reads formats up "
+                f"to {FORMAT_VERSION}"
+            )
+        try:
+            kwargs, session = decode(envelope.payload, self._open_session)
+        except (ValueError, KeyError, TypeError, ImportError, _Unreadable) as exc:
+            raise _Unreadable(f"the stored arguments cannot be read: {exc!r}") from exc
+        event = Event(
+            id=event_id,
+            attempt=message.deliveries,
+            sent_at=envelope.sent_at,
+            signal=envelope.signal,
+            receiver=envelope.receiver,
+        )
+        try:
+            if spec.is_async:
+                coroutine = spec.func(signal=spec.signal, event=event, **kwargs)
+                if self._loop is None:
+                    self._loop = asyncio.new_event_loop()
+                self._loop.run_until_complete(asyncio.wait_for(coroutine, spec.timeout))
+            else:
+                spec.func(signal=spec.signal, event=event, **kwargs)
+        finally:
+            if session is not None:
+                session.close()
+
+    def _open_session(self) -> Session:
+        if self.consumer.open_session is None:
+            raise _Unreadable("the arguments hold a model and this worker has no database")
+        return self.consumer.open_session()
+
+    def _failed(self, spec: DurableReceiver, message: Message, exc: Exception) -> None:
+        error = f"{type(exc).__qualname__}: {exc}"
+        if message.deliveries >= spec.max_attempts:
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            logger.error(
+                "%s receiver %s failed on attempt %d (event %s): %s; moved to the dead letters",
+                spec.delivery,
+                spec.name,
+                message.deliveries,
+                message.event_id,
+                error,
+            )
+            self.bury(message, f"{error}\n{text}", logged=True)
+            return
+        logger.warning(
+            "%s receiver %s failed on attempt %d (event %s): %s; retried after %.1f s",
+            spec.delivery,
+            spec.name,
+            message.deliveries,
+            message.event_id,
+            error,
+            self.consumer.claim_idle,
+        )
+        self.consumer._count(failed=1)
+
+    def bury(self, message: Message, reason: str, *, logged: bool = False) -> None:
+        """Move ``message`` to the group's dead letters (which acknowledges it)."""
+        if not logged:
+            logger.error(
+                "entry %s of %s (event %s) moved to the dead letters of %s: %s",
+                message.id,
+                message.topic,
+                message.event_id,
+                self.lane.group,
+                reason,
+            )
+        self.transport.dead_letter(self.lane.topic, self.lane.group, message, reason)
+        self.consumer._count(dead=1)
+
+    def _not_here(
+        self, message: Message, envelope: Envelope, spec: DurableReceiver | None
+    ) -> None:
+        if spec is not None:
+            # The receiver name is connected with the other remote mode for this signal:
+            # that mode's groups run it; this group has nothing to do.
+            self.transport.ack(self.lane.topic, self.lane.group, [message.id])
+            self.consumer._count(skipped=1)
+            return
+        # A signal this worker does not know (a newer release elsewhere?): leave it pending
+        # for a worker that knows it; it becomes a dead letter after max_attempts.
+        if message.deliveries > self.lane.max_attempts:
+            self.bury(
+                message,
+                f"no worker that was handed it {message.deliveries} times knows signal "
+                f"{envelope.signal!r} for receiver {envelope.receiver!r}",
+            )
+            return
+        logger.warning(
+            "consumer %s of %s: no receiver %r of signal %r here; entry %s left for another "
+            "worker",
+            self.me,
+            self.lane.group,
+            envelope.receiver,
+            envelope.signal,
+            message.id,
+        )
+
+
+class _Unreadable(Exception):
+    """An entry this worker cannot run at all: it goes to the dead letters at once."""
+
+
+def describe_lanes(lanes: Sequence[Lane]) -> str:
+    """A one-line summary of what a consumer reads, for the worker's first line."""
+    return ", ".join(f"{lane.group} ({lane.mode.value})" for lane in lanes) or "nothing"

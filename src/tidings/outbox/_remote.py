@@ -1,0 +1,166 @@
+"""Queue and broadcast delivery: stream and group names, the entry's envelope, the publish.
+
+A ``delivery="queue"`` or ``"broadcast"`` send stores its outbox rows exactly as a durable one
+does; the relay then *publishes* such a row instead of running its receiver: one entry on the
+stream ``{prefix}:{receiver name}`` (the transport's topic) carrying the event id and an
+envelope (the payload format, the signal and receiver names, the send time and the stored
+arguments, unchanged). The row is marked done only after ``publish()`` returned; a transport
+error leaves it in place and the relay backs off.
+
+Consumers read the stream through consumer groups: ``{receiver}`` for a queue receiver (the
+pool of its workers shares the group: each entry goes to one of them), ``{receiver}@{node}``
+for a broadcast receiver (each node has a group of its own: each reads every entry).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from tidings._delivery import Delivery
+from tidings._errors import TidingsValueError
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "Envelope",
+    "default_node",
+    "group_name",
+    "open_envelope",
+    "seal",
+    "topic_name",
+]
+
+#: The stream prefix when none is configured.
+DEFAULT_PREFIX = "tidings"
+
+#: The envelope's own format (the payload inside has its ``format`` too).
+ENVELOPE_VERSION = 1
+
+REMOTE_MODES = (Delivery.QUEUE, Delivery.BROADCAST)
+
+
+def default_node() -> str:
+    """This process's node name when none is configured: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def topic_name(prefix: str, receiver: str) -> str:
+    """The stream of a receiver's entries: ``{prefix}:{receiver}``."""
+    return f"{prefix}:{receiver}"
+
+
+def group_name(mode: Delivery, receiver: str, node: str) -> str:
+    """The consumer group a worker reads a receiver's stream through.
+
+    Args:
+        mode: ``Delivery.QUEUE`` (one group for every worker) or ``Delivery.BROADCAST`` (one
+            group per node).
+        receiver: The receiver's stable name.
+        node: This worker's node name (used by broadcast only).
+
+    Raises:
+        ValueError: ``mode`` is neither queue nor broadcast.
+    """
+    if mode is Delivery.QUEUE:
+        return receiver
+    if mode is Delivery.BROADCAST:
+        return f"{receiver}@{node}"
+    raise TidingsValueError(f"receiver {receiver!r}: delivery {mode.value!r} has no group")
+
+
+def check_prefix(prefix: str) -> str:
+    """Return ``prefix`` if it can name streams.
+
+    Raises:
+        ValueError: It is empty or holds whitespace.
+    """
+    if not isinstance(prefix, str) or not prefix or any(ch.isspace() for ch in prefix):
+        raise TidingsValueError(
+            f"stream prefix {prefix!r}: expected a non-empty string without spaces"
+        )
+    return prefix
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What a stream entry carries besides the event id: the outbox row, as stored.
+
+    Attributes:
+        format: The payload's format version (the outbox's ``FORMAT_VERSION`` when written).
+        signal: The signal's stable name.
+        receiver: The receiver's stable name.
+        sent_at: When the send happened (aware, UTC).
+        payload: The stored arguments (JSON text, read by the outbox codec).
+    """
+
+    format: int
+    signal: str
+    receiver: str
+    sent_at: datetime.datetime
+    payload: str
+
+
+def seal(
+    format: int, signal: str, receiver: str, sent_at: datetime.datetime, payload: str
+) -> bytes:
+    """The body of a stream entry for one outbox row (``sent_at`` naive UTC or aware)."""
+    if sent_at.tzinfo is None:
+        sent_at = sent_at.replace(tzinfo=datetime.timezone.utc)
+    data = {
+        "v": ENVELOPE_VERSION,
+        "format": format,
+        "signal": signal,
+        "receiver": receiver,
+        "sent_at": sent_at.isoformat(),
+        "payload": payload,
+    }
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def open_envelope(body: bytes) -> Envelope:
+    """Read a stream entry's body.
+
+    Raises:
+        ValueError: It is not an envelope this release can read.
+    """
+    try:
+        data: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise TidingsValueError(f"the entry is not a tidings envelope: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("v"), int):
+        raise TidingsValueError("the entry is not a tidings envelope")
+    if data["v"] > ENVELOPE_VERSION:
+        raise TidingsValueError(
+            f"the entry's envelope is version {data['v']}; this release reads versions up to "
+            f"{ENVELOPE_VERSION}"
+        )
+    try:
+        sent_at = datetime.datetime.fromisoformat(data["sent_at"])
+        if sent_at.tzinfo is None:
+            sent_at = sent_at.replace(tzinfo=datetime.timezone.utc)
+        return Envelope(
+            format=int(data["format"]),
+            signal=str(data["signal"]),
+            receiver=str(data["receiver"]),
+            sent_at=sent_at,
+            payload=str(data["payload"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TidingsValueError(f"the entry's envelope is incomplete: {exc!r}") from exc
+
+
+def event_uuid(event_id: str) -> uuid.UUID:
+    """The event id of a stream entry as a UUID.
+
+    Raises:
+        ValueError: It is not a UUID.
+    """
+    try:
+        return uuid.UUID(event_id)
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise TidingsValueError(f"the entry's event id {event_id!r} is not a UUID") from exc
