@@ -155,9 +155,7 @@ def test_two_workers_of_a_queue_split_the_entries(
     assert calls.numbers("b")
 
 
-def test_every_node_runs_every_broadcast_entry(
-    transport: InMemoryTransport, calls: Calls
-) -> None:
+def test_every_node_runs_every_broadcast_entry(transport: InMemoryTransport, calls: Calls) -> None:
     """Two nodes on a broadcast receiver each run every entry published after they joined."""
 
     def on_a(sender: Any, n: int, event: Event, **kwargs: Any) -> None:
@@ -360,5 +358,5 @@ def test_a_durable_receiver_is_refused(transport: InMemoryTransport) -> None:
 
     def mail(sender: Any, **kwargs: Any) -> None: ...
 
-    with pytest.raises(TidingsValueError, match="'shop.mail'.*'durable'"):
+    with pytest.raises(TidingsValueError, match=r"'shop.mail'.*'durable'"):
         consumer(transport, spec(mail, "durable"))

@@ -37,14 +37,14 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
 from tidings._delivery import Delivery
 from tidings._errors import NoSuchGroupError, TidingsRuntimeError, TidingsValueError, TransportError
 from tidings.outbox._codec import decode
-from tidings.outbox._receivers import DurableReceiver, Event
+from tidings.outbox._receivers import DurableReceiver, Event, iter_registered
 from tidings.outbox._remote import (
     REMOTE_MODES,
     Envelope,
@@ -54,9 +54,12 @@ from tidings.outbox._remote import (
     topic_name,
 )
 from tidings.outbox._schema import FORMAT_VERSION
-from tidings.transport._base import Message, Transport
+from tidings.transport._base import Message, Start, Transport
 
-__all__ = ["Consumer", "ConsumerStats", "Lane"]
+if TYPE_CHECKING:
+    from tidings.outbox._outbox import Outbox
+
+__all__ = ["Consumer", "ConsumerStats", "Lane", "consumer_for"]
 
 logger = logging.getLogger("tidings.outbox.consumer")
 
@@ -110,9 +113,7 @@ class Lane:
         return min(spec.max_attempts for spec in self.receivers.values())
 
 
-def lanes_for(
-    receivers: Iterable[DurableReceiver], prefix: str, node: str
-) -> list[Lane]:
+def lanes_for(receivers: Iterable[DurableReceiver], prefix: str, node: str) -> list[Lane]:
     """Group queue and broadcast receivers into lanes (one per stream and group).
 
     Raises:
@@ -255,7 +256,10 @@ class Consumer:
             while any(thread.is_alive() for thread in threads):
                 for thread in threads:
                     thread.join(0.1)
-                if self.on_progress is not None and time.monotonic() - last >= self.progress_interval:
+                if (
+                    self.on_progress is not None
+                    and time.monotonic() - last >= self.progress_interval
+                ):
                     last = time.monotonic()
                     self.on_progress(self.stats)
         finally:
@@ -325,7 +329,7 @@ class Consumer:
     def _ensure_group(self, lane: Lane) -> None:
         # A queue group reads what was published before its first worker started; a node's
         # broadcast group starts with what is published from now on.
-        start = "first" if lane.mode is Delivery.QUEUE else "new"
+        start: Start = "first" if lane.mode is Delivery.QUEUE else "new"
         self.transport.ensure_group(lane.topic, lane.group, start=start)
 
     def _back_off(self, failures: int, what: str, exc: BaseException) -> None:
@@ -491,7 +495,9 @@ class _Worker:
                 message.id,
             )
 
-    def run(self, spec: DurableReceiver, envelope: Envelope, event_id: Any, message: Message) -> None:
+    def run(
+        self, spec: DurableReceiver, envelope: Envelope, event_id: Any, message: Message
+    ) -> None:
         """Call the receiver with the rebuilt arguments and ``event``."""
         if envelope.format > FORMAT_VERSION:
             raise _Unreadable(
@@ -565,9 +571,7 @@ class _Worker:
         self.transport.dead_letter(self.lane.topic, self.lane.group, message, reason)
         self.consumer._count(dead=1)
 
-    def _not_here(
-        self, message: Message, envelope: Envelope, spec: DurableReceiver | None
-    ) -> None:
+    def _not_here(self, message: Message, envelope: Envelope, spec: DurableReceiver | None) -> None:
         if spec is not None:
             # The receiver name is connected with the other remote mode for this signal:
             # that mode's groups run it; this group has nothing to do.
@@ -584,8 +588,7 @@ class _Worker:
             )
             return
         logger.warning(
-            "consumer %s of %s: no receiver %r of signal %r here; entry %s left for another "
-            "worker",
+            "consumer %s of %s: no receiver %r of signal %r here; entry %s left for another worker",
             self.me,
             self.lane.group,
             envelope.receiver,
@@ -596,6 +599,35 @@ class _Worker:
 
 class _Unreadable(Exception):
     """An entry this worker cannot run at all: it goes to the dead letters at once."""
+
+
+def consumer_for(
+    outbox: Outbox,
+    *,
+    receivers: Iterable[DurableReceiver] | None = None,
+    **options: Any,
+) -> Consumer:
+    """A consumer of ``outbox``'s queue and broadcast receivers (see :meth:`Outbox.consumer`).
+
+    Raises:
+        TidingsRuntimeError: The outbox has no transport.
+    """
+    if outbox.transport is None:
+        raise TidingsRuntimeError(
+            f"{outbox!r} has no transport: create it with Outbox(engine, transport=...)"
+        )
+    if receivers is None:
+        known = outbox.receivers if outbox.receivers is not None else iter_registered()
+        receivers = [spec for spec in known if spec.delivery in REMOTE_MODES]
+    engine = outbox.engine
+    options.setdefault("open_session", lambda: Session(engine))
+    return Consumer(
+        outbox.transport,
+        receivers,
+        prefix=outbox.stream_prefix,
+        node=outbox.node,
+        **options,
+    )
 
 
 def describe_lanes(lanes: Sequence[Lane]) -> str:

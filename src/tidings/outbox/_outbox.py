@@ -6,7 +6,7 @@ import contextlib
 import datetime
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, MetaData
 
@@ -16,8 +16,20 @@ from tidings.outbox import _handler, _operations
 from tidings.outbox._codec import encode
 from tidings.outbox._operations import DeadLetter, OutboxStatus
 from tidings.outbox._receivers import DurableReceiver
+from tidings.outbox._remote import (
+    DEFAULT_PREFIX,
+    check_node,
+    check_prefix,
+    default_node,
+    open_transport,
+)
 from tidings.outbox._schema import OutboxTables, build_tables
 from tidings.outbox._store import Store
+
+if TYPE_CHECKING:
+    from tidings.outbox._consumer import Consumer
+    from tidings.outbox._relay import Action
+    from tidings.transport._base import Transport
 
 __all__ = ["Outbox"]
 
@@ -38,6 +50,14 @@ class Outbox:
             starts, so models and receivers are imported.
         receivers: The durable receivers the relays of this outbox run; None: every durable
             receiver connected in the worker's process.
+        transport: Where queue and broadcast deliveries go: a
+            :class:`~tidings.transport.Transport`, or a URL (``redis://...``, ``rediss://...``
+            or ``memory://``); None: this outbox takes durable deliveries only.
+        stream_prefix: The prefix of the streams (``{prefix}:{receiver}``), so applications
+            share one broker.
+        node: This process's name in broadcast groups (``{receiver}@{node}``); default
+            ``host:pid``, a new node on every start. Give a stable one (per machine or
+            container) so a restarted node goes on with the entries it missed.
     """
 
     def __init__(
@@ -49,8 +69,14 @@ class Outbox:
         schema: str | None = None,
         apps: Iterable[Any] = (),
         receivers: Iterable[DurableReceiver] | None = None,
+        transport: Transport | str | None = None,
+        stream_prefix: str = DEFAULT_PREFIX,
+        node: str | None = None,
     ) -> None:
         self.engine = engine
+        self.transport: Transport | None = open_transport(transport)
+        self.stream_prefix = check_prefix(stream_prefix)
+        self.node = check_node(node) if node is not None else default_node()
         self.tables: OutboxTables = build_tables(metadata or MetaData(), prefix, schema)
         self.apps = tuple(apps)
         self.receivers = None if receivers is None else tuple(receivers)
@@ -103,6 +129,34 @@ class Outbox:
             yield self
         finally:
             self.uninstall()
+
+    def relay_actions(self) -> dict[str, Action]:
+        """What a relay of this outbox does with rows other than durable ones.
+
+        Returns:
+            ``{"queue": publish, "broadcast": publish}`` with a transport, else nothing.
+        """
+        if self.transport is None:
+            return {}
+        from tidings.outbox._publish import Publisher
+
+        publish = Publisher(self.transport, self.stream_prefix)
+        return {"queue": publish, "broadcast": publish}
+
+    def consumer(self, **options: Any) -> Consumer:
+        """A consumer of this outbox's queue and broadcast receivers (``tidings worker`` runs one).
+
+        Args:
+            options: :class:`~tidings.outbox.Consumer`'s options; ``receivers`` defaults to
+                the queue and broadcast receivers among :attr:`receivers`, or if that is None
+                every one connected in this process.
+
+        Raises:
+            TidingsRuntimeError: The outbox has no transport.
+        """
+        from tidings.outbox._consumer import consumer_for
+
+        return consumer_for(self, **options)
 
     def setup(self) -> None:
         """Populate the app registry with :attr:`apps`, if any and not done yet."""

@@ -75,6 +75,8 @@ class RelayStats:
         retried: Attempts that raised and will be retried.
         dead: Deliveries moved to the dead letters.
         unknown: Deliveries left in place because their receiver is unknown here.
+        postponed: Deliveries an action postponed (a transport that failed), attempt not
+            counted.
         unknown_receivers: ``(signal, receiver)`` names this worker does not know.
         started: ``time.monotonic()`` when the relay started.
     """
@@ -83,6 +85,7 @@ class RelayStats:
     retried: int = 0
     dead: int = 0
     unknown: int = 0
+    postponed: int = 0
     unknown_receivers: set[tuple[str, str]] = field(default_factory=set)
     started: float = field(default_factory=time.monotonic)
 
@@ -106,7 +109,8 @@ class Relay:
         on_progress: Called with the stats every ``progress_interval`` seconds and on exit.
         progress_interval: See ``on_progress``.
         actions: Actions of other modes (``{"queue": publish}``): the relay claims those rows
-            too and hands each to its action (see :data:`Action`).
+            too and hands each to its action (see :data:`Action`). None: the outbox's own
+            (publishing queue and broadcast rows when it has a transport).
         durable: Claim ``durable`` rows and run their receivers (False: only ``actions``).
         claim: ``"lease"`` (the default): a claim writes a lease on its rows and commits
             before they run. ``"lock"`` (PostgreSQL): the rows stay locked by a transaction
@@ -134,7 +138,9 @@ class Relay:
     ) -> None:
         if batch_size < 1 or lease <= 0 or poll_interval <= 0:
             raise TidingsValueError("batch_size must be >= 1, lease and poll_interval positive")
-        self._actions: dict[str, Action] = {str(mode): act for mode, act in (actions or {}).items()}
+        if actions is None:
+            actions = outbox.relay_actions()
+        self._actions: dict[str, Action] = {str(mode): act for mode, act in actions.items()}
         self._actions.pop("durable", None)
         modes = (["durable"] if durable else []) + sorted(self._actions)
         if not modes:
@@ -406,6 +412,9 @@ class Relay:
                     self._deliver(spec, row)
                 else:
                     self._act(spec, row)
+            except Postpone as later:
+                outcome.postponed.append((row, later.delay))
+                self.stats.postponed += 1
             except Exception as exc:
                 outcome.failures.append(self._failure(spec, row, exc))
             except BaseException:
@@ -432,7 +441,7 @@ class Relay:
         self.stats.done += len(outcome.done)
         self.stats.dead += sum(failure.dead for failure in outcome.failures)
         self.stats.retried += sum(not failure.dead for failure in outcome.failures)
-        self.stats.unknown += len(outcome.postponed)
+        self.stats.unknown += sum(row.delivery == "durable" for row, _ in outcome.postponed)
 
     def _act(self, spec: DurableReceiver | None, row: Claimed) -> None:
         result = self._actions[row.delivery](row)
@@ -521,6 +530,19 @@ class Relay:
         if force or now - self._last_progress >= self.progress_interval:
             self._last_progress = now
             self.on_progress(self.stats)
+
+
+class Postpone(Exception):
+    """Raised by an action to leave its row for ``delay`` seconds, the attempt not counted.
+
+    Args:
+        delay: Seconds before the row is due again.
+        why: What went wrong, for the logs.
+    """
+
+    def __init__(self, delay: float, why: str = "") -> None:
+        super().__init__(why or f"postponed by {delay:.1f} s")
+        self.delay = delay
 
 
 class _Unreadable(Exception):

@@ -20,17 +20,23 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tidings._delivery import Delivery
-from tidings._errors import TidingsValueError
+from tidings._errors import TidingsTypeError, TidingsValueError
+
+if TYPE_CHECKING:
+    from tidings.transport._base import Transport
 
 __all__ = [
     "DEFAULT_PREFIX",
     "Envelope",
+    "check_node",
+    "check_prefix",
     "default_node",
     "group_name",
     "open_envelope",
+    "open_transport",
     "seal",
     "topic_name",
 ]
@@ -84,6 +90,57 @@ def check_prefix(prefix: str) -> str:
             f"stream prefix {prefix!r}: expected a non-empty string without spaces"
         )
     return prefix
+
+
+def check_node(node: str) -> str:
+    """Return ``node`` if it can be part of a group name.
+
+    Raises:
+        ValueError: It is empty or holds whitespace.
+    """
+    if not isinstance(node, str) or not node or any(ch.isspace() for ch in node):
+        raise TidingsValueError(f"node name {node!r}: expected a non-empty string without spaces")
+    return node
+
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def open_transport(value: Transport | str | None) -> Transport | None:
+    """The transport an outbox was configured with.
+
+    Args:
+        value: A transport; a Redis URL (``redis://``, ``rediss://``, ``unix://``); ``"redis"``
+            for the one ``TIDINGS_REDIS_URL`` names (default ``redis://127.0.0.1:6379/0``);
+            ``"memory://"`` for an :class:`~tidings.transport.InMemoryTransport` of this
+            process; or None.
+
+    Raises:
+        TypeError: ``value`` is none of these.
+        ValueError: A string names no transport.
+    """
+    if value is None:
+        return None
+    from tidings.transport._base import Transport
+
+    if isinstance(value, str):
+        if value == "memory://":
+            from tidings.transport.memory import InMemoryTransport
+
+            return InMemoryTransport()
+        if value == "redis" or value.startswith(_REDIS_SCHEMES):
+            from tidings.transport.redis import RedisTransport
+
+            return RedisTransport(None if value == "redis" else value)
+        raise TidingsValueError(
+            f"transport {value!r}: expected a Redis URL (redis://, rediss://, unix://), 'redis' "
+            "(TIDINGS_REDIS_URL) or 'memory://'"
+        )
+    if isinstance(value, Transport):
+        return value
+    raise TidingsTypeError(
+        f"transport={value!r} is neither a tidings.transport.Transport nor a URL string"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,119 @@
+"""The send side of queue and broadcast delivery: their handlers and the relay's publish.
+
+``tidings.outbox`` registers an :class:`OutboxHandler` for ``Delivery.QUEUE`` and one for
+``Delivery.BROADCAST`` when it is imported, as it does for ``durable``: a send stores one row
+per receiver in the sender's transaction, with the same encoding and stable-name rules. The
+options are ``name``, ``max_attempts`` and ``timeout`` (the retry delay of a queue or broadcast
+receiver is the consumer's claim idle time, so ``backoff`` and ``backoff_max`` are refused). A
+send needs an installed outbox configured with a transport (``Outbox(..., transport=...)``);
+else it raises :class:`~tidings.OutboxNotInstalledError` before anything is stored.
+
+A relay of an outbox with a transport claims those rows too and publishes each one
+(:class:`Publisher`); a row is done when ``publish()`` returned. A transport error postpones
+the row (its attempt not counted) with a backoff, and the rest of the batch with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tidings._delivery import Deferral, Delivery, register_handler
+from tidings._errors import DeliveryOptionsError, OutboxNotInstalledError, TransportError
+from tidings._refs import describe
+from tidings.outbox._handler import OutboxHandler, installed_outbox
+from tidings.outbox._relay import Postpone
+from tidings.outbox._remote import seal, topic_name
+from tidings.outbox._store import Claimed
+from tidings.transport._base import Transport
+
+__all__ = ["Publisher", "RemoteHandler", "register_handlers"]
+
+logger = logging.getLogger("tidings.outbox.publish")
+
+#: The longest a relay waits before it tries a transport that failed again.
+MAX_BACKOFF = 30.0
+
+
+class Publisher:
+    """The relay's action for queue and broadcast rows: publish, done when accepted.
+
+    Args:
+        transport: Where to publish.
+        prefix: The stream prefix.
+    """
+
+    def __init__(self, transport: Transport, prefix: str) -> None:
+        self.transport = transport
+        self.prefix = prefix
+        self.failures = 0
+        self._down_until = 0.0
+
+    def __repr__(self) -> str:
+        return f"<Publisher to {self.transport!r} prefix {self.prefix!r}>"
+
+    def __call__(self, row: Claimed) -> None:
+        """Publish ``row``'s entry; return once the transport accepted it.
+
+        Raises:
+            Postpone: The transport failed (or failed a moment ago): try the row later.
+        """
+        now = time.monotonic()
+        if now < self._down_until:
+            raise Postpone(self._down_until - now, "the transport failed a moment ago")
+        body = seal(row.format, row.signal, row.receiver, row.sent_at, row.payload)
+        try:
+            self.transport.publish(topic_name(self.prefix, row.receiver), str(row.event_id), body)
+        except TransportError as exc:
+            self.failures += 1
+            delay = min(MAX_BACKOFF, 0.5 * 2 ** (self.failures - 1))
+            self._down_until = time.monotonic() + delay
+            logger.warning(
+                "cannot publish to %r (%s); the rows stay in the outbox, next try in %.1f s",
+                self.transport,
+                exc,
+                delay,
+            )
+            raise Postpone(delay, str(exc)) from exc
+        self.failures = 0
+
+
+def _no_backoff(signal: Any, receiver: Callable[..., Any], options: Mapping[str, Any]) -> None:
+    given = sorted({"backoff", "backoff_max"} & set(options))
+    if given:
+        raise DeliveryOptionsError(
+            f"Cannot connect {describe(receiver)} to {signal!r}: {', '.join(given)} do not apply "
+            "to queue and broadcast receivers (a failed attempt is retried once its entry was "
+            "idle for the worker's claim idle time); drop them."
+        )
+
+
+class RemoteHandler(OutboxHandler):
+    """The handler of ``queue`` or ``broadcast``: an outbox row, published by the relay."""
+
+    def __init__(self, mode: Delivery) -> None:
+        super().__init__(mode, check=_no_backoff)
+
+    def defer(self, deferral: Deferral) -> bool:
+        """Store the delivery, if the installed outbox has a transport to publish it to.
+
+        Raises:
+            OutboxNotInstalledError: No outbox is installed, or it has no transport.
+            PayloadTypeError: An argument cannot be stored; nothing was written.
+        """
+        outbox = installed_outbox()
+        if outbox is not None and outbox.transport is None:
+            raise OutboxNotInstalledError(
+                f"{deferral.signal!r} cannot store its delivery for {self.mode.value} receiver "
+                f"{deferral.name}: the installed {outbox!r} has no transport to publish it to. "
+                "Create it with Outbox(engine, transport=...) (a Redis URL, or a Transport)."
+            )
+        return super().defer(deferral)
+
+
+def register_handlers() -> None:
+    """Make ``delivery="queue"`` and ``delivery="broadcast"`` connectable."""
+    for mode in (Delivery.QUEUE, Delivery.BROADCAST):
+        register_handler(mode, RemoteHandler(mode))
