@@ -28,6 +28,7 @@ from typing import Any
 import click
 
 from tidings._dispatch import Signal
+from tidings.outbox._cli_transport import make_consumer, run_worker, transport
 from tidings.outbox._codec import import_path
 from tidings.outbox._handler import installed_outbox
 from tidings.outbox._outbox import Outbox
@@ -100,6 +101,24 @@ def main() -> None:
     show_default=True,
     help="lock: PostgreSQL rows stay locked by the batch's transaction (see docs).",
 )
+@click.option(
+    "--receiver",
+    "picked",
+    multiple=True,
+    help="Run only this queue/broadcast receiver (repeatable; default: all).",
+)
+@click.option("--group", "groups", multiple=True, help="Run only this group (repeatable).")
+@click.option("--concurrency", default=1, show_default=True, help="Threads per receiver.")
+@click.option("--prefetch", default=10, show_default=True, help="Entries a thread reads at once.")
+@click.option(
+    "--claim-idle",
+    default=30.0,
+    show_default=True,
+    help="Seconds before an idle entry is taken over (and a failed one retried).",
+)
+@click.option("--node", default=None, help="This node's name in broadcast groups.")
+@click.option("--no-relay", is_flag=True, help="Only consume (no relay in this process).")
+@click.option("--no-consume", is_flag=True, help="Only relay (no consumer in this process).")
 def worker(
     target: str,
     once: bool,
@@ -110,17 +129,47 @@ def worker(
     interval: float,
     no_wait: bool,
     claim: str,
+    picked: tuple[str, ...],
+    groups: tuple[str, ...],
+    concurrency: int,
+    prefetch: int,
+    claim_idle: float,
+    node: str | None,
+    no_relay: bool,
+    no_consume: bool,
 ) -> None:
-    """Run the durable receivers of the outbox TARGET (module:attribute).
+    """Run the durable, queue and broadcast receivers of the outbox TARGET (module:attribute).
 
-    The outbox is installed (unless the application installed one), so durable sends made by
-    the receivers are stored in it too.
+    The relay runs durable receivers and publishes queue and broadcast deliveries to the
+    outbox's transport; the consumer runs the queue and broadcast receivers from there. The
+    outbox is installed (unless the application installed one), so durable sends made by the
+    receivers are stored in it too.
 
-    SIGTERM or SIGINT lets the running receiver finish, releases the leases and exits 0.
+    SIGTERM or SIGINT stops reading, lets the running receivers finish (their entries are
+    acknowledged), releases the leases and exits 0.
     """
     outbox = load_outbox(target)
-    if installed_outbox() is None:
+    installing = installed_outbox() is None
+    if installing:
         outbox.install()  # durable sends made by the receivers land in the same outbox
+    if node is not None:
+        outbox.node = node
+    consumer = None
+    if not no_consume and outbox.transport is not None:
+        consumer = make_consumer(
+            outbox,
+            picked=picked,
+            groups=groups,
+            concurrency=concurrency,
+            prefetch=prefetch,
+            claim_idle=claim_idle,
+            quiet=quiet,
+            interval=interval,
+        )
+    elif no_relay:
+        raise click.UsageError(
+            f"{outbox!r} has no transport: with --no-relay this worker would do nothing"
+        )
     state: dict[str, Any] = {"last": (time.monotonic(), 0)}
 
     def progress(stats: RelayStats) -> None:
@@ -141,29 +190,41 @@ def worker(
             err=True,
         )
 
-    relay = Relay(
-        outbox,
-        batch_size=batch_size,
-        lease=lease,
-        poll_interval=poll,
-        wait=not no_wait,
-        on_progress=progress,
-        progress_interval=interval,
-        claim=claim,
-    )
+    relay = None
+    if not no_relay:
+        relay = Relay(
+            outbox,
+            batch_size=batch_size,
+            lease=lease,
+            poll_interval=poll,
+            wait=not no_wait,
+            on_progress=progress,
+            progress_interval=interval,
+            claim=claim,
+        )
 
     def stop(signum: int, frame: types.FrameType | None) -> None:
-        relay.stop()
+        if relay is not None:
+            relay.stop()
+        if consumer is not None:
+            consumer.stop()
 
     previous = {sig: signals.signal(sig, stop) for sig in (signals.SIGTERM, signals.SIGINT)}
     try:
-        relay.run(once=once)
+        run_worker(relay, consumer, once)
     except RelayBusyError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         for sig, handler in previous.items():
             signals.signal(sig, handler)
+        if installing:
+            outbox.uninstall()
         outbox.engine.dispose()
+        if outbox.transport is not None:
+            outbox.transport.close()
+
+
+main.add_command(transport)
 
 
 # -- the outbox ---------------------------------------------------------------------------
