@@ -20,7 +20,6 @@ from tidings.outbox._consumer import Consumer
 from tidings.outbox._remote import seal, topic_name
 from tidings.transport.memory import InMemoryTransport
 
-PREFIX = "test"
 ordered = Signal(name="shop.ordered")
 
 
@@ -75,7 +74,7 @@ def publish(
     text = payload if payload is not None else encode({"sender": None, "n": n}, lambda a: a)
     now = datetime.datetime.now(datetime.timezone.utc)
     body = seal(fmt, "shop.ordered", receiver, now, text)
-    carrier.publish(topic_name(PREFIX, receiver), event_id, body)
+    carrier.publish(topic_name(receiver), event_id, body)
     return event_id
 
 
@@ -83,7 +82,7 @@ def consumer(carrier: InMemoryTransport, *specs: DurableReceiver, **options: Any
     """A consumer of ``specs`` with short waits."""
     options.setdefault("node", "node-a")
     options.setdefault("block", 0.05)
-    return Consumer(carrier, specs, prefix=PREFIX, **options)
+    return Consumer(carrier, specs, **options)
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -252,13 +251,13 @@ def test_a_poison_entry_becomes_a_dead_letter_and_retry_delivers_it_again(
     with worker:
         wait_for(lambda: worker.stats.dead == 1)
     assert [event.attempt for _, _, event in calls.seen] == [1, 2, 3]
-    (letter,) = transport.dead_letters(topic_name(PREFIX, "shop.mail"), "shop.mail")
+    (letter,) = transport.dead_letters(topic_name("shop.mail"), "shop.mail")
     assert letter.event_id == event_id
     assert letter.deliveries == 3
     assert letter.reason.startswith("ValueError: cannot handle 5")
     assert transport.status()[0].pending == 0
     healed.set()
-    assert transport.retry(topic_name(PREFIX, "shop.mail"), "shop.mail") == 1
+    assert transport.retry(topic_name("shop.mail"), "shop.mail") == 1
     again = consumer(transport, receiver)
     again.run(once=True)
     assert [event.attempt for _, _, event in calls.seen] == [1, 2, 3, 1]
@@ -295,10 +294,10 @@ def test_an_unreadable_entry_is_a_dead_letter_at_once(transport: InMemoryTranspo
 
     worker = consumer(transport, spec(never))
     worker._ensure_groups()
-    transport.publish(topic_name(PREFIX, "shop.mail"), str(uuid.uuid4()), b"not json")
+    transport.publish(topic_name("shop.mail"), str(uuid.uuid4()), b"not json")
     publish(transport, 1, fmt=99)
     worker.run(once=True)
-    letters = transport.dead_letters(topic_name(PREFIX, "shop.mail"), "shop.mail")
+    letters = transport.dead_letters(topic_name("shop.mail"), "shop.mail")
     assert [letter.reason.split(":")[0] for letter in letters] == [
         "unreadable entry",
         "stored in format 99; this release of tidings reads formats up to 1",

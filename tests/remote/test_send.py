@@ -53,7 +53,7 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 @pytest.fixture
 def box(engine: Engine) -> Iterator[Outbox]:
     """An installed outbox on the in-memory transport, receivers connected."""
-    outbox = Outbox(engine, transport="memory://", stream_prefix="shop", node="web-1")
+    outbox = Outbox(engine, transport="memory://", node="web-1")
     outbox.create_all()
     calls.clear()
     placed.connect(send_receipt, delivery="queue", max_attempts=3)
@@ -117,7 +117,7 @@ def test_the_entry_carries_the_event_id_of_the_row(box: Outbox, engine: Engine) 
     consumer._ensure_groups()
     Relay(box).run(once=True)
     assert box.transport is not None
-    topic = topic_name("shop", "tests.remote.test_send.send_receipt")
+    topic = topic_name("tests.remote.test_send.send_receipt")
     box.transport.ensure_group(topic, "probe", start="first")
     (entry,) = box.transport.consume(topic, "probe", "probe", block=0)
     consumer.run(once=True)
@@ -160,7 +160,7 @@ def test_a_transport_error_keeps_the_rows_without_counting_an_attempt(engine: En
         again = Relay(outbox)
         again.run(once=True)
         assert again.stats.done == 3
-        topic = topic_name("tidings", "tests.remote.test_send.send_receipt")
+        topic = topic_name("tests.remote.test_send.send_receipt")
         carrier.ensure_group(topic, "probe", start="first")
         assert len(carrier.consume(topic, "probe", "probe", block=0)) == 3
     finally:
@@ -185,8 +185,8 @@ def test_a_send_without_a_transport_raises_and_stores_nothing(engine: Engine) ->
 @pytest.mark.parametrize("option", ["backoff", "backoff_max"])
 def test_backoff_options_are_refused_for_queue_receivers(option: str) -> None:
     """``backoff`` does not apply to queue delivery: connect refuses it, naming it."""
+    options: dict[str, Any] = {option: 1.0}
     with pytest.raises(DeliveryOptionsError, match=f"{option} do not apply"):
-        options: dict[str, Any] = {option: 1.0}
         placed.connect(send_receipt, delivery="queue", **options)
     assert not placed.has_connections()
 
@@ -197,7 +197,9 @@ def test_a_transport_url_of_no_known_kind_is_refused(engine: Engine) -> None:
         Outbox(engine, transport="amqp://x")
 
 
-def test_a_stream_prefix_with_spaces_is_refused(engine: Engine) -> None:
-    """A stream prefix must be usable in stream names."""
-    with pytest.raises(ValueError, match="stream prefix 'my app'"):
-        Outbox(engine, transport="memory://", stream_prefix="my app")
+@pytest.mark.parametrize("name", ["send receipt", "mail@node"])
+def test_a_receiver_name_unfit_for_a_topic_is_refused(name: str) -> None:
+    """A queue receiver's ``name=`` names its topic and group: no spaces, no ``@``."""
+    with pytest.raises(ValueError, match="cannot hold spaces or '@'"):
+        placed.connect(send_receipt, delivery="queue", name=name)
+    assert not placed.has_connections()

@@ -6,7 +6,7 @@
     tidings transport --app package.module:outbox dead [--group G] [--json]
     tidings transport --app package.module:outbox retry --group G ID... | retry [--group G] --all
 
-The outbox names the transport and the stream prefix (``Outbox(..., transport=...)``).
+The outbox names the transport (``Outbox(..., transport=...)``), and so the key prefix.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from typing import Any
 
 import click
 
+from tidings._errors import TransportError
 from tidings.outbox import _cli
 from tidings.outbox._consumer import Consumer, ConsumerStats, describe_lanes
 from tidings.outbox._outbox import Outbox
 from tidings.outbox._relay import Relay
-from tidings.outbox._remote import topic_name
+from tidings.outbox._remote import topic_of_group
 from tidings.transport._base import DeadMessage, GroupStatus, Transport
 
 __all__ = ["make_consumer", "run_worker", "transport"]
@@ -110,17 +111,10 @@ def _transport_of(box: Outbox) -> Transport:
 
 
 def _groups(box: Outbox) -> list[GroupStatus]:
-    prefix = f"{box.stream_prefix}:"
     try:
-        found = _transport_of(box).status()
-    except Exception as exc:  # a TransportError, said plainly
+        return _transport_of(box).status()
+    except TransportError as exc:
         raise click.ClickException(f"cannot read the transport: {exc}") from exc
-    return [state for state in found if state.topic.startswith(prefix)]
-
-
-def _topic_of(box: Outbox, group: str) -> str:
-    """The stream a group reads: ``{prefix}:{receiver}``, the receiver before any ``@node``."""
-    return topic_name(box.stream_prefix, group.partition("@")[0])
 
 
 @click.group()
@@ -164,7 +158,7 @@ def status(box: Outbox, as_json: bool) -> None:
             click.echo(json.dumps(data))
         return
     if not groups:
-        click.echo(f"no group reads a stream of prefix {box.stream_prefix!r} yet")
+        click.echo(f"no group reads a topic of {_transport_of(box)!r} yet")
         return
     rows = [
         (
@@ -186,7 +180,7 @@ def _dead(box: Outbox, group: str | None) -> list[DeadMessage]:
     names = [group] if group is not None else [state.group for state in _groups(box)]
     letters: list[DeadMessage] = []
     for name in names:
-        letters.extend(carrier.dead_letters(_topic_of(box, name), name))
+        letters.extend(carrier.dead_letters(topic_of_group(name), name))
     return letters
 
 
@@ -244,7 +238,7 @@ def retry(box: Outbox, ids: Sequence[str], group: str | None, every: bool) -> No
     if ids:
         if group is None:
             raise click.UsageError("dead-letter ids belong to a group: give --group")
-        moved = carrier.retry(_topic_of(box, group), group, list(ids))
+        moved = carrier.retry(topic_of_group(group), group, list(ids))
         click.echo(f"{moved} dead letter{'s' if moved != 1 else ''} put back")
         if moved < len(set(ids)):
             raise click.ClickException(
@@ -252,5 +246,5 @@ def retry(box: Outbox, ids: Sequence[str], group: str | None, every: bool) -> No
             )
         return
     names = [group] if group is not None else [state.group for state in _groups(box)]
-    moved = sum(carrier.retry(_topic_of(box, name), name, None) for name in names)
+    moved = sum(carrier.retry(topic_of_group(name), name, None) for name in names)
     click.echo(f"{moved} dead letter{'s' if moved != 1 else ''} put back")

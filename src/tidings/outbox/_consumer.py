@@ -113,7 +113,7 @@ class Lane:
         return min(spec.max_attempts for spec in self.receivers.values())
 
 
-def lanes_for(receivers: Iterable[DurableReceiver], prefix: str, node: str) -> list[Lane]:
+def lanes_for(receivers: Iterable[DurableReceiver], node: str) -> list[Lane]:
     """Group queue and broadcast receivers into lanes (one per stream and group).
 
     Raises:
@@ -127,7 +127,7 @@ def lanes_for(receivers: Iterable[DurableReceiver], prefix: str, node: str) -> l
                 f"receiver {spec.name!r} of {spec.signal!r} is delivered {mode.value!r}: a "
                 "consumer runs queue and broadcast receivers only"
             )
-        topic = topic_name(prefix, spec.name)
+        topic = topic_name(spec.name)
         group = group_name(mode, spec.name, node)
         lane = found.setdefault((topic, group), Lane(topic, group, mode, {}))
         lane.receivers[spec.key[0]] = spec
@@ -140,7 +140,6 @@ class Consumer:
     Args:
         transport: Where the streams are.
         receivers: The queue and broadcast receivers to run.
-        prefix: The stream prefix (``{prefix}:{receiver}``).
         node: This process's node name (broadcast groups are ``{receiver}@{node}``).
         open_session: Opens the session model arguments are reloaded in; None: a payload
             holding a model cannot be run here (it becomes a dead letter).
@@ -161,7 +160,6 @@ class Consumer:
         transport: Transport,
         receivers: Iterable[DurableReceiver],
         *,
-        prefix: str,
         node: str,
         open_session: Callable[[], Session] | None = None,
         concurrency: int = 1,
@@ -179,7 +177,7 @@ class Consumer:
                 f"{concurrency}, {prefetch}, {block}, {claim_idle}"
             )
         self.transport = transport
-        self.lanes = lanes_for(receivers, prefix, node)
+        self.lanes = lanes_for(receivers, node)
         for lane in self.lanes:
             for spec in lane.receivers.values():
                 if spec.timeout is not None and spec.timeout >= claim_idle:
@@ -188,7 +186,6 @@ class Consumer:
                         f"({spec.timeout} s) must be shorter than claim_idle ({claim_idle} s), "
                         "or its entries are taken over while it runs"
                     )
-        self.prefix = prefix
         self.node = node
         self.open_session = open_session
         self.concurrency = concurrency
@@ -624,7 +621,6 @@ def consumer_for(
     return Consumer(
         outbox.transport,
         receivers,
-        prefix=outbox.stream_prefix,
         node=outbox.node,
         **options,
     )

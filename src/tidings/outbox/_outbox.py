@@ -17,9 +17,7 @@ from tidings.outbox._codec import encode
 from tidings.outbox._operations import DeadLetter, OutboxStatus
 from tidings.outbox._receivers import DurableReceiver
 from tidings.outbox._remote import (
-    DEFAULT_PREFIX,
     check_node,
-    check_prefix,
     default_node,
     open_transport,
 )
@@ -53,8 +51,6 @@ class Outbox:
         transport: Where queue and broadcast deliveries go: a
             :class:`~tidings.transport.Transport`, or a URL (``redis://...``, ``rediss://...``
             or ``memory://``); None: this outbox takes durable deliveries only.
-        stream_prefix: The prefix of the streams (``{prefix}:{receiver}``), so applications
-            share one broker.
         node: This process's name in broadcast groups (``{receiver}@{node}``); default
             ``host:pid``, a new node on every start. Give a stable one (per machine or
             container) so a restarted node goes on with the entries it missed.
@@ -70,12 +66,10 @@ class Outbox:
         apps: Iterable[Any] = (),
         receivers: Iterable[DurableReceiver] | None = None,
         transport: Transport | str | None = None,
-        stream_prefix: str = DEFAULT_PREFIX,
         node: str | None = None,
     ) -> None:
         self.engine = engine
         self.transport: Transport | None = open_transport(transport)
-        self.stream_prefix = check_prefix(stream_prefix)
         self.node = check_node(node) if node is not None else default_node()
         self.tables: OutboxTables = build_tables(metadata or MetaData(), prefix, schema)
         self.apps = tuple(apps)
@@ -140,7 +134,7 @@ class Outbox:
             return {}
         from tidings.outbox._publish import Publisher
 
-        publish = Publisher(self.transport, self.stream_prefix)
+        publish = Publisher(self.transport)
         return {"queue": publish, "broadcast": publish}
 
     def consumer(self, **options: Any) -> Consumer:

@@ -21,7 +21,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tidings._delivery import Deferral, Delivery, register_handler
-from tidings._errors import DeliveryOptionsError, OutboxNotInstalledError, TransportError
+from tidings._errors import (
+    DeliveryOptionsError,
+    OutboxNotInstalledError,
+    TidingsValueError,
+    TransportError,
+)
 from tidings._refs import describe
 from tidings.outbox._handler import OutboxHandler, installed_outbox
 from tidings.outbox._relay import Postpone
@@ -42,17 +47,15 @@ class Publisher:
 
     Args:
         transport: Where to publish.
-        prefix: The stream prefix.
     """
 
-    def __init__(self, transport: Transport, prefix: str) -> None:
+    def __init__(self, transport: Transport) -> None:
         self.transport = transport
-        self.prefix = prefix
         self.failures = 0
         self._down_until = 0.0
 
     def __repr__(self) -> str:
-        return f"<Publisher to {self.transport!r} prefix {self.prefix!r}>"
+        return f"<Publisher to {self.transport!r}>"
 
     def __call__(self, row: Claimed) -> None:
         """Publish ``row``'s entry; return once the transport accepted it.
@@ -65,7 +68,7 @@ class Publisher:
             raise Postpone(self._down_until - now, "the transport failed a moment ago")
         body = seal(row.format, row.signal, row.receiver, row.sent_at, row.payload)
         try:
-            self.transport.publish(topic_name(self.prefix, row.receiver), str(row.event_id), body)
+            self.transport.publish(topic_name(row.receiver), str(row.event_id), body)
         except TransportError as exc:
             self.failures += 1
             delay = min(MAX_BACKOFF, 0.5 * 2 ** (self.failures - 1))
@@ -80,13 +83,20 @@ class Publisher:
         self.failures = 0
 
 
-def _no_backoff(signal: Any, receiver: Callable[..., Any], options: Mapping[str, Any]) -> None:
+def _check(signal: Any, receiver: Callable[..., Any], options: Mapping[str, Any]) -> None:
+    where = f"Cannot connect {describe(receiver)} to {signal!r}"
     given = sorted({"backoff", "backoff_max"} & set(options))
     if given:
         raise DeliveryOptionsError(
-            f"Cannot connect {describe(receiver)} to {signal!r}: {', '.join(given)} do not apply "
-            "to queue and broadcast receivers (a failed attempt is retried once its entry was "
-            "idle for the worker's claim idle time); drop them."
+            f"{where}: {', '.join(given)} do not apply to queue and broadcast receivers (a "
+            "failed attempt is retried once its entry was idle for the worker's claim idle "
+            "time); drop them."
+        )
+    name = options.get("name")
+    if isinstance(name, str) and (any(ch.isspace() for ch in name) or "@" in name):
+        raise TidingsValueError(
+            f"{where}: name={name!r} names its topic and consumer group, so it cannot hold "
+            "spaces or '@'"
         )
 
 
@@ -94,7 +104,7 @@ class RemoteHandler(OutboxHandler):
     """The handler of ``queue`` or ``broadcast``: an outbox row, published by the relay."""
 
     def __init__(self, mode: Delivery) -> None:
-        super().__init__(mode, check=_no_backoff)
+        super().__init__(mode, check=_check)
 
     def defer(self, deferral: Deferral) -> bool:
         """Store the delivery, if the installed outbox has a transport to publish it to.

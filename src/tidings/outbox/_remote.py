@@ -2,7 +2,8 @@
 
 A ``delivery="queue"`` or ``"broadcast"`` send stores its outbox rows exactly as a durable one
 does; the relay then *publishes* such a row instead of running its receiver: one entry on the
-stream ``{prefix}:{receiver name}`` (the transport's topic) carrying the event id and an
+receiver's topic, named after the receiver's stable name (on Redis the stream
+``{prefix}:{receiver}``, the prefix being the transport's), carrying the event id and an
 envelope (the payload format, the signal and receiver names, the send time and the stored
 arguments, unchanged). The row is marked done only after ``publish()`` returned; a transport
 error leaves it in place and the relay backs off.
@@ -29,10 +30,8 @@ if TYPE_CHECKING:
     from tidings.transport._base import Transport
 
 __all__ = [
-    "DEFAULT_PREFIX",
     "Envelope",
     "check_node",
-    "check_prefix",
     "default_node",
     "group_name",
     "open_envelope",
@@ -40,9 +39,6 @@ __all__ = [
     "seal",
     "topic_name",
 ]
-
-#: The stream prefix when none is configured.
-DEFAULT_PREFIX = "tidings"
 
 #: The envelope's own format (the payload inside has its ``format`` too).
 ENVELOPE_VERSION = 1
@@ -55,9 +51,14 @@ def default_node() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def topic_name(prefix: str, receiver: str) -> str:
-    """The stream of a receiver's entries: ``{prefix}:{receiver}``."""
-    return f"{prefix}:{receiver}"
+def topic_name(receiver: str) -> str:
+    """The topic of a receiver's entries: its stable name (the transport adds its prefix)."""
+    return receiver
+
+
+def topic_of_group(group: str) -> str:
+    """The topic a group reads: the receiver's name, before any ``@node``."""
+    return topic_name(group.partition("@")[0])
 
 
 def group_name(mode: Delivery, receiver: str, node: str) -> str:
@@ -77,19 +78,6 @@ def group_name(mode: Delivery, receiver: str, node: str) -> str:
     if mode is Delivery.BROADCAST:
         return f"{receiver}@{node}"
     raise TidingsValueError(f"receiver {receiver!r}: delivery {mode.value!r} has no group")
-
-
-def check_prefix(prefix: str) -> str:
-    """Return ``prefix`` if it can name streams.
-
-    Raises:
-        ValueError: It is empty or holds whitespace.
-    """
-    if not isinstance(prefix, str) or not prefix or any(ch.isspace() for ch in prefix):
-        raise TidingsValueError(
-            f"stream prefix {prefix!r}: expected a non-empty string without spaces"
-        )
-    return prefix
 
 
 def check_node(node: str) -> str:
