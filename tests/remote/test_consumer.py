@@ -103,7 +103,7 @@ def test_a_queue_receiver_runs_each_entry_once_with_the_rebuilt_arguments(
         calls.add("mail", n, event)
 
     worker = consumer(transport, spec(mail))
-    worker._ensure_groups()
+    worker.ensure_groups()
     ids = [publish(transport, n) for n in range(5)]
     worker.run(once=True)
     assert calls.numbers() == [0, 1, 2, 3, 4]
@@ -144,7 +144,7 @@ def test_two_workers_of_a_queue_split_the_entries(
 
     a = consumer(transport, spec(first), name="host:1", prefetch=2)
     b = consumer(transport, spec(second), name="host:2", prefetch=2)
-    a._ensure_groups()
+    a.ensure_groups()
     for n in range(60):
         publish(transport, n)
     with a, b:
@@ -165,8 +165,8 @@ def test_every_node_runs_every_broadcast_entry(transport: InMemoryTransport, cal
 
     a = consumer(transport, spec(on_a, "broadcast"), node="web-1")
     b = consumer(transport, spec(on_b, "broadcast"), node="web-2")
-    a._ensure_groups()
-    b._ensure_groups()
+    a.ensure_groups()
+    b.ensure_groups()
     for n in range(10):
         publish(transport, n)
     a.run(once=True)
@@ -186,7 +186,7 @@ def test_a_new_broadcast_node_starts_with_new_entries(
 
     publish(transport, 0)
     worker = consumer(transport, spec(on, "broadcast"), node="late")
-    worker._ensure_groups()
+    worker.ensure_groups()
     publish(transport, 1)
     worker.run(once=True)
     assert calls.numbers() == [1]
@@ -201,7 +201,7 @@ def test_a_republished_event_runs_once_per_group(
         calls.add("mail", n, event)
 
     worker = consumer(transport, spec(mail))
-    worker._ensure_groups()
+    worker.ensure_groups()
     event_id = publish(transport, 7)
     publish(transport, 7, event_id=event_id)
     worker.run(once=True)
@@ -221,7 +221,7 @@ def test_a_failed_attempt_is_retried_after_the_claim_idle_time(
             raise RuntimeError("mail server busy")
 
     worker = consumer(transport, spec(flaky), claim_idle=0.2, claim_interval=0.05)
-    worker._ensure_groups()
+    worker.ensure_groups()
     publish(transport, 1)
     started = time.monotonic()
     with worker:
@@ -246,7 +246,7 @@ def test_a_poison_entry_becomes_a_dead_letter_and_retry_delivers_it_again(
 
     receiver = spec(poison, max_attempts=3)
     worker = consumer(transport, receiver, claim_idle=0.1, claim_interval=0.02)
-    worker._ensure_groups()
+    worker.ensure_groups()
     event_id = publish(transport, 5)
     with worker:
         wait_for(lambda: worker.stats.dead == 1)
@@ -275,7 +275,7 @@ def test_a_slow_receiver_keeps_its_claim_while_alive(
 
     a = consumer(transport, spec(slow), name="host:1", claim_idle=0.2, claim_interval=0.02)
     b = consumer(transport, spec(slow), name="host:2", claim_idle=0.2, claim_interval=0.02)
-    a._ensure_groups()
+    a.ensure_groups()
     publish(transport, 1)
     with a:
         wait_for(lambda: len(calls.seen) == 1)
@@ -293,7 +293,7 @@ def test_an_unreadable_entry_is_a_dead_letter_at_once(transport: InMemoryTranspo
         raise AssertionError("called")
 
     worker = consumer(transport, spec(never))
-    worker._ensure_groups()
+    worker.ensure_groups()
     transport.publish(topic_name("shop.mail"), str(uuid.uuid4()), b"not json")
     publish(transport, 1, fmt=99)
     worker.run(once=True)
@@ -316,7 +316,7 @@ def test_stop_lets_the_running_receiver_finish_and_acknowledge(
         calls.add("slow", n, event)
 
     worker = consumer(transport, spec(slow), prefetch=1)
-    worker._ensure_groups()
+    worker.ensure_groups()
     publish(transport, 1)
     publish(transport, 2)
     worker.start()
@@ -335,7 +335,7 @@ def test_an_async_receiver_is_awaited(transport: InMemoryTransport, calls: Calls
         calls.add("mail", n, event)
 
     worker = consumer(transport, spec(mail, timeout=1.0))
-    worker._ensure_groups()
+    worker.ensure_groups()
     publish(transport, 3)
     worker.run(once=True)
     assert calls.numbers() == [3]

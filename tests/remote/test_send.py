@@ -83,7 +83,7 @@ def test_a_committed_send_reaches_the_queue_and_every_broadcast_node(
     place(engine, [1, 2])
     assert box.status().pending == 4
     consumer = box.consumer(block=0.01)
-    consumer._ensure_groups()
+    consumer.ensure_groups()
     Relay(box).run(once=True)
     assert box.status().pending == 0
     consumer.run(once=True)
@@ -114,7 +114,7 @@ def test_the_entry_carries_the_event_id_of_the_row(box: Outbox, engine: Engine) 
     """The stream entry's event id is the one the receiver sees as ``event.id``."""
     place(engine, [7])
     consumer = box.consumer(block=0.01)
-    consumer._ensure_groups()
+    consumer.ensure_groups()
     Relay(box).run(once=True)
     assert box.transport is not None
     topic = topic_name("tests.remote.test_send.send_receipt")

@@ -11,9 +11,10 @@ The outbox names the transport (``Outbox(..., transport=...)``), and so the key 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import click
@@ -83,6 +84,8 @@ def run_worker(relay: Relay | None, consumer: Consumer | None, once: bool) -> No
 
     With ``once``, the relay drains first (publishing what is due), then the consumer drains.
     """
+    if consumer is not None:
+        consumer.ensure_groups()
     if once:
         if relay is not None:
             relay.run(once=True)
@@ -111,10 +114,16 @@ def _transport_of(box: Outbox) -> Transport:
 
 
 def _groups(box: Outbox) -> list[GroupStatus]:
+    return _transport_of(box).status()
+
+
+@contextlib.contextmanager
+def _said() -> Iterator[None]:
+    """Turn a transport's error into the command's error message."""
     try:
-        return _transport_of(box).status()
+        yield
     except TransportError as exc:
-        raise click.ClickException(f"cannot read the transport: {exc}") from exc
+        raise click.ClickException(str(exc)) from exc
 
 
 @click.group()
@@ -140,7 +149,8 @@ def transport(ctx: click.Context, target: str) -> None:
 @click.pass_obj
 def status(box: Outbox, as_json: bool) -> None:
     """Per stream and group: length, pending, lag, consumers, dead letters."""
-    groups = _groups(box)
+    with _said():
+        groups = _groups(box)
     if as_json:
         for state in groups:
             data: dict[str, Any] = {
@@ -195,7 +205,8 @@ def _when(seconds: float) -> str:
 @click.pass_obj
 def dead(box: Outbox, group: str | None, as_json: bool) -> None:
     """List the dead letters of every group (or --group), oldest first."""
-    letters = _dead(box, group)
+    with _said():
+        letters = _dead(box, group)
     if as_json:
         for letter in letters:
             data = {
@@ -238,7 +249,8 @@ def retry(box: Outbox, ids: Sequence[str], group: str | None, every: bool) -> No
     if ids:
         if group is None:
             raise click.UsageError("dead-letter ids belong to a group: give --group")
-        moved = carrier.retry(topic_of_group(group), group, list(ids))
+        with _said():
+            moved = carrier.retry(topic_of_group(group), group, list(ids))
         click.echo(f"{moved} dead letter{'s' if moved != 1 else ''} put back")
         if moved < len(set(ids)):
             raise click.ClickException(
@@ -246,5 +258,6 @@ def retry(box: Outbox, ids: Sequence[str], group: str | None, every: bool) -> No
             )
         return
     names = [group] if group is not None else [state.group for state in _groups(box)]
-    moved = sum(carrier.retry(topic_of_group(name), name, None) for name in names)
+    with _said():
+        moved = sum(carrier.retry(topic_of_group(name), name, None) for name in names)
     click.echo(f"{moved} dead letter{'s' if moved != 1 else ''} put back")

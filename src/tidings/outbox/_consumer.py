@@ -230,7 +230,7 @@ class Consumer:
             BaseException: What a receiver raised that is not an ``Exception``.
         """
         self.stats.started = time.monotonic()
-        self._ensure_groups()
+        self.ensure_groups()
         threads = [
             threading.Thread(
                 target=self._guard,
@@ -312,7 +312,12 @@ class Consumer:
             logger.exception("%r stopped on an error", self)
             self.error = exc
 
-    def _ensure_groups(self) -> None:
+    def ensure_groups(self) -> None:
+        """Create the groups this consumer reads, if missing (waits while the broker is down).
+
+        :meth:`run` does it first; a worker does it before its relay publishes, so a new
+        broadcast node reads what is published from then on.
+        """
         failures = 0
         while not self._stopping.is_set():
             try:
