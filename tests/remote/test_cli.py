@@ -19,7 +19,7 @@ TARGET = "tests.remote.remote_app:outbox"
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The worker app's environment: a new SQLite file, a fresh in-memory transport."""
     values = {
         "TIDINGS_TEST_OUTBOX_URL": f"sqlite:///{tmp_path / 'app.db'}",
@@ -29,7 +29,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, s
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(remote_app, "_memory", InMemoryTransport())
-    yield values
+    return values
 
 
 @pytest.fixture
