@@ -211,7 +211,7 @@ def worker(
 
     previous = {sig: signals.signal(sig, stop) for sig in (signals.SIGTERM, signals.SIGINT)}
     try:
-        run_worker(relay, consumer, once)
+        run_worker(relay, consumer, once=once, quiet=quiet)
     except RelayBusyError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

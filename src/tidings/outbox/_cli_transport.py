@@ -65,7 +65,6 @@ def make_consumer(
     if not lanes:
         return None
     if not quiet:
-        click.echo(f"tidings worker: consuming {describe_lanes(lanes)}", err=True)
 
         def progress(stats: ConsumerStats) -> None:
             click.echo(
@@ -79,13 +78,15 @@ def make_consumer(
     return consumer
 
 
-def run_worker(relay: Relay | None, consumer: Consumer | None, once: bool) -> None:
+def run_worker(relay: Relay | None, consumer: Consumer | None, *, once: bool, quiet: bool) -> None:
     """Run the relay in this thread and the consumer in its own threads, until stopped.
 
     With ``once``, the relay drains first (publishing what is due), then the consumer drains.
     """
     if consumer is not None:
         consumer.ensure_groups()
+        if not quiet:
+            click.echo(f"tidings worker: consuming {describe_lanes(consumer.lanes)}", err=True)
     if once:
         if relay is not None:
             relay.run(once=True)
