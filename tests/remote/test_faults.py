@@ -10,6 +10,7 @@ import random
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 
@@ -68,6 +69,11 @@ def kill_and_replace(
     workers.append(site.worker(*args, TIDINGS_TEST_SLEEP="0.02"))
 
 
+def progressed(site: Site, seen: int) -> Callable[[], bool]:
+    """A check that more calls than ``seen`` were recorded."""
+    return lambda: len(site.calls(WELCOME)) > seen
+
+
 def run_kills(site: Site, workers: list[Worker], events: int, kills: int) -> None:
     """Three queue workers, ``kills`` of them SIGKILLed mid-receiver; all events finish."""
     box = site.outbox()
@@ -76,8 +82,7 @@ def run_kills(site: Site, workers: list[Worker], events: int, kills: int) -> Non
     pushed = site.push(box, events, WELCOME)
     rng = random.Random(events)
     for _ in range(kills):
-        seen = len(site.calls(WELCOME))
-        wait_for(lambda seen=seen: len(site.calls(WELCOME)) > seen, 30, "progress")
+        wait_for(progressed(site, len(site.calls(WELCOME))), 30, "progress")
         time.sleep(rng.uniform(0.0, 0.05))  # somewhere inside a 20 ms receiver, mostly
         kill_and_replace(site, workers, rng, args)
     wait_for(lambda: len({c[0] for c in site.calls(WELCOME)}) >= events, 60, "every event")
