@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 # its other Pythons).
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-pure packaging lint bench stress clean
+.PHONY: demo demo-redis test test-pure packaging lint bench stress clean
 
 $(PIP_STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ demo: $(DEMO_STAMP)
 	$(PY) examples/cmdbox/main.py
 	$(PY) examples/web/demo.py
 	$(PY) examples/durable/demo.py
+	$(PY) examples/remote/demo.py
+
+# The queue/broadcast demo on a local Redis (TIDINGS_REDIS_URL) with two worker processes.
+demo-redis: $(DEMO_STAMP)
+	$(PY) examples/remote/demo.py --redis
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -623,12 +623,8 @@ def consumer_for(
         receivers = [spec for spec in known if spec.delivery in REMOTE_MODES]
     engine = outbox.engine
     options.setdefault("open_session", lambda: Session(engine))
-    return Consumer(
-        outbox.transport,
-        receivers,
-        node=outbox.node,
-        **options,
-    )
+    options.setdefault("node", outbox.node)
+    return Consumer(outbox.transport, receivers, **options)
 
 
 def describe_lanes(lanes: Sequence[Lane]) -> str:
