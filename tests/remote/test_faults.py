@@ -24,7 +24,7 @@ from tests.remote.conftest import (
     wait_for,
 )
 
-pytestmark = pytest.mark.fault
+pytestmark = [pytest.mark.fault, pytest.mark.redis]
 
 WELCOME = "accounts.send_welcome"
 CACHE = "accounts.refresh_cache"
