@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from tests.transport.conftest import REDIS_URL, redis_or_skip, unique_prefix
-from tidings.outbox import Outbox, Relay
+from tidings.outbox import Outbox, Relay, writing_on
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = "tests.remote.remote_app:outbox"
@@ -86,7 +85,7 @@ class Site:
         """Send ``joined`` for ``count`` users, relay the rows; return ``receiver``'s event ids."""
         from tests.remote import remote_app
 
-        with box.installed():
+        with box.installed(), box.engine.begin() as conn, writing_on(conn):
             for n in range(start, start + count):
                 remote_app.joined.send(None, user_id=n)
         with box.engine.connect() as conn:
@@ -180,31 +179,3 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.05)
-
-
-@dataclass(frozen=True)
-class Counts:
-    """A fault test's counts."""
-
-    pushed: int
-    delivered: int
-    duplicated: int
-    lost: int
-
-    def __str__(self) -> str:
-        return (
-            f"pushed {self.pushed}, delivered {self.delivered}, duplicated {self.duplicated}, "
-            f"lost {self.lost}"
-        )
-
-
-def count(pushed: list[str], seen: list[str]) -> Counts:
-    """Compare the pushed event ids with the ids the receiver ran."""
-    times = Counter(seen)
-    delivered = len(set(pushed) & set(times))
-    return Counts(
-        pushed=len(pushed),
-        delivered=delivered,
-        duplicated=sum(n - 1 for n in times.values()),
-        lost=len(set(pushed)) - delivered,
-    )

@@ -12,10 +12,8 @@ Environment:
 ``TIDINGS_TEST_CALLS``
     A file every receiver call appends ``event-id receiver attempt pid`` to.
 ``TIDINGS_TEST_SLEEP``
-    Seconds each ``send_welcome`` call takes.
-``TIDINGS_TEST_LOCKS``
-    A folder: a call of ``send_welcome`` that finds a live process running the same event
-    records an ``OVERLAP`` line.
+    Seconds each ``send_welcome`` call takes; it records a ``START`` line when it begins, so
+    two runs of one event show as two ``START`` lines.
 """
 
 from __future__ import annotations
@@ -35,46 +33,24 @@ _memory = InMemoryTransport()
 
 
 def record(event: Event, what: str | None = None) -> None:
-    """Append the call to the calls file in one write (whole lines even when killed)."""
+    """Append ``event-id receiver attempt pid`` to the calls file in one write."""
     path = os.environ.get("TIDINGS_TEST_CALLS")
     if path:
-        line = f"{event.id} {what or event.receiver} {event.attempt} {os.getpid()}\n".encode()
+        line = f"{event.id} {what or event.receiver} {event.attempt} {os.getpid()}\n"
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
-            os.write(fd, line)
+            os.write(fd, line.encode())
         finally:
             os.close(fd)
 
 
-def alive(pid: int) -> bool:
-    """Whether process ``pid`` exists."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def send_welcome(sender: Any, user_id: int, event: Event, **kwargs: Any) -> None:
     """The queue receiver: record the call, taking ``TIDINGS_TEST_SLEEP`` seconds."""
-    folder = os.environ.get("TIDINGS_TEST_LOCKS")
-    lock = os.path.join(folder, str(event.id)) if folder else None
-    if lock is not None:
-        try:
-            with open(lock) as held:
-                owner = int(held.read().strip() or 0)
-            if owner and owner != os.getpid() and alive(owner):
-                record(event, "OVERLAP")
-        except FileNotFoundError:
-            pass
-        with open(lock, "w") as mine:
-            mine.write(str(os.getpid()))
     delay = float(os.environ.get("TIDINGS_TEST_SLEEP", "0"))
     if delay:
+        record(event, "START")
         time.sleep(delay)
     record(event)
-    if lock is not None:
-        os.unlink(lock)
 
 
 def refresh_cache(sender: Any, user_id: int, event: Event, **kwargs: Any) -> None:

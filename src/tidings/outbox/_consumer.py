@@ -36,7 +36,6 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
@@ -53,6 +52,7 @@ from tidings.outbox._remote import (
     open_envelope,
     topic_name,
 )
+from tidings.outbox._running import Background
 from tidings.outbox._schema import FORMAT_VERSION
 from tidings.transport._base import Message, Start, Transport
 
@@ -134,7 +134,7 @@ def lanes_for(receivers: Iterable[DurableReceiver], node: str) -> list[Lane]:
     return sorted(found.values(), key=lambda lane: (lane.topic, lane.group))
 
 
-class Consumer:
+class Consumer(Background):
     """Runs queue and broadcast receivers of an outbox, reading their streams.
 
     Args:
@@ -171,6 +171,7 @@ class Consumer:
         on_progress: Callable[[ConsumerStats], None] | None = None,
         progress_interval: float = 5.0,
     ) -> None:
+        super().__init__()
         if concurrency < 1 or prefetch < 1 or block < 0 or claim_idle <= 0:
             raise TidingsValueError(
                 "concurrency and prefetch must be >= 1, block >= 0 and claim_idle positive; got "
@@ -198,27 +199,13 @@ class Consumer:
         self.progress_interval = progress_interval
         self.stats = ConsumerStats()
         self._stats_lock = threading.Lock()
-        self._stopping = threading.Event()
         self._held: dict[tuple[str, str, str], set[str]] = {}
         self._held_lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-        self._runner: threading.Thread | None = None
-        #: The exception that ended a consumer thread, if any.
-        self.error: BaseException | None = None
 
     def __repr__(self) -> str:
         return f"<Consumer {self.name!r}: {len(self.lanes)} streams>"
 
     # -- running --------------------------------------------------------------------------
-
-    def stop(self) -> None:
-        """Stop reading; the entries held are finished first (thread-safe)."""
-        self._stopping.set()
-
-    @property
-    def stopping(self) -> bool:
-        """Whether :meth:`stop` was called."""
-        return self._stopping.is_set()
 
     def run(self, *, once: bool = False) -> None:
         """Consume in threads until :meth:`stop`; return when every thread finished.
@@ -270,47 +257,6 @@ class Consumer:
         if self.error is not None:
             error, self.error = self.error, None
             raise error
-
-    def start(self) -> Consumer:
-        """Run the consumer in a background thread; :meth:`close` (or ``with``) stops it."""
-        if self._runner is not None:
-            raise TidingsRuntimeError(f"{self!r} is running already")
-        self._stopping.clear()
-        self._runner = threading.Thread(target=self._run_quietly, name=self.name, daemon=True)
-        self._runner.start()
-        return self
-
-    def close(self, timeout: float | None = None) -> None:
-        """Stop the consumer started by :meth:`start` and wait for it.
-
-        Raises:
-            BaseException: What ended it, if it failed.
-        """
-        self.stop()
-        if self._runner is not None:
-            self._runner.join(timeout)
-            self._runner = None
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
-
-    def __enter__(self) -> Consumer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _run_quietly(self) -> None:
-        try:
-            self.run()
-        except BaseException as exc:
-            logger.exception("%r stopped on an error", self)
-            self.error = exc
 
     def ensure_groups(self) -> None:
         """Create the groups this consumer reads, if missing (waits while the broker is down).

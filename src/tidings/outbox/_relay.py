@@ -30,19 +30,17 @@ import inspect
 import logging
 import os
 import socket
-import threading
 import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from tidings._errors import RelayBusyError, TidingsRuntimeError, TidingsValueError
+from tidings._errors import RelayBusyError, TidingsValueError
 from tidings.outbox._codec import decode
 from tidings.outbox._outbox import Outbox
 from tidings.outbox._receivers import (
@@ -54,6 +52,7 @@ from tidings.outbox._receivers import (
     backoff_delay,
     registered,
 )
+from tidings.outbox._running import Background
 from tidings.outbox._schema import FORMAT_VERSION
 from tidings.outbox._store import Claimed, Failure, Outcome, Store, utcnow
 
@@ -90,7 +89,7 @@ class RelayStats:
     started: float = field(default_factory=time.monotonic)
 
 
-class Relay:
+class Relay(Background):
     """Runs the durable receivers of the deliveries stored in an outbox.
 
     Args:
@@ -136,6 +135,7 @@ class Relay:
         durable: bool = True,
         claim: str = "lease",
     ) -> None:
+        super().__init__()
         if batch_size < 1 or lease <= 0 or poll_interval <= 0:
             raise TidingsValueError("batch_size must be >= 1, lease and poll_interval positive")
         if actions is None:
@@ -168,27 +168,14 @@ class Relay:
         self.on_progress = on_progress
         self.progress_interval = progress_interval
         self.stats = RelayStats()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._private_loop: asyncio.AbstractEventLoop | None = None
         self._last_progress = time.monotonic()
-        #: The exception that ended a relay run in a thread, if any.
-        self.error: BaseException | None = None
 
     def __repr__(self) -> str:
         return f"<Relay {self.name!r} of {self.outbox!r}>"
 
     # -- running --------------------------------------------------------------------------
-
-    def stop(self) -> None:
-        """Ask the relay to stop after the receiver it is running returns (thread-safe)."""
-        self._stopping.set()
-
-    @property
-    def stopping(self) -> bool:
-        """Whether :meth:`stop` was called."""
-        return self._stopping.is_set()
 
     def run(self, *, once: bool = False) -> None:
         """Relay in the calling thread until :meth:`stop` is called.
@@ -217,44 +204,6 @@ class Relay:
                     self._private_loop = None
                 self._progress(force=True)
 
-    def start(self) -> Relay:
-        """Run the relay in a daemon thread; :meth:`close` (or ``with``) stops it.
-
-        Returns:
-            The relay itself.
-        """
-        if self._thread is not None:
-            raise TidingsRuntimeError(f"{self!r} is running already")
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run_in_thread, name=self.name, daemon=True)
-        self._thread.start()
-        return self
-
-    def close(self, timeout: float | None = None) -> None:
-        """Stop the relay thread and wait for it (the receiver it runs finishes first).
-
-        Raises:
-            BaseException: What ended the relay thread, if it failed.
-        """
-        self.stop()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
-
-    def __enter__(self) -> Relay:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     async def arun(self, *, once: bool = False) -> None:
         """Relay from async code.
 
@@ -274,13 +223,6 @@ class Relay:
             raise
         finally:
             self._loop = None
-
-    def _run_in_thread(self) -> None:
-        try:
-            self.run()
-        except BaseException as exc:
-            logger.exception("%r stopped on an error", self)
-            self.error = exc
 
     # -- the loop -------------------------------------------------------------------------
 
