@@ -28,7 +28,7 @@ from typing import Any
 import click
 
 from tidings._dispatch import Signal
-from tidings.outbox._cli_transport import make_consumer, run_worker, transport
+from tidings.outbox._cli_transport import app_option, make_consumer, run_worker, transport
 from tidings.outbox._codec import import_path
 from tidings.outbox._handler import installed_outbox
 from tidings.outbox._outbox import Outbox
@@ -231,13 +231,7 @@ main.add_command(transport)
 
 
 @main.group()
-@click.option(
-    "--app",
-    "target",
-    envvar="TIDINGS_OUTBOX",
-    required=True,
-    help="The outbox, module:attribute (or set TIDINGS_OUTBOX).",
-)
+@app_option
 @click.pass_context
 def outbox(ctx: click.Context, target: str) -> None:
     """Look at and operate an outbox."""

@@ -27,7 +27,7 @@ from tidings.outbox._relay import Relay
 from tidings.outbox._remote import topic_of_group
 from tidings.transport._base import DeadMessage, GroupStatus, Transport
 
-__all__ = ["make_consumer", "run_worker", "transport"]
+__all__ = ["app_option", "make_consumer", "run_worker", "transport"]
 
 
 # -- the worker's consumer ----------------------------------------------------------------
@@ -127,14 +127,18 @@ def _said() -> Iterator[None]:
         raise click.ClickException(str(exc)) from exc
 
 
-@click.group()
-@click.option(
+#: The ``--app`` option of the command groups that operate an outbox.
+app_option = click.option(
     "--app",
     "target",
     envvar="TIDINGS_OUTBOX",
     required=True,
     help="The outbox, module:attribute (or set TIDINGS_OUTBOX).",
 )
+
+
+@click.group()
+@app_option
 @click.pass_context
 def transport(ctx: click.Context, target: str) -> None:
     """Look at and operate the streams of queue and broadcast receivers."""
