@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 import tidings.models as tm
 from tests.outbox import shop
 from tidings import Delivery, DeliveryOptionsError, Signal, TidingsValueError
-from tidings._delivery import register_handler
+from tidings._delivery import handler_for, register_handler
 from tidings.outbox import (
     Claimed,
     NoStableNameError,
@@ -376,6 +376,7 @@ def publish_somewhere(**kwargs: Any) -> None:
 def test_another_mode_uses_the_same_writer_and_a_pluggable_action(box: Outbox) -> None:
     """OutboxHandler(Delivery.QUEUE) stores queue rows; only a relay with a queue action claims
     them, and hands each row to it."""
+    previous = handler_for(Delivery.QUEUE)
     register_handler(Delivery.QUEUE, OutboxHandler(Delivery.QUEUE))
     try:
         shop.order_placed.connect(publish_somewhere, delivery="queue")
@@ -386,7 +387,7 @@ def test_another_mode_uses_the_same_writer_and_a_pluggable_action(box: Outbox) -
         ]
     finally:
         shop.order_placed.receivers = []
-        register_handler(Delivery.QUEUE, None)
+        register_handler(Delivery.QUEUE, previous)  # tidings.outbox's own
     Relay(box).run(once=True)
     assert [name for name, _ in shop.CALLS] == ["send_receipt"]
     [row] = rows(box)
@@ -402,13 +403,14 @@ def test_another_mode_uses_the_same_writer_and_a_pluggable_action(box: Outbox) -
 
 def test_a_failing_action_is_retried_like_a_receiver(box: Outbox) -> None:
     """An action's exception is a failed attempt: the row stays, due again after a backoff."""
+    previous = handler_for(Delivery.QUEUE)
     register_handler(Delivery.QUEUE, OutboxHandler(Delivery.QUEUE))
     try:
         shop.order_placed.connect(publish_somewhere, delivery="queue", max_attempts=1)
         shop.order_placed.send(None)
     finally:
         shop.order_placed.receivers = []
-        register_handler(Delivery.QUEUE, None)
+        register_handler(Delivery.QUEUE, previous)  # tidings.outbox's own
 
     def refuse(row: Claimed) -> None:
         raise ConnectionError("broker down")

@@ -99,7 +99,7 @@ def test_transport_status_lists_each_group(box: Outbox, env: dict[str, str]) -> 
         json.loads(line)
         for line in cli("transport", "--app", TARGET, "status", "--json").output.splitlines()
     ]
-    assert {state["group"] for state in as_json} == {
+    assert {state["group"] for state in as_json if state["group"].startswith("accounts.")} == {
         "accounts.always_fails",
         "accounts.refresh_cache@web-1",
         "accounts.send_welcome",

@@ -79,7 +79,9 @@ def run_kills(site: Site, workers: list[Worker], events: int, kills: int) -> Non
         time.sleep(rng.uniform(0.0, 0.05))  # somewhere inside a 20 ms receiver, mostly
         kill_and_replace(site, workers, rng, args)
     wait_for(lambda: len({c[0] for c in site.calls(WELCOME)}) >= events, 60, "every event")
-    codes = stop_all([worker for worker in workers if worker.running()])
+    running = [worker for worker in workers if worker.running()]
+    wait_for(lambda: all(w.ready() for w in running), 60, "the last replacements consuming")
+    codes = stop_all(running)
     calls = site.calls(WELCOME)
     counts = count(pushed, [event_id for event_id, _, _ in calls])
     again = [attempt for _, attempt, _ in calls if attempt > 1]
