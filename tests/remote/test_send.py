@@ -183,11 +183,11 @@ def test_a_send_without_a_transport_raises_and_stores_nothing(engine: Engine) ->
         assert session.scalar(select(func.count()).select_from(Order)) == 0
 
 
-@pytest.mark.parametrize("option", ["backoff", "backoff_max"])
-def test_backoff_options_are_refused_for_queue_receivers(option: str) -> None:
-    """``backoff`` does not apply to queue delivery: connect refuses it, naming it."""
-    options: dict[str, Any] = {option: 1.0}
-    with pytest.raises(DeliveryOptionsError, match=f"{option} do not apply"):
+@pytest.mark.parametrize("option", ["backoff", "backoff_max", "ordered"])
+def test_backoff_and_order_options_are_refused_for_queue_receivers(option: str) -> None:
+    """``backoff`` and ``ordered`` do not apply to queue delivery: connect refuses them."""
+    options: dict[str, Any] = {option: 1.0 if option != "ordered" else True}
+    with pytest.raises(DeliveryOptionsError, match=f"{option} do(es)? not apply"):
         placed.connect(send_receipt, delivery="queue", **options)
     assert not placed.has_connections()
 

@@ -4,7 +4,8 @@
 ``Delivery.BROADCAST`` when it is imported, as it does for ``durable``: a send stores one row
 per receiver in the sender's transaction, with the same encoding and stable-name rules. The
 options are ``name``, ``max_attempts`` and ``timeout`` (the retry delay of a queue or broadcast
-receiver is the consumer's claim idle time, so ``backoff`` and ``backoff_max`` are refused). A
+receiver is the consumer's claim idle time, so ``backoff`` and ``backoff_max`` are refused, and
+no order is kept, so ``ordered`` is refused). A
 send needs an installed outbox configured with a transport (``Outbox(..., transport=...)``);
 else it raises :class:`~tidings.OutboxNotInstalledError` before anything is stored.
 
@@ -91,6 +92,12 @@ def _check(signal: Any, receiver: Callable[..., Any], options: Mapping[str, Any]
             f"{where}: {', '.join(given)} do not apply to queue and broadcast receivers (a "
             "failed attempt is retried once its entry was idle for the worker's claim idle "
             "time); drop them."
+        )
+    if "ordered" in options:
+        raise DeliveryOptionsError(
+            f"{where}: ordered does not apply to queue and broadcast receivers (several "
+            "workers, claims and retries reorder the entries of a stream); drop it, or use "
+            "delivery='durable' with ordered=."
         )
     name = options.get("name")
     if isinstance(name, str) and (any(ch.isspace() for ch in name) or "@" in name):
