@@ -27,9 +27,10 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from tidings._errors import FlushLoopError, InstrumentError, UpdateFieldsError
-from tidings.sqlalchemy import _delivery, _transactions
+from tidings.sqlalchemy import _delivery, _events
+from tidings.sqlalchemy._instrument import instrument
 from tidings.sqlalchemy._lifecycle import DEFERRED, Deferred
-from tidings.sqlalchemy._registry import AppLabelError, instrument, is_instrumented
+from tidings.sqlalchemy._registry import AppLabelError, is_instrumented
 from tidings.sqlalchemy._session import save
 from tidings.sqlalchemy._session import update_fields_of as _update_fields_of
 from tidings.sqlalchemy._transactions import (
@@ -61,7 +62,7 @@ __all__ = [
 
 # Every Session's transactions are followed from the import on, so that on_commit() and
 # delivery="on_commit" receivers work whether or not instrument() is called.
-_transactions.install()
+_events.install(_events.TRANSACTIONS)
 _delivery.install()
 
 

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Column, event
-from sqlalchemy.orm import Mapper, ORMExecuteState, Session
+from sqlalchemy import Column
+from sqlalchemy.orm import Mapper, ORMExecuteState
 
 from tidings.models import post_bulk_delete, post_bulk_update
 from tidings.sqlalchemy._compat import has_return_defaults
@@ -37,15 +37,11 @@ from tidings.sqlalchemy._registry import is_instrumented
 from tidings.sqlalchemy._send import send
 from tidings.sqlalchemy._session import using_for
 
-__all__ = ["install"]
+__all__ = ["on_execute"]
 
 
-def install() -> None:
-    """Listen to ``do_orm_execute`` of every Session (called once by ``instrument()``)."""
-    event.listen(Session, "do_orm_execute", _on_execute)
-
-
-def _on_execute(orm_state: ORMExecuteState) -> Any:
+def on_execute(orm_state: ORMExecuteState) -> Any:
+    """Session ``do_orm_execute``: the bulk signals around an ORM-enabled statement."""
     if orm_state.is_select:
         sync_load_listener(orm_state.session)
         return None

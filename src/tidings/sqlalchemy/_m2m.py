@@ -40,7 +40,6 @@ the sends of a flush from what was recorded.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from sqlalchemy import event
@@ -53,16 +52,19 @@ from tidings.sqlalchemy._compat import reverse_properties
 from tidings.sqlalchemy._m2m_plan import CLEAR, Change, plan
 from tidings.sqlalchemy._m2m_sides import REVERSE_INFO_KEY, Side, writes_secondary
 from tidings.sqlalchemy._send import send
-from tidings.sqlalchemy._session import add_flush_hook, using_for
+from tidings.sqlalchemy._session import using_for
 
-__all__ = ["REVERSE_INFO_KEY", "instrument_mapper"]
+__all__ = [
+    "REVERSE_INFO_KEY",
+    "after_flush",
+    "after_flush_postexec",
+    "before_flush",
+    "instrument_mapper",
+]
 
 # Keys of ``UOWTransaction.attributes``, private to this module.
 _PRE_SENT = "tidings.m2m.pre_sent"
 _PLAN = "tidings.m2m.plan"
-
-_lock = threading.Lock()
-_installed = False
 
 _Planned = Change[InstanceState[Any], Side]
 
@@ -77,7 +79,6 @@ def instrument_mapper(mapper: Mapper[Any]) -> None:
     Args:
         mapper: A mapper being instrumented by :func:`tidings.sqlalchemy.instrument`.
     """
-    _install_session_hooks()
     # Expiring a collection discards its unflushed changes: what was recorded goes with them.
     event.listen(mapper, "expire", _m2m_record.on_expire, raw=True)
     if mapper.configured:
@@ -94,24 +95,8 @@ def _instrument_relationships(mapper: Mapper[Any], class_: object = None) -> Non
                 _m2m_record.listen(candidate)
 
 
-def _install_session_hooks() -> None:
-    global _installed
-    with _lock:
-        if _installed:
-            return
-        _installed = True
-    # The save/delete machinery owns the Session events; running inside it puts pre_* after
-    # pre_save/pre_delete and post_* after post_save/post_delete, and lets it flush again
-    # what post_* receivers leave pending.
-    add_flush_hook("before_flush", _before_flush)
-    add_flush_hook("after_flush", _after_flush)
-    add_flush_hook("after_flush_postexec", _after_flush_postexec)
-    event.listen(Session, "after_soft_rollback", _m2m_record.after_soft_rollback)
-    event.listen(Session, "pending_to_transient", _m2m_record.forget_object)
-    event.listen(Session, "persistent_to_transient", _m2m_record.forget_object)
-
-
-def _before_flush(session: Session, context: UOWTransaction) -> None:
+def before_flush(session: Session, context: UOWTransaction) -> None:
+    """Flush hook: ``pre_*`` of the changes whose primary keys are all known."""
     if not _m2m_record.any_recorded():
         return
     sent: set[tuple[Any, ...]] = set()
@@ -122,14 +107,16 @@ def _before_flush(session: Session, context: UOWTransaction) -> None:
             sent.add(_key(change))
 
 
-def _after_flush(session: Session, context: UOWTransaction) -> None:
+def after_flush(session: Session, context: UOWTransaction) -> None:
+    """Flush hook: plan the sends of the flush while history is still there."""
     # History is still there (it is reset before after_flush_postexec); primary keys of the
     # new objects are not registered yet, so the signals wait for the next hook.
     if _m2m_record.any_recorded():
         context.attributes[_PLAN] = plan(_m2m_record.take(session, forget=True))
 
 
-def _after_flush_postexec(session: Session, context: UOWTransaction) -> None:
+def after_flush_postexec(session: Session, context: UOWTransaction) -> None:
+    """Flush hook: the deferred ``pre_*``, then every ``post_*`` of the flush."""
     planned: list[_Planned] | None = context.attributes.pop(_PLAN, None)
     if not planned:
         return

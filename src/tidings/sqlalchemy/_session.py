@@ -23,7 +23,8 @@ Everything runs inside the flush's transaction: a receiver's exception propagate
 Objects of classes not instrumented are ignored. When no receiver is connected to any of the
 four signals and nothing was saved explicitly, each hook returns after one cheap check.
 
-Other parts of the integration (many-to-many) plug in with :func:`add_flush_hook`.
+Other parts of the integration (many-to-many) plug in with :func:`add_flush_hook`; the Session
+events are listened to by :mod:`tidings.sqlalchemy._events`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
-from sqlalchemy import event, inspect
+from sqlalchemy import inspect
 from sqlalchemy.orm import Mapper, Session, object_mapper
 from sqlalchemy.orm.attributes import flag_dirty, instance_state
 from sqlalchemy.orm.state import InstanceState
@@ -54,7 +55,9 @@ from tidings.sqlalchemy._send import send
 __all__ = [
     "FlushHook",
     "add_flush_hook",
-    "install",
+    "after_flush",
+    "after_flush_postexec",
+    "before_flush",
     "save",
     "update_fields_of",
     "using_for",
@@ -92,13 +95,6 @@ def add_flush_hook(stage: Stage, hook: FlushHook) -> None:
     hooks = _hooks[stage]
     if hook not in hooks:
         hooks.append(hook)
-
-
-def install() -> None:
-    """Listen to the flush events of every Session (called once by ``instrument()``)."""
-    event.listen(Session, "before_flush", _before_flush)
-    event.listen(Session, "after_flush", _after_flush)
-    event.listen(Session, "after_flush_postexec", _after_flush_postexec)
 
 
 class _Save:
@@ -148,7 +144,8 @@ def using_for(session: Session, mapper: Mapper[Any]) -> str:
     return str(value)
 
 
-def _before_flush(session: Session, flush_context: UOWTransaction, _instances: object) -> None:
+def before_flush(session: Session, flush_context: UOWTransaction, _instances: object) -> None:
+    """Session ``before_flush``: the ``pre_save``/``pre_delete`` rounds, then the hooks."""
     explicit: dict[InstanceState[Any], frozenset[str] | None] = session.info.pop(_SAVES_KEY, {})
     if explicit or _listening():
         flush = _FlushState()
@@ -299,7 +296,8 @@ def _send_pre(session: Session, flush: _FlushState, saves: list[_Save], deletes:
     )
 
 
-def _after_flush(session: Session, flush_context: UOWTransaction) -> None:
+def after_flush(session: Session, flush_context: UOWTransaction) -> None:
+    """Session ``after_flush``: read what each update wrote, then the hooks."""
     flush: _FlushState | None = flush_context.attributes.get(_STATE_KEY)
     if flush is not None:
         for record in flush.saves:
@@ -309,7 +307,8 @@ def _after_flush(session: Session, flush_context: UOWTransaction) -> None:
         hook(session, flush_context)
 
 
-def _after_flush_postexec(session: Session, flush_context: UOWTransaction) -> None:
+def after_flush_postexec(session: Session, flush_context: UOWTransaction) -> None:
+    """Session ``after_flush_postexec``: ``post_save``/``post_delete``, the hooks, re-flush."""
     flush: _FlushState | None = flush_context.attributes.pop(_STATE_KEY, None)
     if flush is not None:
         _send_post(flush)

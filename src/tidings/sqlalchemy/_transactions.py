@@ -45,7 +45,6 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -59,10 +58,12 @@ __all__ = [
     "AmbiguousSessionError",
     "Capturing",
     "Work",
+    "after_commit",
+    "after_transaction_create",
+    "after_transaction_end",
     "current_session",
     "defer",
     "in_transaction",
-    "install",
     "on_commit",
 ]
 
@@ -138,20 +139,6 @@ class Capturing:
 
 _captures: list[Capturing] = []
 _captures_lock = threading.Lock()
-_installed = False
-_install_lock = threading.Lock()
-
-
-def install() -> None:
-    """Listen to the transaction events of every Session (idempotent)."""
-    global _installed
-    with _install_lock:
-        if _installed:
-            return
-        event.listen(Session, "after_transaction_create", _after_transaction_create)
-        event.listen(Session, "after_commit", _after_commit)
-        event.listen(Session, "after_transaction_end", _after_transaction_end)
-        _installed = True
 
 
 # -- which Session ------------------------------------------------------------------------------
@@ -368,7 +355,8 @@ def run_robustly(work: list[Work], where: str) -> None:
 # -- the Session events -------------------------------------------------------------------------
 
 
-def _after_transaction_create(session: Session, transaction: SessionTransaction) -> None:
+def after_transaction_create(session: Session, transaction: SessionTransaction) -> None:
+    """Session ``after_transaction_create``: note a root transaction open in this context."""
     if transaction.parent is not None:
         return
     live = [entry for entry in _open.get() if _still_open(entry)]
@@ -384,7 +372,8 @@ def _still_open(entry: _Entry) -> bool:
     )
 
 
-def _after_commit(session: Session) -> None:
+def after_commit(session: Session) -> None:
+    """Session ``after_commit``: the work of the committed transaction may run at its end."""
     queues: dict[SessionTransaction, _Queue] | None = session.info.get(_QUEUES_KEY)
     if queues:
         queue = queues.get(_owner(session))
@@ -392,7 +381,8 @@ def _after_commit(session: Session) -> None:
             queue.committed = True
 
 
-def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+def after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    """Session ``after_transaction_end``: run, hand over or drop the transaction's work."""
     parent = transaction.parent
     if parent is None:
         entries = _open.get()
