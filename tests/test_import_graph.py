@@ -25,6 +25,9 @@ KNOWN_CYCLES = {
     # is typed ``Apps`` and ``Apps`` holds AppConfigs; one module would be far over 500 lines
     # and a protocol would narrow the type users see on ``AppConfig.apps``.
     ("tidings._appconfig", "tidings.apps"),
+    # Type-level only: the durable handler names the Outbox it writes to in annotations
+    # (``if TYPE_CHECKING:``); the Outbox installs and removes that handler.
+    ("tidings.outbox._handler", "tidings.outbox._outbox"),
     # AsyncInMemoryTransport builds an InMemoryTransport when given none (a function-level
     # import); memory.py re-exports it and builds it in as_async().
     ("tidings.transport._memory_async", "tidings.transport.memory"),
