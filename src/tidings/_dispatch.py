@@ -468,8 +468,11 @@ class Signal(DeliveryPath):
         if self._state is None:
             return False  # integrations call this per request or per row: keep it cheap
         # A loop, not any() over a generator: half the cost, and this runs once per row.
-        for c in self._plan(sender)[3]:  # noqa: SIM110
-            if peek(c.receiver) is not None:
+        # peek() only for watched references that no send reached yet: a plain getter is
+        # called directly, which is what keeps this loop cheap.
+        for c in self._plan(sender)[3]:
+            getter = c.receiver
+            if (peek(getter) if type(getter) in UNHEARD_TYPES else getter()) is not None:
                 return True
         return False
 
