@@ -257,6 +257,11 @@ def decode(text: str, open_session: Callable[[], Session]) -> tuple[dict[str, An
         ValueError: The text is not a payload this release can read.
         ImportError: A class named by the payload cannot be imported.
     """
+    if _TAG not in text:  # plain JSON values only: nothing to rebuild
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise TidingsValueError("the payload is not a JSON object")
+        return data, None
     decoder = _Decoder(open_session)
     try:
         data = json.loads(text)

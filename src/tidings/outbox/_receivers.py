@@ -8,7 +8,7 @@ import random
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tidings._dispatch import Signal
@@ -94,8 +94,11 @@ class DurableReceiver:
     timeout: float | None = None
     delivery: str = "durable"
     ordered: bool | str = False
+    # Asked for every delivery a relay runs: worked out once.
+    _async: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_async", inspect.iscoroutinefunction(self.func))
         where = f"durable receiver {self.name!r} of {self.signal!r}"
         if not self.signal.name:
             raise NoStableNameError(
@@ -134,7 +137,7 @@ class DurableReceiver:
     @property
     def is_async(self) -> bool:
         """Whether the receiver is an ``async def`` function."""
-        return inspect.iscoroutinefunction(self.func)
+        return self._async
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before retrying after failed attempt number ``attempt``.

@@ -14,7 +14,6 @@ dead letters after ``max_attempts``.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
 import uuid
 from collections.abc import Iterator, Sequence
@@ -232,7 +231,21 @@ class Store:
         query = self._statement("lock", modes, limit)
         rows = conn.execute(query, {"now": now})
         # ``attempts`` counts the recorded attempts: this one is the next.
-        return [dataclasses.replace(Claimed(*row), attempts=row.attempts + 1) for row in rows]
+        return [
+            Claimed(
+                r.id,
+                r.event_id,
+                r.format,
+                r.signal,
+                r.receiver,
+                r.delivery,
+                r.order_key,
+                r.payload,
+                r.sent_at,
+                r.attempts + 1,
+            )
+            for r in rows
+        ]
 
     def _statement(self, kind: str, modes: Sequence[str], limit: int) -> Any:
         """The claim (``"claim"``) or lock (``"lock"``) statement, built once and reused.
