@@ -61,6 +61,7 @@ from tidings._connections import (
     Connection,
     Plan,
     alive,
+    deref,
     make_plan,
     own_plan,
     sender_plan,
@@ -212,6 +213,9 @@ class Signal(DeliveryPath):
         # (a lock-free append) for the next operation to purge under the lock.
         self._dying: deque[ConnectionKey] = deque()
         self._dead = False
+        # Bound once: each connection's death callback is a partial of it, and binding the
+        # method per connect would keep one more object alive per connection.
+        self._on_death = self._note_death
         # What purges found of watched receivers that died before any send reached them,
         # reported once the purging operation holds no lock (see _speak).
         self._unheard: deque[tuple[str, Site]] = deque()
@@ -264,7 +268,8 @@ class Signal(DeliveryPath):
             InvalidDeliveryError: ``delivery`` is not a usable delivery mode.
             DeliveryOptionsError: ``options`` holds options the mode does not take.
         """
-        self._check_sender(receiver, sender)
+        if isinstance(sender, str):
+            self._check_sender(receiver, sender)
         self._connect(
             receiver, sender, weak, dispatch_uid, inline=inline, delivery=delivery, **options
         )
@@ -297,7 +302,7 @@ class Signal(DeliveryPath):
             key,
             receiver,
             sender,
-            on_death=functools.partial(self._note_death, key),
+            on_death=functools.partial(self._on_death, key),
             is_async=is_async,
             inline=inline,
             weak=weak,
@@ -365,7 +370,7 @@ class Signal(DeliveryPath):
             self._table, self._anyone, self._own, self._method_keys = {}, {}, {}, 0
             for connection in connections:
                 adopted = connection.adopted_by(
-                    self, functools.partial(self._note_death, connection.key)
+                    self, functools.partial(self._on_death, connection.key)
                 )
                 # The restored connections may hold references that died meanwhile; the first
                 # of two connections with one key wins, as when connecting.
@@ -424,8 +429,11 @@ class Signal(DeliveryPath):
             r = sync[0]()
             return [] if r is None else [(r, r(**kwargs))]
         responses = []
-        for r in alive(sync):
-            responses.append((r, r(**kwargs)))
+        # The snapshot first (every receiver dereferenced before any is called), inline: a
+        # call of alive() here costs the pure path about a tenth with 10 receivers.
+        for r in list(map(deref, sync)):
+            if r is not None:
+                responses.append((r, r(**kwargs)))
         return responses
 
     def send_robust(self, sender: Any, **named: Any) -> Responses:
