@@ -342,17 +342,20 @@ def test_two_sessions_open_in_one_context_is_an_error(sqlite_engine: Any) -> Non
         second.close()
 
 
-def test_in_transaction_binds_a_session_begun_in_another_thread(sqlite_engine: Any) -> None:
-    """A thread does not see a Session begun in another thread (its work runs at once), unless
-    in_transaction() binds it; then the work waits for that Session's commit."""
+def test_in_transaction_binds_a_session_begun_in_another_thread(
+    sqlite_engine: Any, route: Via
+) -> None:
+    """A thread does not see a Session begun in another thread (its work, a callable or an
+    on_commit receiver, runs at once), unless in_transaction() binds it; then the work waits
+    for that Session's commit."""
     log: list[str] = []
     with Session(sqlite_engine) as session:
         session.add(Row())
 
         def worker() -> None:
-            on_commit(functools.partial(log.append, "unbound"))
+            defer_work(route, functools.partial(log.append, "unbound"))
             with in_transaction(session):
-                on_commit(functools.partial(log.append, "bound"))
+                defer_work(route, functools.partial(log.append, "bound"))
 
         thread = threading.Thread(target=worker)
         thread.start()
