@@ -30,13 +30,13 @@ import contextvars
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.state import InstanceState
 
 from tidings._delivery import Deferral, Delivery, refuse_options, register_handler
 from tidings._refs import safe_repr
 from tidings.models import ModelSignal
-from tidings.sqlalchemy._compat import is_flushing
+from tidings.sqlalchemy._compat import STATE_ATTR, is_flushing
 from tidings.sqlalchemy._transactions import Work, current_session, defer
 
 __all__ = ["OnCommitHandler", "install", "sending_for", "session_for_send"]
@@ -85,11 +85,12 @@ def session_for_send(signal: Any, kwargs: Mapping[str, Any]) -> Session | None:
 
 
 def _flushing_session_of(instance: Any) -> Session | None:
-    if instance is None:
+    # The state attribute, not sqlalchemy.inspect(): this runs once per row a flush signals.
+    state = getattr(instance, STATE_ATTR, None)
+    if not isinstance(state, InstanceState):
         return None
-    state = sa_inspect(instance, raiseerr=False)
-    session = getattr(state, "session", None)
-    if isinstance(session, Session) and is_flushing(session):
+    session = state.session
+    if session is not None and is_flushing(session):
         return session
     return None
 
