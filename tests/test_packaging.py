@@ -236,7 +236,13 @@ def _install_from_wheelhouse(python: Path, *requirements: str) -> None:
         if done.returncode == 0:
             return
     _run(sys.executable, "-m", "pip", "wheel", "-q", "-w", WHEELHOUSE, *requirements, timeout=900)
-    _pip_into(python, *args)
+    try:
+        _pip_into(python, *args)
+    finally:
+        # pip wheel copies the tidings wheel under test in too; kept, a later build of the same
+        # version (new extras) would resolve with this one's metadata and miss their wheels.
+        for stale in WHEELHOUSE.glob("tidings-*.whl"):
+            stale.unlink()
 
 
 PLUGIN_TEST = textwrap.dedent(
