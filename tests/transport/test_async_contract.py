@@ -33,6 +33,8 @@ def test_a_round_trip_through_every_operation(make_async_transport: MakeAsyncTra
             assert await transport.retry("t", "g") == 1
             [status] = await transport.status(["t"])
             assert (status.length, status.pending, status.lag, status.dead) == (4, 0, 1, 0)
+            assert await transport.remove_group("t", "g") is True
+            assert await transport.status(["t"]) == []
         finally:
             await transport.close()
 

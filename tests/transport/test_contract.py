@@ -462,3 +462,30 @@ def test_complete_marks_and_acks_together(transport: Transport) -> None:
     assert transport.status(["t"])[0].pending == 1
     assert transport.complete("t", "g", messages[:2]) == 0
     assert transport.complete("t", "g", []) == 0
+
+
+def test_remove_group_deletes_it_and_leaves_the_others(transport: Transport) -> None:
+    """remove_group() drops a group with its pending entries and dead letters, once."""
+    transport.ensure_group("t", "node-a")
+    transport.ensure_group("t", "node-b")
+    _publish(transport, 3)
+    [first, *_] = transport.consume("t", "node-a", "c", block=0)
+    transport.dead_letter("t", "node-a", first, "x")
+    assert transport.remove_group("t", "node-a") is True
+    assert [s.group for s in transport.status(["t"])] == ["node-b"]
+    assert transport.dead_letters("t", "node-a") == []
+    with pytest.raises(NoSuchGroupError):
+        transport.consume("t", "node-a", "c", block=0)
+    assert transport.remove_group("t", "node-a") is False
+    assert transport.remove_group("nowhere", "node-a") is False
+    assert _events(transport.consume("t", "node-b", "c", block=0)) == ["e0", "e1", "e2"]
+
+
+def test_a_removed_group_made_again_starts_afresh(transport: Transport) -> None:
+    """After remove_group(), ensure_group() makes a new group at its start."""
+    transport.ensure_group("t", "g")
+    _publish(transport, 2)
+    transport.consume("t", "g", "c", block=0)
+    transport.remove_group("t", "g")
+    transport.ensure_group("t", "g", start="first")
+    assert _events(transport.consume("t", "g", "c", block=0)) == ["e0", "e1"]

@@ -154,6 +154,14 @@ class SameAsRedis(RuleBasedStateMachine):
         assert mine == theirs
         self.added[topic] = self.added.get(topic, 0) + mine
 
+    @rule(topic=TOPICS, group=GROUPS)
+    def remove_group(self, topic: str, group: str) -> None:
+        """Both remove the same groups."""
+        mine, theirs = self._both("remove_group", topic, group)
+        assert mine == theirs
+        self.handed.pop((topic, group), None)
+        self.groups.discard((topic, group))
+
     @rule(group=GROUPS, event=st.integers(1, 5))
     def mark_done(self, group: str, event: int) -> None:
         """Both dedupe alike."""

@@ -227,6 +227,14 @@ class Transport(Protocol):
         """Publish dead letters (all, or those ids) onto the topic again; return how many."""
         ...
 
+    def remove_group(self, topic: str, group: str) -> bool:
+        """Delete the group, its pending entries and its dead letters; False if it was not there.
+
+        For the group of a broadcast node that is gone for good: its entries stay in the topic
+        for the other groups.
+        """
+        ...
+
     def status(self, topics: Sequence[str] | None = None) -> list[GroupStatus]:
         """The state of every group of the topics (all topics with a group when ``None``)."""
         ...
@@ -298,6 +306,10 @@ class AsyncTransport(Protocol):
 
     async def retry(self, topic: str, group: str, ids: Sequence[str] | None = None) -> int:
         """See :meth:`Transport.retry`."""
+        ...
+
+    async def remove_group(self, topic: str, group: str) -> bool:
+        """See :meth:`Transport.remove_group`."""
         ...
 
     async def status(self, topics: Sequence[str] | None = None) -> list[GroupStatus]:

@@ -120,6 +120,10 @@ class AsyncInMemoryTransport:
         """See :meth:`InMemoryTransport.retry`."""
         return self.sync.retry(topic, group, ids)
 
+    async def remove_group(self, topic: str, group: str) -> bool:
+        """See :meth:`InMemoryTransport.remove_group`."""
+        return self.sync.remove_group(topic, group)
+
     async def status(self, topics: Sequence[str] | None = None) -> list[GroupStatus]:
         """See :meth:`InMemoryTransport.status`."""
         return self.sync.status(topics)

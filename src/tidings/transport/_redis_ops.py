@@ -82,7 +82,7 @@ return held
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One client method call; ``ignore`` is a reply error prefix that means "fine"."""
+    """One client method call; ``ignore`` is a reply error text that means "fine"."""
 
     method: str
     args: tuple[Any, ...] = ()
@@ -374,6 +374,16 @@ class Operations:
             )
             retried += int(removed)
         return retried
+
+    def remove_group(self, topic: str, group: str) -> Op:
+        """XGROUP DESTROY (a missing stream is no group) and DEL of the dead letters."""
+        key = self.stream(topic)
+        dead = self.dead(topic, group)
+        destroyed = yield Call(
+            "xgroup_destroy", (key, group), ignore="XGROUP subcommand requires the key"
+        )
+        yield Call("delete", (dead,))
+        return bool(destroyed)
 
     def status(self, topics: Sequence[str] | None) -> Op:
         """XLEN, XINFO GROUPS and CONSUMERS, and the dead letters' XLEN, per topic."""

@@ -451,6 +451,14 @@ class InMemoryTransport:
             self.publish(topic, dead.event_id, dead.body)
         return len(chosen)
 
+    def remove_group(self, topic: str, group: str) -> bool:
+        """Delete the group with its pending entries and dead letters; False if it was not there."""
+        with self._lock:
+            if self._existing(topic, group) is None:
+                return False
+            del self._topics[topic].groups[group]
+            return True
+
     # -- operations -------------------------------------------------------------------------
 
     def status(self, topics: Sequence[str] | None = None) -> list[GroupStatus]:

@@ -216,7 +216,7 @@ class RedisTransport(_Base):
             try:
                 return getattr(self.client, step.method)(*step.args, **step.kwargs)
             except redis.ResponseError as exc:
-                if step.ignore and str(exc).startswith(step.ignore):
+                if step.ignore and step.ignore in str(exc):
                     return None
                 raise
         if isinstance(step, Batch):
@@ -314,6 +314,11 @@ class RedisTransport(_Base):
         result: int = self._run("retry", self.ops.retry(topic, group, ids))
         return result
 
+    def remove_group(self, topic: str, group: str) -> bool:
+        """See :meth:`tidings.transport.Transport.remove_group`."""
+        result: bool = self._run("remove_group", self.ops.remove_group(topic, group))
+        return result
+
     def status(self, topics: Sequence[str] | None = None) -> list[GroupStatus]:
         """See :meth:`tidings.transport.Transport.status`."""
         result: list[GroupStatus] = self._run("status", self.ops.status(topics))
@@ -374,7 +379,7 @@ class AsyncRedisTransport(_Base):
             try:
                 return await getattr(self.client, step.method)(*step.args, **step.kwargs)
             except redis.ResponseError as exc:
-                if step.ignore and str(exc).startswith(step.ignore):
+                if step.ignore and step.ignore in str(exc):
                     return None
                 raise
         if isinstance(step, Batch):
@@ -475,6 +480,11 @@ class AsyncRedisTransport(_Base):
     async def retry(self, topic: str, group: str, ids: Sequence[str] | None = None) -> int:
         """See :meth:`tidings.transport.Transport.retry`."""
         result: int = await self._run("retry", self.ops.retry(topic, group, ids))
+        return result
+
+    async def remove_group(self, topic: str, group: str) -> bool:
+        """See :meth:`tidings.transport.Transport.remove_group`."""
+        result: bool = await self._run("remove_group", self.ops.remove_group(topic, group))
         return result
 
     async def status(self, topics: Sequence[str] | None = None) -> list[GroupStatus]:
