@@ -28,6 +28,7 @@ SECTIONS = {
     "http": "http_middleware",
     "sqlalchemy": "sqlalchemy_signals",
     "outbox": "outbox",
+    "remote": "remote",
 }
 
 

@@ -382,8 +382,9 @@ class _Worker:
                     continue
                 consumer.hold(self.lane, self.me, [m.id for m in batch])
                 try:
+                    done = self._already_done(batch)
                     for message in batch:
-                        self.handle(message)
+                        self.handle(message, done)
                 finally:
                     consumer.release(self.lane, self.me, [m.id for m in batch])
         finally:
@@ -396,11 +397,30 @@ class _Worker:
         except TransportError as exc:
             logger.warning("cannot recreate group %r (%s)", self.lane.group, exc)
 
-    def handle(self, message: Message) -> None:
-        """Run one entry's receiver, or skip it, or dead-letter it."""
+    def _already_done(self, batch: Sequence[Message]) -> set[str] | None:
+        """The batch's events that ran in the group already (one round trip), None if unknown."""
+        try:
+            return self.transport.done_events(self.lane.group, [m.event_id for m in batch])
+        except TransportError:
+            return None  # each entry asks on its own in handle()
+
+    def handle(self, message: Message, done: set[str] | None = None) -> None:
+        """Run one entry's receiver, or skip it, or dead-letter it.
+
+        Args:
+            message: The entry.
+            done: The events of its batch that ran in the group (the entry's is added once it
+                ran); None: ask the transport.
+        """
         lane, consumer = self.lane, self.consumer
         try:
-            if self.transport.done(lane.group, message.event_id):
+            if done is None:
+                done = (
+                    {message.event_id}
+                    if self.transport.done(lane.group, message.event_id)
+                    else set()
+                )
+            if message.event_id in done:
                 self.transport.ack(lane.topic, lane.group, [message.id])
                 consumer._count(skipped=1)
                 return
@@ -430,8 +450,9 @@ class _Worker:
             except Exception as exc:
                 self._failed(spec, message, exc)
                 return
-            self.transport.mark_done(lane.group, message.event_id)
-            self.transport.ack(lane.topic, lane.group, [message.id])
+            # The dedupe mark and the acknowledgement together, in one round trip.
+            self.transport.complete(lane.topic, lane.group, [message])
+            done.add(message.event_id)
             consumer._count(done=1)
         except TransportError as exc:
             # The entry stays pending: claimed again after the claim idle time.
