@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
-from tests.transport.conftest import REDIS_URL, redis_or_skip, unique_prefix
+from tests.transport.conftest import REDIS_URL, redis_or_skip, redis_server, unique_prefix
 from tidings.outbox import Outbox, Relay, writing_on
 
 ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["redis_server"]  # the transport tests' fixture of private redis-servers
 TARGET = "tests.remote.remote_app:outbox"
 
 
@@ -81,6 +82,22 @@ class Site:
         assert remote_app.joined.name  # the receivers are connected in this process too
         return box
 
+    def write(self, box: Outbox, count: int, receiver: str, start: int = 0) -> list[str]:
+        """Send ``joined`` for ``count`` users (rows only); return ``receiver``'s event ids."""
+        from tests.remote import remote_app
+
+        with box.engine.connect() as conn:
+            before = {row.id for row in conn.execute(box.tables.pending.select())}
+        with box.installed(), box.engine.begin() as conn, writing_on(conn):
+            for n in range(start, start + count):
+                remote_app.joined.send(None, user_id=n)
+            rows = conn.execute(box.tables.pending.select()).mappings().all()
+        return sorted(
+            str(row["event_id"])
+            for row in rows
+            if row["receiver"] == receiver and row["id"] not in before
+        )
+
     def push(self, box: Outbox, count: int, receiver: str, start: int = 0) -> list[str]:
         """Send ``joined`` for ``count`` users, relay the rows; return ``receiver``'s event ids."""
         from tests.remote import remote_app
@@ -106,12 +123,13 @@ class Site:
                 found.append((parts[0], int(parts[2]), int(parts[3])))
         return found
 
-    def worker(self, *args: str, **env: str) -> Worker:
-        """Start ``tidings worker TARGET --no-relay ARGS``; its output goes to a file."""
+    def worker(self, *args: str, relay: bool = False, **env: str) -> Worker:
+        """Start ``tidings worker TARGET --no-relay ARGS`` (``relay``: with its relay)."""
         path = self.folder / f"worker-{time.monotonic_ns()}.log"
         with open(path, "w") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "tidings", "worker", TARGET, "--no-relay", *args],
+                [sys.executable, "-m", "tidings", "worker", TARGET, *args]
+                + ([] if relay else ["--no-relay"]),
                 env=self.env(**env),
                 cwd=ROOT,
                 stdout=log,
@@ -156,9 +174,11 @@ def workers() -> Iterator[list[Worker]]:
             worker.process.wait(10)
 
 
-def start_workers(site: Site, workers: list[Worker], count: int, *args: str, **env: str) -> None:
+def start_workers(
+    site: Site, workers: list[Worker], count: int, *args: str, relay: bool = False, **env: str
+) -> None:
     """Start ``count`` workers and wait until each one is consuming."""
-    new = [site.worker(*args, **env) for _ in range(count)]
+    new = [site.worker(*args, relay=relay, **env) for _ in range(count)]
     workers.extend(new)
     wait_for(lambda: all(w.ready() for w in new), 60, f"{count} workers consuming")
     time.sleep(0.3)  # their first read is on its way

@@ -11,11 +11,13 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from tests.outbox.processes import Counts, count
 from tests.remote.conftest import Site, Worker, start_workers, stop_all, wait_for
+from tests.transport.servers import RedisServer
 
 pytestmark = [pytest.mark.fault, pytest.mark.redis]
 
@@ -201,3 +203,41 @@ def test_sigterm_finishes_the_running_receiver_acknowledges_and_exits_0(
     assert len(calls) == 1
     assert calls[0][0] in pushed
     assert (state.pending, state.lag) == (0, 1)
+
+
+def test_redis_killed_and_restarted_mid_run_loses_nothing(
+    tmp_path: Path, workers: list[Worker], redis_server: Callable[..., RedisServer]
+) -> None:
+    """A private Redis (AOF, fsync always) SIGKILLed twice mid-run: the relay backs off and
+    publishes again, the worker reconnects; every committed event runs."""
+    server = redis_server(aof=True)
+    site = Site(tmp_path, server.url, "tidings-test")
+    box = site.outbox()
+    start_workers(
+        site,
+        workers,
+        1,
+        "--receiver",
+        WELCOME,
+        "--poll",
+        "0.05",
+        "--claim-idle",
+        "1",
+        relay=True,
+    )
+    pushed: list[str] = []
+    for round_ in range(3):
+        pushed += site.write(box, 60, WELCOME, start=round_ * 60)
+        wait_for(progressed(site, 19 + round_ * 60), 60, "progress")
+        if round_ < 2:
+            server.kill()
+            pushed += site.write(box, 20, WELCOME, start=1000 + round_ * 20)  # Redis down
+            time.sleep(1.0)
+            server.start()
+    wait_for(lambda: set(pushed) <= {e for e, _, _ in site.calls(WELCOME)}, 90, "every event")
+    assert stop_all(workers) == [0]
+    counts = count(pushed, [e for e, _, _ in site.calls(WELCOME)])
+    report("Redis killed twice (AOF always)", counts, f"; Redis starts {server.starts}")
+    assert counts.lost == 0
+    assert counts.strangers == 0
+    assert box.status().pending == 0
