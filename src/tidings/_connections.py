@@ -3,7 +3,8 @@
 A *connection* is one connected receiver: its identity key, getters for the receiver and the
 sender (see :mod:`tidings._refs`), its flags and its delivery mode. A *plan* is what a send to
 one sender needs, precomputed whenever that sender's connections change. Plans are immutable
-tuples, so a send reads one without a lock.
+tuples, so a send reads one without a lock. :class:`ReceiverInfo` is a live connection as
+:meth:`tidings.Signal.live_receivers` lists it.
 
 A plan built for one sender carries a getter of that sender's identity, and a send uses the
 plan only if the getter yields the very object sent from. A sender's ``id()`` can be reused by
@@ -17,6 +18,7 @@ from __future__ import annotations
 import heapq
 import operator
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -36,6 +38,7 @@ __all__ = [
     "NO_PLAN",
     "Connection",
     "Plan",
+    "ReceiverInfo",
     "alive",
     "deref",
     "make_plan",
@@ -44,6 +47,32 @@ __all__ = [
 ]
 
 EMPTY_OPTIONS: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverInfo:
+    """A live connection of a signal, as listed by :meth:`Signal.live_receivers`.
+
+    Attributes:
+        receiver: The connected callable (for a weakly connected bound method, a new bound
+            method equal to the one connected).
+        sender: The sender it was connected for, ``None`` for any sender.
+        weak: Whether the signal references the receiver weakly.
+        dispatch_uid: The ``dispatch_uid`` it was connected with, or ``None``.
+        is_async: Whether it is awaited (an ``async def`` function or equivalent).
+        inline: Whether ``asend`` calls it on the event loop instead of in a worker thread.
+        delivery: Its delivery mode (:class:`tidings.Delivery`).
+        options: The delivery mode's options it was connected with (read-only).
+    """
+
+    receiver: Callable[..., Any]
+    sender: Any
+    weak: bool
+    dispatch_uid: Any
+    is_async: bool
+    inline: bool
+    delivery: Delivery = Delivery.IMMEDIATE
+    options: Mapping[str, Any] = field(default_factory=lambda: EMPTY_OPTIONS)
 
 
 class Connection:

@@ -55,8 +55,8 @@ from tidings._appconfig import (
     register_check,
     registered_checks,
 )
-from tidings._dispatch import uncalled_receivers_reported
 from tidings._errors import TidingsLookupError
+from tidings._index import uncalled_receivers_reported
 
 __all__ = [
     "AppConfig",

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-import tidings._dispatch
+import tidings._index
 from tests.core._support import Bulky, run_threads
 from tidings import Signal
 
@@ -144,7 +144,7 @@ def plans(monkeypatch: pytest.MonkeyPatch) -> _PlanCounter:
     """Count every plan the dispatcher builds (a sender's, or the one for every other sender)."""
     counter = _PlanCounter()
     for name in ("make_plan", "sender_plan"):
-        monkeypatch.setattr(tidings._dispatch, name, counter.wrap(getattr(tidings._dispatch, name)))
+        monkeypatch.setattr(tidings._index, name, counter.wrap(getattr(tidings._index, name)))
     return counter
 
 
