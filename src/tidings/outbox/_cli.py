@@ -17,64 +17,23 @@ import datetime
 import enum
 import json
 import os
-import re
 import signal as signals
 import sys
 import time
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import click
 
 from tidings._dispatch import Signal
-from tidings.outbox._cli_transport import app_option, make_consumer, run_worker, transport
-from tidings.outbox._codec import import_path
+from tidings.outbox._cli_common import app_option, load_outbox, parse_duration, table
+from tidings.outbox._cli_transport import make_consumer, run_worker, transport
 from tidings.outbox._handler import installed_outbox
 from tidings.outbox._outbox import Outbox
 from tidings.outbox._relay import Relay, RelayBusyError, RelayStats
 
 __all__ = ["main"]
-
-
-def load_outbox(target: str) -> Outbox:
-    """Import ``module:attribute`` and return the outbox it names.
-
-    Raises:
-        click.BadParameter: It cannot be imported or is not an Outbox.
-    """
-    if ":" not in target:
-        raise click.BadParameter(f"{target!r}: expected module:attribute, e.g. myapp.jobs:outbox")
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        value = import_path(target)
-    except ImportError as exc:
-        raise click.BadParameter(f"cannot import {target!r}: {exc}") from exc
-    if not isinstance(value, Outbox) and callable(value):
-        value = value()
-    if not isinstance(value, Outbox):
-        raise click.BadParameter(
-            f"{target!r} is {type(value).__qualname__}, not a tidings.outbox.Outbox"
-        )
-    value.setup()
-    return value
-
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``30``, ``30s``, ``15m``, ``12h`` or ``7d``.
-
-    Raises:
-        click.BadParameter: Not such a duration.
-    """
-    match = _DURATION.match(text.strip())
-    if match is None:
-        raise click.BadParameter(f"{text!r}: expected a duration such as 30s, 15m, 12h or 7d")
-    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -290,7 +249,7 @@ def dead(box: Outbox, limit: int | None, show_traceback: bool, as_json: bool) ->
         (str(d.id), _when(d.failed_at), str(d.attempts), d.signal, d.receiver, d.error)
         for d in letters
     ]
-    _table(("ID", "FAILED (UTC)", "ATTEMPTS", "SIGNAL", "RECEIVER", "ERROR"), rows)
+    table(("ID", "FAILED (UTC)", "ATTEMPTS", "SIGNAL", "RECEIVER", "ERROR"), rows)
     if show_traceback:
         for letter in letters:
             click.echo(f"\n-- {letter.id} ({letter.event_id})\n{letter.traceback.rstrip()}")
@@ -379,7 +338,7 @@ def receivers(modules: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(entries, indent=2))
         return
-    _table(
+    table(
         ("SIGNAL", "RECEIVER", "SENDER", "DELIVERY"),
         [[str(e[key]) for key in ("signal", "receiver", "sender", "delivery")] for e in entries],
     )
@@ -389,10 +348,3 @@ def _describe_receiver(func: Any) -> str:
     module = getattr(func, "__module__", None) or "?"
     qualname = getattr(func, "__qualname__", None) or repr(func)
     return f"{module}.{qualname}"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
-    for row in (header, *rows):
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
-        click.echo("  ".join(cells).rstrip())

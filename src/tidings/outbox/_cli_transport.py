@@ -20,14 +20,14 @@ from typing import Any
 import click
 
 from tidings._errors import TransportError
-from tidings.outbox import _cli
+from tidings.outbox._cli_common import app_option, load_outbox, table
 from tidings.outbox._consumer import Consumer, ConsumerStats, describe_lanes
 from tidings.outbox._outbox import Outbox
 from tidings.outbox._relay import Relay
 from tidings.outbox._remote import topic_of_group
 from tidings.transport._base import DeadMessage, GroupStatus, Transport
 
-__all__ = ["app_option", "make_consumer", "run_worker", "transport"]
+__all__ = ["make_consumer", "run_worker", "transport"]
 
 
 # -- the worker's consumer ----------------------------------------------------------------
@@ -127,22 +127,12 @@ def _said() -> Iterator[None]:
         raise click.ClickException(str(exc)) from exc
 
 
-#: The ``--app`` option of the command groups that operate an outbox.
-app_option = click.option(
-    "--app",
-    "target",
-    envvar="TIDINGS_OUTBOX",
-    required=True,
-    help="The outbox, module:attribute (or set TIDINGS_OUTBOX).",
-)
-
-
 @click.group()
 @app_option
 @click.pass_context
 def transport(ctx: click.Context, target: str) -> None:
     """Look at and operate the streams of queue and broadcast receivers."""
-    box = _cli.load_outbox(target)
+    box = load_outbox(target)
     ctx.obj = box
     ctx.call_on_close(box.engine.dispose)
     if box.transport is not None:
@@ -187,7 +177,7 @@ def status(box: Outbox, as_json: bool) -> None:
         )
         for s in groups
     ]
-    _cli._table(("STREAM", "GROUP", "LENGTH", "PENDING", "LAG", "CONSUMERS", "DEAD"), rows)
+    table(("STREAM", "GROUP", "LENGTH", "PENDING", "LAG", "CONSUMERS", "DEAD"), rows)
 
 
 def _dead(box: Outbox, group: str | None) -> list[DeadMessage]:
@@ -238,7 +228,7 @@ def dead(box: Outbox, group: str | None, as_json: bool) -> None:
         )
         for d in letters
     ]
-    _cli._table(("ID", "GROUP", "EVENT", "DELIVERIES", "DEAD (UTC)", "REASON"), rows)
+    table(("ID", "GROUP", "EVENT", "DELIVERIES", "DEAD (UTC)", "REASON"), rows)
 
 
 @transport.command()
