@@ -9,40 +9,51 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from tidings.transport._base import (
     DeadMessage,
     GroupStatus,
     Message,
     Start,
+    Transport,
     check_name,
     check_options,
 )
 
-if TYPE_CHECKING:
-    from tidings.transport.memory import InMemoryTransport
-
-__all__ = ["AsyncInMemoryTransport"]
+__all__ = ["AsyncFace"]
 
 
-class AsyncInMemoryTransport:
-    """The asyncio face of an :class:`InMemoryTransport`: an ``AsyncTransport``.
+class _Core(Transport, Protocol):
+    """What the face needs of the in-memory transport besides the Transport methods."""
+
+    target: str
+
+    def _take_or_wait(
+        self,
+        topic: str,
+        group: str,
+        consumer: str,
+        count: int,
+        future: asyncio.Future[None] | None,
+    ) -> list[Message]: ...
+
+    def _forget(self, future: asyncio.Future[None]) -> None: ...
+
+
+class AsyncFace:
+    """The asyncio methods over an in-memory transport (``AsyncInMemoryTransport``'s base).
 
     Args:
-        transport: The in-memory transport whose topics it serves; a new one when omitted.
+        transport: The in-memory transport whose topics it serves.
     """
 
-    def __init__(self, transport: InMemoryTransport | None = None) -> None:
-        if transport is None:
-            from tidings.transport.memory import InMemoryTransport
-
-            transport = InMemoryTransport()
+    def __init__(self, transport: _Core) -> None:
         self.sync = transport
-        self.target = self.sync.target
+        self.target = transport.target
 
     def __repr__(self) -> str:
-        return f"<AsyncInMemoryTransport of {self.sync!r}>"
+        return f"<{type(self).__name__} of {self.sync!r}>"
 
     async def publish(self, topic: str, event_id: str, body: bytes) -> str:
         """See :meth:`InMemoryTransport.publish`."""

@@ -38,7 +38,7 @@ from tidings.transport._base import (
     check_options,
     is_entry_id,
 )
-from tidings.transport._memory_async import AsyncInMemoryTransport
+from tidings.transport._memory_async import AsyncFace
 
 __all__ = ["AsyncInMemoryTransport", "InMemoryTransport"]
 
@@ -531,3 +531,16 @@ def _check_body(body: object) -> bytes:
     if not isinstance(body, (bytes, bytearray, memoryview)):
         raise TidingsTypeError(f"a transport body must be bytes, not {type(body).__name__}")
     return bytes(body)
+
+
+class AsyncInMemoryTransport(AsyncFace):
+    """The asyncio face of an :class:`InMemoryTransport`: an ``AsyncTransport``.
+
+    Args:
+        transport: The in-memory transport whose topics it serves; a new one when omitted.
+    """
+
+    sync: InMemoryTransport
+
+    def __init__(self, transport: InMemoryTransport | None = None) -> None:
+        super().__init__(transport if transport is not None else InMemoryTransport())
