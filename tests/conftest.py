@@ -78,9 +78,9 @@ def _restore_installed_outbox() -> Iterator[None]:
     """
     import sys
 
-    handler = sys.modules.get("tidings.outbox._handler")
-    installed = list(handler._installed) if handler is not None else []
+    module = sys.modules.get("tidings.outbox._outbox")
+    installed = list(module._installed) if module is not None else []
     yield
-    handler = sys.modules.get("tidings.outbox._handler")
-    if handler is not None:
-        handler._installed[:] = installed
+    module = sys.modules.get("tidings.outbox._outbox")
+    if module is not None:
+        module._installed[:] = installed

@@ -4,7 +4,7 @@ Every ``import`` statement of every module counts: at module level, inside funct
 under ``if TYPE_CHECKING:``. ``from package import name`` is an edge to ``package.name`` when
 that is a module (a ``.py`` file, a package, or a compiled extension), else to ``package``.
 A module's implicit import of its parent packages is not an edge. The cycles not broken yet
-are listed below (``KNOWN_CYCLES``, ``GROWING``), each with why.
+are listed below (``KNOWN_CYCLES``), each with why.
 """
 
 from __future__ import annotations
@@ -28,15 +28,9 @@ KNOWN_CYCLES = {
     ("tidings._appconfig", "tidings.apps"),
 }
 
-#: Packages still growing fast, whose internal cycles are not checked yet: a cycle that stays
-#: inside one of them is tolerated; one that reaches any other module fails the test.
-GROWING = ("tidings.outbox",)
-
 
 def _tolerated(component: list[str]) -> bool:
-    if tuple(component) in KNOWN_CYCLES:
-        return True
-    return any(all(m.startswith(f"{package}.") for m in component) for package in GROWING)
+    return tuple(component) in KNOWN_CYCLES
 
 
 def modules_of(package: Path) -> dict[str, Path]:

@@ -24,15 +24,15 @@ from tidings._delivery import register_handler as _register_handler
 from tidings._errors import NoStableNameError, OutboxNotInstalledError
 from tidings.outbox._codec import PayloadTypeError
 from tidings.outbox._consumer import Consumer, ConsumerStats
-from tidings.outbox._handler import OutboxHandler, installed_outbox, writing_on
+from tidings.outbox._handler import OutboxHandler, writing_on
 from tidings.outbox._handler import listen as _listen
 from tidings.outbox._operations import DeadLetter, OutboxStatus
-from tidings.outbox._outbox import Outbox
+from tidings.outbox._outbox import Outbox, installed_outbox
 from tidings.outbox._publish import register_handlers as _register_handlers
 from tidings.outbox._receivers import DurableReceiver, Event, receiver_name
-from tidings.outbox._relay import Postpone, Relay, RelayBusyError, RelayStats
+from tidings.outbox._relay import Relay, RelayBusyError, RelayStats
 from tidings.outbox._schema import FORMAT_VERSION, OutboxTables
-from tidings.outbox._store import Claimed
+from tidings.outbox._store import Claimed, Postpone
 
 __all__ = [
     "FORMAT_VERSION",

@@ -29,8 +29,7 @@ import click
 from tidings._dispatch import Signal
 from tidings.outbox._cli_common import app_option, load_outbox, parse_duration, table
 from tidings.outbox._cli_transport import make_consumer, run_worker, transport
-from tidings.outbox._handler import installed_outbox
-from tidings.outbox._outbox import Outbox
+from tidings.outbox._outbox import Outbox, installed_outbox
 from tidings.outbox._relay import Relay, RelayBusyError, RelayStats
 
 __all__ = ["main"]

@@ -36,14 +36,14 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from tidings._delivery import Delivery
-from tidings._errors import NoSuchGroupError, TidingsRuntimeError, TidingsValueError, TransportError
+from tidings._errors import NoSuchGroupError, TidingsValueError, TransportError
 from tidings.outbox._codec import decode
-from tidings.outbox._receivers import DurableReceiver, Event, iter_registered
+from tidings.outbox._receivers import DurableReceiver, Event
 from tidings.outbox._remote import (
     REMOTE_MODES,
     Envelope,
@@ -56,10 +56,7 @@ from tidings.outbox._running import Background
 from tidings.outbox._schema import FORMAT_VERSION
 from tidings.transport._base import Message, Start, Transport
 
-if TYPE_CHECKING:
-    from tidings.outbox._outbox import Outbox
-
-__all__ = ["Consumer", "ConsumerStats", "Lane", "consumer_for"]
+__all__ = ["Consumer", "ConsumerStats", "Lane"]
 
 logger = logging.getLogger("tidings.outbox.consumer")
 
@@ -568,30 +565,6 @@ class _Worker:
 
 class _Unreadable(Exception):
     """An entry this worker cannot run at all: it goes to the dead letters at once."""
-
-
-def consumer_for(
-    outbox: Outbox,
-    *,
-    receivers: Iterable[DurableReceiver] | None = None,
-    **options: Any,
-) -> Consumer:
-    """A consumer of ``outbox``'s queue and broadcast receivers (see :meth:`Outbox.consumer`).
-
-    Raises:
-        TidingsRuntimeError: The outbox has no transport.
-    """
-    if outbox.transport is None:
-        raise TidingsRuntimeError(
-            f"{outbox!r} has no transport: create it with Outbox(engine, transport=...)"
-        )
-    if receivers is None:
-        known = outbox.receivers if outbox.receivers is not None else iter_registered()
-        receivers = [spec for spec in known if spec.delivery in REMOTE_MODES]
-    engine = outbox.engine
-    options.setdefault("open_session", lambda: Session(engine))
-    options.setdefault("node", outbox.node)
-    return Consumer(outbox.transport, receivers, **options)
 
 
 def describe_lanes(lanes: Sequence[Lane]) -> str:

@@ -34,7 +34,7 @@ import hashlib
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
@@ -51,44 +51,20 @@ from tidings._errors import (
 )
 from tidings._refs import describe, is_async_callable
 from tidings.outbox._codec import encode, instance_key
+from tidings.outbox._outbox import installed_outbox
 from tidings.outbox._receivers import DurableReceiver, receiver_name, register
 from tidings.outbox._store import Store
 from tidings.sqlalchemy import current_session
 
-if TYPE_CHECKING:
-    from tidings.outbox._outbox import Outbox
-
-__all__ = ["OPTIONS", "OutboxHandler", "install", "installed_outbox", "writing_on"]
+__all__ = ["OPTIONS", "OutboxHandler", "writing_on"]
 
 #: The options every outbox mode takes at connect.
 OPTIONS = frozenset({"name", "max_attempts", "backoff", "backoff_max", "timeout", "ordered"})
 
-_lock = threading.Lock()
-_installed: list[Outbox] = []  # a stack: install() pushes, uninstall() removes
 _bound: contextvars.ContextVar[Connection | None] = contextvars.ContextVar(
     "tidings_outbox_connection", default=None
 )
 _BUFFER_KEY = "tidings.outbox.buffered"  # Session.info: {SessionTransaction: [(store, row)]}
-
-
-def install(outbox: Outbox) -> None:
-    """Make ``outbox`` the one durable sends of this process write to (until uninstalled)."""
-    with _lock:
-        if outbox in _installed:
-            _installed.remove(outbox)
-        _installed.append(outbox)
-
-
-def uninstall(outbox: Outbox) -> None:
-    """Stop writing to ``outbox``; the one installed before it (if any) is current again."""
-    with _lock:
-        if outbox in _installed:
-            _installed.remove(outbox)
-
-
-def installed_outbox() -> Outbox | None:
-    """The outbox durable sends write to, or None."""
-    return _installed[-1] if _installed else None
 
 
 @contextlib.contextmanager
@@ -310,12 +286,13 @@ def _after_transaction_end(session: Session, transaction: SessionTransaction) ->
 
 
 _listening = False
+_listen_lock = threading.Lock()
 
 
 def listen() -> None:
     """Follow Session commits for the rows kept under AsyncSession (idempotent)."""
     global _listening
-    with _lock:
+    with _listen_lock:
         if not _listening:
             event.listen(Session, "before_commit", _before_commit)
             event.listen(Session, "after_transaction_end", _after_transaction_end)

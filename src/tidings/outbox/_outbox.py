@@ -1,35 +1,51 @@
-"""The outbox: its tables on an engine, the producer's write and the operations."""
+"""The outbox: its tables on an engine, the producer's write and the operations.
+
+Also the process's installed outbox (:meth:`Outbox.install`), the one durable sends write to.
+The handler, relay and consumer modules use this one; it uses none of them but the consumer
+and the publisher it builds, so the package has no import cycle.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, MetaData
+from sqlalchemy.orm import Session
 
 from tidings._dispatch import Signal
-from tidings._errors import TidingsValueError
-from tidings.outbox import _handler, _operations
+from tidings._errors import TidingsRuntimeError, TidingsValueError
+from tidings.outbox import _operations
 from tidings.outbox._codec import encode
+from tidings.outbox._consumer import Consumer
 from tidings.outbox._operations import DeadLetter, OutboxStatus
-from tidings.outbox._receivers import DurableReceiver
+from tidings.outbox._publisher import Publisher
+from tidings.outbox._receivers import DurableReceiver, iter_registered
 from tidings.outbox._remote import (
+    REMOTE_MODES,
     check_node,
     default_node,
     open_transport,
 )
 from tidings.outbox._schema import OutboxTables, build_tables
-from tidings.outbox._store import Store
+from tidings.outbox._store import Action, Store
 
 if TYPE_CHECKING:
-    from tidings.outbox._consumer import Consumer
-    from tidings.outbox._relay import Action
     from tidings.transport._base import Transport
 
-__all__ = ["Outbox"]
+__all__ = ["Outbox", "installed_outbox"]
+
+_lock = threading.Lock()
+_installed: list[Outbox] = []  # a stack: install() pushes, uninstall() removes
+
+
+def installed_outbox() -> Outbox | None:
+    """The outbox durable sends write to, or None."""
+    return _installed[-1] if _installed else None
 
 
 class Outbox:
@@ -104,12 +120,17 @@ class Outbox:
         Returns:
             The outbox itself.
         """
-        _handler.install(self)
+        with _lock:
+            if self in _installed:
+                _installed.remove(self)
+            _installed.append(self)
         return self
 
     def uninstall(self) -> None:
         """Stop being the outbox durable sends write to (a no-op if it is not installed)."""
-        _handler.uninstall(self)
+        with _lock:
+            if self in _installed:
+                _installed.remove(self)
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[Outbox]:
@@ -132,8 +153,6 @@ class Outbox:
         """
         if self.transport is None:
             return {}
-        from tidings.outbox._publish import Publisher
-
         publish = Publisher(self.transport)
         return {"queue": publish, "broadcast": publish}
 
@@ -148,9 +167,18 @@ class Outbox:
         Raises:
             TidingsRuntimeError: The outbox has no transport.
         """
-        from tidings.outbox._consumer import consumer_for
-
-        return consumer_for(self, **options)
+        if self.transport is None:
+            raise TidingsRuntimeError(
+                f"{self!r} has no transport: create it with Outbox(engine, transport=...)"
+            )
+        receivers = options.pop("receivers", None)
+        if receivers is None:
+            known = self.receivers if self.receivers is not None else iter_registered()
+            receivers = [spec for spec in known if spec.delivery in REMOTE_MODES]
+        engine = self.engine
+        options.setdefault("open_session", lambda: Session(engine))
+        options.setdefault("node", self.node)
+        return Consumer(self.transport, receivers, **options)
 
     def setup(self) -> None:
         """Populate the app registry with :attr:`apps`, if any and not done yet."""

@@ -9,15 +9,12 @@ no order is kept, so ``ordered`` is refused). A
 send needs an installed outbox configured with a transport (``Outbox(..., transport=...)``);
 else it raises :class:`~tidings.OutboxNotInstalledError` before anything is stored.
 
-A relay of an outbox with a transport claims those rows too and publishes each one
-(:class:`Publisher`); a row is done when ``publish()`` returned. A transport error postpones
-the row (its attempt not counted) with a backoff, and the rest of the batch with it.
+A relay of an outbox with a transport claims those rows too and publishes each one (the
+``Publisher`` of ``tidings.outbox._publisher``); a row is done when ``publish()`` returned.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,62 +23,12 @@ from tidings._errors import (
     DeliveryOptionsError,
     OutboxNotInstalledError,
     TidingsValueError,
-    TransportError,
 )
 from tidings._refs import describe
-from tidings.outbox._handler import OutboxHandler, installed_outbox
-from tidings.outbox._relay import Postpone
-from tidings.outbox._remote import seal, topic_name
-from tidings.outbox._store import Claimed
-from tidings.transport._base import Transport
+from tidings.outbox._handler import OutboxHandler
+from tidings.outbox._outbox import installed_outbox
 
-__all__ = ["Publisher", "RemoteHandler", "register_handlers"]
-
-logger = logging.getLogger("tidings.outbox.publish")
-
-#: The longest a relay waits before it tries a transport that failed again.
-MAX_BACKOFF = 30.0
-
-
-class Publisher:
-    """The relay's action for queue and broadcast rows: publish, done when accepted.
-
-    Args:
-        transport: Where to publish.
-    """
-
-    def __init__(self, transport: Transport) -> None:
-        self.transport = transport
-        self.failures = 0
-        self._down_until = 0.0
-
-    def __repr__(self) -> str:
-        return f"<Publisher to {self.transport!r}>"
-
-    def __call__(self, row: Claimed) -> None:
-        """Publish ``row``'s entry; return once the transport accepted it.
-
-        Raises:
-            Postpone: The transport failed (or failed a moment ago): try the row later.
-        """
-        now = time.monotonic()
-        if now < self._down_until:
-            raise Postpone(self._down_until - now, "the transport failed a moment ago")
-        body = seal(row.format, row.signal, row.receiver, row.sent_at, row.payload)
-        try:
-            self.transport.publish(topic_name(row.receiver), str(row.event_id), body)
-        except TransportError as exc:
-            self.failures += 1
-            delay = min(MAX_BACKOFF, 0.5 * 2 ** (self.failures - 1))
-            self._down_until = time.monotonic() + delay
-            logger.warning(
-                "cannot publish to %r (%s); the rows stay in the outbox, next try in %.1f s",
-                self.transport,
-                exc,
-                delay,
-            )
-            raise Postpone(delay, str(exc)) from exc
-        self.failures = 0
+__all__ = ["RemoteHandler", "register_handlers"]
 
 
 def _check(signal: Any, receiver: Callable[..., Any], options: Mapping[str, Any]) -> None:

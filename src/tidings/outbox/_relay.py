@@ -54,13 +54,9 @@ from tidings.outbox._receivers import (
 )
 from tidings.outbox._running import Background
 from tidings.outbox._schema import FORMAT_VERSION
-from tidings.outbox._store import Claimed, Failure, Outcome, Store, utcnow
+from tidings.outbox._store import Action, Claimed, Failure, Outcome, Postpone, Store, utcnow
 
-__all__ = ["Action", "Relay", "RelayBusyError", "RelayStats"]
-
-#: What a relay does with a claimed delivery of a mode other than ``durable``: returns (the row
-#: is done), raises an ``Exception`` (a failed attempt) or returns an awaitable to await first.
-Action = Callable[[Claimed], Any]
+__all__ = ["Relay", "RelayBusyError", "RelayStats"]
 
 logger = logging.getLogger("tidings.outbox")
 
@@ -472,19 +468,6 @@ class Relay(Background):
         if force or now - self._last_progress >= self.progress_interval:
             self._last_progress = now
             self.on_progress(self.stats)
-
-
-class Postpone(Exception):
-    """Raised by an action to leave its row for ``delay`` seconds, the attempt not counted.
-
-    Args:
-        delay: Seconds before the row is due again.
-        why: What went wrong, for the logs.
-    """
-
-    def __init__(self, delay: float, why: str = "") -> None:
-        super().__init__(why or f"postponed by {delay:.1f} s")
-        self.delay = delay
 
 
 class _Unreadable(Exception):

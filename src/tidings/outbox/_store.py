@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,7 @@ from sqlalchemy import (
 
 from tidings.outbox._schema import FORMAT_VERSION, OutboxTables
 
-__all__ = ["Claimed", "Failure", "Outcome", "Store", "utcnow"]
+__all__ = ["Action", "Claimed", "Failure", "Outcome", "Postpone", "Store", "utcnow"]
 
 
 def utcnow() -> datetime.datetime:
@@ -96,6 +96,24 @@ class Outcome:
 
     def __len__(self) -> int:
         return len(self.done) + len(self.failures) + len(self.released) + len(self.postponed)
+
+
+#: What a relay does with a claimed delivery of a mode other than ``durable``: returns (the row
+#: is done), raises an ``Exception`` (a failed attempt) or returns an awaitable to await first.
+Action = Callable[[Claimed], Any]
+
+
+class Postpone(Exception):
+    """Raised by an action to leave its row for ``delay`` seconds, the attempt not counted.
+
+    Args:
+        delay: Seconds before the row is due again.
+        why: What went wrong, for the logs.
+    """
+
+    def __init__(self, delay: float, why: str = "") -> None:
+        super().__init__(why or f"postponed by {delay:.1f} s")
+        self.delay = delay
 
 
 class Store:
