@@ -34,7 +34,7 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,8 +42,7 @@ from sqlalchemy.orm import Session
 
 from tidings._delivery import Delivery
 from tidings._errors import NoSuchGroupError, TidingsValueError, TransportError
-from tidings.outbox._codec import decode
-from tidings.outbox._receivers import DurableReceiver, Event
+from tidings.outbox._receivers import DurableReceiver, Event, Unreadable, run_delivery
 from tidings.outbox._remote import (
     REMOTE_MODES,
     Envelope,
@@ -441,7 +440,7 @@ class _Worker:
                 return
             try:
                 self.run(spec, envelope, event_id, message)
-            except _Unreadable as exc:
+            except Unreadable as exc:
                 self.bury(message, str(exc))
                 return
             except Exception as exc:
@@ -466,14 +465,10 @@ class _Worker:
     ) -> None:
         """Call the receiver with the rebuilt arguments and ``event``."""
         if envelope.format > FORMAT_VERSION:
-            raise _Unreadable(
+            raise Unreadable(
                 f"stored in format {envelope.format}; this release of tidings reads formats up "
                 f"to {FORMAT_VERSION}"
             )
-        try:
-            kwargs, session = decode(envelope.payload, self._open_session)
-        except (ValueError, KeyError, TypeError, ImportError, _Unreadable) as exc:
-            raise _Unreadable(f"the stored arguments cannot be read: {exc!r}") from exc
         event = Event(
             id=event_id,
             attempt=message.deliveries,
@@ -481,21 +476,16 @@ class _Worker:
             signal=envelope.signal,
             receiver=envelope.receiver,
         )
-        try:
-            if spec.is_async:
-                coroutine = spec.func(signal=spec.signal, event=event, **kwargs)
-                if self._loop is None:
-                    self._loop = asyncio.new_event_loop()
-                self._loop.run_until_complete(asyncio.wait_for(coroutine, spec.timeout))
-            else:
-                spec.func(signal=spec.signal, event=event, **kwargs)
-        finally:
-            if session is not None:
-                session.close()
+        run_delivery(spec, envelope.payload, event, self._open_session, self._wait)
+
+    def _wait(self, timeout: float | None, coroutine: Coroutine[Any, Any, Any]) -> None:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        self._loop.run_until_complete(asyncio.wait_for(coroutine, timeout))
 
     def _open_session(self) -> Session:
         if self.consumer.open_session is None:
-            raise _Unreadable("the arguments hold a model and this worker has no database")
+            raise Unreadable("the arguments hold a model and this worker has no database")
         return self.consumer.open_session()
 
     def _failed(self, spec: DurableReceiver, message: Message, exc: Exception) -> None:
@@ -561,10 +551,6 @@ class _Worker:
             envelope.signal,
             message.id,
         )
-
-
-class _Unreadable(Exception):
-    """An entry this worker cannot run at all: it goes to the dead letters at once."""
 
 
 def describe_lanes(lanes: Sequence[Lane]) -> str:

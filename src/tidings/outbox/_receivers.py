@@ -7,19 +7,24 @@ import inspect
 import random
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from tidings._dispatch import Signal
 from tidings._errors import NoStableNameError, TidingsValueError
+from tidings.outbox._codec import decode
 
 __all__ = [
     "DurableReceiver",
     "Event",
+    "Unreadable",
     "backoff_delay",
     "receiver_name",
     "registered",
+    "run_delivery",
 ]
 
 #: Retry policy defaults: five attempts, backoff from 1 s doubling up to 5 min.
@@ -202,3 +207,38 @@ def registered() -> Mapping[tuple[str, str], DurableReceiver]:
 def iter_registered() -> Iterator[DurableReceiver]:
     """The registered receivers, sorted by signal and receiver name."""
     return iter(sorted(registered().values(), key=lambda spec: spec.key))
+
+
+class Unreadable(Exception):
+    """A stored delivery this worker cannot run at all: it goes to the dead letters at once."""
+
+
+def run_delivery(
+    spec: DurableReceiver,
+    payload: str,
+    event: Event,
+    open_session: Callable[[], Session],
+    wait: Callable[[float | None, Coroutine[Any, Any, Any]], None],
+) -> None:
+    """Call ``spec``'s receiver with the arguments stored in ``payload`` rebuilt, and ``event``.
+
+    What the relay (durable rows) and the consumer (queue and broadcast entries) both do with
+    a delivery. Model arguments are loaded in a Session from ``open_session``, closed once the
+    receiver returned or raised; an ``async def`` receiver's coroutine is handed to
+    ``wait(timeout, coroutine)``.
+
+    Raises:
+        Unreadable: The stored arguments cannot be rebuilt.
+    """
+    try:
+        kwargs, session = decode(payload, open_session)
+    except (ValueError, KeyError, TypeError, ImportError, Unreadable) as exc:
+        raise Unreadable(f"the stored arguments cannot be read: {exc!r}") from exc
+    try:
+        if spec.is_async:
+            wait(spec.timeout, spec.func(signal=spec.signal, event=event, **kwargs))
+        else:
+            spec.func(signal=spec.signal, event=event, **kwargs)
+    finally:
+        if session is not None:
+            session.close()

@@ -41,7 +41,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from tidings._errors import RelayBusyError, TidingsValueError
-from tidings.outbox._codec import decode
 from tidings.outbox._outbox import Outbox
 from tidings.outbox._receivers import (
     DEFAULT_BACKOFF,
@@ -49,8 +48,10 @@ from tidings.outbox._receivers import (
     DEFAULT_MAX_ATTEMPTS,
     DurableReceiver,
     Event,
+    Unreadable,
     backoff_delay,
     registered,
+    run_delivery,
 )
 from tidings.outbox._running import Background
 from tidings.outbox._schema import FORMAT_VERSION
@@ -341,7 +342,7 @@ class Relay(Background):
                 continue
             try:
                 if row.format > FORMAT_VERSION:
-                    raise _Unreadable(
+                    raise Unreadable(
                         f"stored in format {row.format}; this release of tidings reads formats "
                         f"up to {FORMAT_VERSION}"
                     )
@@ -387,10 +388,6 @@ class Relay(Background):
             self._await(spec.timeout if spec is not None else None, result)
 
     def _deliver(self, spec: DurableReceiver, row: Claimed) -> None:
-        try:
-            kwargs, session = decode(row.payload, self._open_session)
-        except (ValueError, KeyError, TypeError, ImportError) as exc:
-            raise _Unreadable(f"the stored arguments cannot be read: {exc!r}") from exc
         event = Event(
             id=row.event_id,
             attempt=row.attempts,
@@ -398,14 +395,7 @@ class Relay(Background):
             signal=row.signal,
             receiver=row.receiver,
         )
-        try:
-            if spec.is_async:
-                self._await(spec.timeout, spec.func(signal=spec.signal, event=event, **kwargs))
-            else:
-                spec.func(signal=spec.signal, event=event, **kwargs)
-        finally:
-            if session is not None:
-                session.close()
+        run_delivery(spec, row.payload, event, self._open_session, self._await)
 
     def _open_session(self) -> Session:
         return Session(self.outbox.engine)
@@ -424,7 +414,7 @@ class Relay(Background):
         self._private_loop.run_until_complete(awaitable)
 
     def _failure(self, spec: DurableReceiver | None, row: Claimed, exc: Exception) -> Failure:
-        unreadable = isinstance(exc, _Unreadable)
+        unreadable = isinstance(exc, Unreadable)
         max_attempts = spec.max_attempts if spec is not None else DEFAULT_MAX_ATTEMPTS
         dead = unreadable or row.attempts >= max_attempts
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
@@ -468,7 +458,3 @@ class Relay(Background):
         if force or now - self._last_progress >= self.progress_interval:
             self._last_progress = now
             self.on_progress(self.stats)
-
-
-class _Unreadable(Exception):
-    """A stored delivery this release cannot read: it goes to the dead letters at once."""
