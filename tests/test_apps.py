@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 import pytest
 
-import tidings._appconfig
 import tidings.apps
 from tests.apps_fixtures import EVENTS, forget_modules
 from tidings import TidingsError
@@ -682,7 +681,7 @@ def test_registered_checks_run_in_check_and_at_populate() -> None:
         assert apps.check() == [CheckMessage("widgets.E001", "No widget is installed.")]
         assert seen == [apps, apps]
     finally:
-        tidings._appconfig._checks.remove(no_widgets)
+        tidings.apps._checks.remove(no_widgets)
 
 
 def test_pending_model_keys_lists_what_lazy_operations_wait_for() -> None:

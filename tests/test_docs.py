@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-import tidings._appconfig
+import tidings.apps
 from tidings import Signal
 from tidings.apps import apps
 
@@ -146,7 +146,7 @@ def isolated() -> Iterator[None]:
         if isinstance(value, Signal)
     }
     saved = [(signal, signal.receivers) for signal in signals.values()]
-    checks = list(tidings._appconfig._checks)
+    checks = list(tidings.apps._checks)
     try:
         with apps.isolated():
             yield
@@ -155,9 +155,9 @@ def isolated() -> Iterator[None]:
             signal.receivers = receivers
         # Drop the checks a sample registered; keep those an integration loaded meanwhile
         # (its module is imported once, so it would never register them again).
-        tidings._appconfig._checks[:] = [
+        tidings.apps._checks[:] = [
             check
-            for check in tidings._appconfig._checks
+            for check in tidings.apps._checks
             if check in checks or getattr(check, "__module__", "").startswith("tidings.")
         ]
 

@@ -1,7 +1,11 @@
-"""App configs: :class:`AppConfig`, the errors of the app registry, model keys and checks.
+"""App configs: :class:`AppConfig`, the app registry's errors, records and check messages.
+
+Beside :class:`AppConfig`: the errors the registry raises, model keys, the records it keeps
+(:class:`Operation`, :class:`RegistryState`) and what its checks report (:class:`CheckMessage`).
 
 The registry itself, :class:`tidings.apps.Apps`, lives in :mod:`tidings.apps`, which
-re-exports everything public here.
+re-exports everything public here (with the check registry). This module does not import it:
+an AppConfig sees its registry through :class:`AppRegistry`, the lookups ``Apps`` provides.
 """
 
 from __future__ import annotations
@@ -11,14 +15,11 @@ import difflib
 import importlib
 import importlib.util
 import inspect
-import logging
 import os
 import pkgutil
-import sys
-import threading
 import types
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from tidings._errors import (
     AppRegistryNotReady,
@@ -29,27 +30,22 @@ from tidings._errors import (
 )
 from tidings._warnings import TidingsWarning
 
-if TYPE_CHECKING:
-    from tidings.apps import Apps
-
 __all__ = [
     "AppConfig",
+    "AppRegistry",
     "AppRegistryNotReady",
-    "CheckFunction",
     "CheckMessage",
     "CheckWarning",
     "ImproperlyConfigured",
     "ModelKey",
+    "Operation",
     "RegistryError",
+    "RegistryState",
     "make_model_key",
-    "register_check",
-    "registered_checks",
 ]
 
 #: ``(app_label, model_name)`` with the model name lower-cased.
 ModelKey = tuple[str, str]
-
-logger = logging.getLogger("tidings.apps")
 
 _APPS_MODULE = "apps"
 _MODELS_MODULE = "models"
@@ -81,49 +77,31 @@ class CheckMessage:
         return f"({self.id}) {self.msg}"
 
 
-#: A check an integration contributes: called with the registry being checked.
-CheckFunction = Callable[["Apps"], Iterable[CheckMessage]]
+@dataclasses.dataclass
+class Operation:
+    """A lazy model operation and what ``check()`` should say while it waits."""
 
-_checks: list[CheckFunction] = []
-_checks_lock = threading.Lock()
-
-# The core cannot import an integration's library, so an integration's checks are loaded when
-# its library is already imported: a project whose models are SQLAlchemy classes gets the
-# SQLAlchemy checks even if it never imported tidings.sqlalchemy (the likely mistake).
-_INTEGRATION_CHECKS = {"sqlalchemy": "tidings.sqlalchemy._checks"}
-
-
-def register_check(check: CheckFunction) -> CheckFunction:
-    """Add ``check`` to what :meth:`Apps.check` (and so ``populate()``) reports; a decorator.
-
-    Every registry runs every registered check. Registering the same function again does
-    nothing.
-
-    Args:
-        check: Called as ``check(registry)`` with the :class:`Apps` being checked; returns
-            the :class:`CheckMessage` objects it finds (none when all is well).
-
-    Returns:
-        ``check`` itself.
-    """
-    with _checks_lock:
-        if check not in _checks:
-            _checks.append(check)
-    return check
+    function: Callable[..., object]
+    keys: tuple[ModelKey, ...]
+    description: str
+    check_id: str
+    obj: object
 
 
-def registered_checks() -> list[CheckFunction]:
-    """Return the registered checks, after loading those of the integrations in use."""
-    for library, module in _INTEGRATION_CHECKS.items():
-        if library in sys.modules:
-            try:
-                importlib.import_module(module)
-            except ImportError:
-                # An unsupported version of the library: the integration cannot be in use,
-                # so neither can the mistakes its checks look for.
-                logger.debug("Checks of %s not loaded", module, exc_info=True)
-    with _checks_lock:
-        return list(_checks)
+@dataclasses.dataclass
+class RegistryState:
+    """Everything ``isolated()`` swaps out; one object so a swap is a single assignment."""
+
+    app_configs: dict[str, AppConfig] = dataclasses.field(default_factory=dict)
+    models: dict[str, dict[str, type]] = dataclasses.field(default_factory=dict)
+    # Each waiting entry is an operation plus the model classes resolved so far.
+    pending: dict[ModelKey, list[tuple[Operation, tuple[type, ...]]]] = dataclasses.field(
+        default_factory=dict
+    )
+    apps_ready: bool = False
+    models_ready: bool = False
+    ready: bool = False
+    loading: bool = False
 
 
 def make_model_key(reference: str | tuple[str, str]) -> ModelKey:
@@ -175,6 +153,44 @@ def _did_you_mean(package: types.ModuleType, name: str) -> str:
     return f" Did you mean '{package.__name__}.{close[0]}'?" if close else ""
 
 
+class AppRegistry(Protocol):
+    """An app registry as its configs see it (:attr:`AppConfig.apps`): :class:`tidings.apps.Apps`.
+
+    The public methods of ``Apps`` but ``isolated()``, ``register_model()`` and
+    ``lazy_model_operation()``, which belong to whoever holds the registry itself.
+    """
+
+    @property
+    def ready(self) -> bool:
+        """Whether every ``ready()`` ran."""
+
+    def populate(self, installed_apps: Iterable[str | AppConfig]) -> None:
+        """Load the installed apps (see :meth:`tidings.apps.Apps.populate`)."""
+
+    def check(self, *, raise_on_error: bool = False) -> list[CheckMessage]:
+        """Report what the registry's checks find (see :meth:`tidings.apps.Apps.check`)."""
+
+    def get_app_configs(self) -> list[AppConfig]:
+        """Return every installed app's config, in installation order."""
+
+    def get_app_config(self, app_label: str) -> AppConfig:
+        """Return the config of the app labelled ``app_label``."""
+
+    def is_installed(self, name: str) -> bool:
+        """Whether an app with the module path ``name`` is installed."""
+
+    def get_registered_model(self, app_label: str, model_name: str) -> type | None:
+        """Return the model registered under the key, or None."""
+
+    def get_model(self, app_label: str, model_name: str | None = None) -> type:
+        """Return the model ``"app_label.ModelName"`` (or ``app_label, model_name``)."""
+
+    def get_models(self) -> list[type]:
+        """Return every registered model."""
+
+    def _models_of(self, app_label: str) -> list[type]: ...
+
+
 class AppConfig:
     """The configuration of one installed app; subclass it to set attributes or ``ready()``.
 
@@ -196,7 +212,7 @@ class AppConfig:
     path: str
     module: types.ModuleType
     models_module: types.ModuleType | None
-    apps: Apps | None
+    apps: AppRegistry | None
 
     def __init__(self, app_name: str, app_module: types.ModuleType) -> None:
         """Describe the app ``app_name`` (a module path) whose root module is ``app_module``.
@@ -387,7 +403,7 @@ class AppConfig:
         """
         return self._registry()._models_of(self.label)
 
-    def _registry(self) -> Apps:
+    def _registry(self) -> AppRegistry:
         if self.apps is None:
             raise AppRegistryNotReady(
                 f"App {self.label!r} is not installed in a registry; call populate() first."

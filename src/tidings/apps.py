@@ -36,30 +36,32 @@ operations, flags) for a fresh empty one and restores it afterwards. It works on
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import importlib
 import logging
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 
 from tidings._appconfig import (
     AppConfig,
+    AppRegistry,
     AppRegistryNotReady,
-    CheckFunction,
     CheckMessage,
     CheckWarning,
     ImproperlyConfigured,
     ModelKey,
+    Operation,
     RegistryError,
+    RegistryState,
     make_model_key,
-    register_check,
-    registered_checks,
 )
 from tidings._errors import TidingsLookupError
 from tidings._index import uncalled_receivers_reported
 
 __all__ = [
     "AppConfig",
+    "AppRegistry",
     "AppRegistryNotReady",
     "Apps",
     "CheckFunction",
@@ -77,42 +79,59 @@ logger = logging.getLogger("tidings.apps")
 # Defined in a private module, documented and used as tidings.apps names.
 for _public in (
     AppConfig,
+    AppRegistry,
     AppRegistryNotReady,
     CheckMessage,
     CheckWarning,
     ImproperlyConfigured,
     RegistryError,
     make_model_key,
-    register_check,
 ):
     _public.__module__ = __name__
 
+#: A check an integration contributes: called with the registry being checked.
+CheckFunction = Callable[["Apps"], Iterable[CheckMessage]]
 
-@dataclasses.dataclass
-class _Operation:
-    """A lazy model operation and what ``check()`` should say while it waits."""
+_checks: list[CheckFunction] = []
+_checks_lock = threading.Lock()
 
-    function: Callable[..., object]
-    keys: tuple[ModelKey, ...]
-    description: str
-    check_id: str
-    obj: object
+# The core cannot import an integration's library, so an integration's checks are loaded when
+# its library is already imported: a project whose models are SQLAlchemy classes gets the
+# SQLAlchemy checks even if it never imported tidings.sqlalchemy (the likely mistake).
+_INTEGRATION_CHECKS = {"sqlalchemy": "tidings.sqlalchemy._checks"}
 
 
-@dataclasses.dataclass
-class _State:
-    """Everything ``isolated()`` swaps out; one object so a swap is a single assignment."""
+def register_check(check: CheckFunction) -> CheckFunction:
+    """Add ``check`` to what :meth:`Apps.check` (and so ``populate()``) reports; a decorator.
 
-    app_configs: dict[str, AppConfig] = dataclasses.field(default_factory=dict)
-    models: dict[str, dict[str, type]] = dataclasses.field(default_factory=dict)
-    # Each waiting entry is an operation plus the model classes resolved so far.
-    pending: dict[ModelKey, list[tuple[_Operation, tuple[type, ...]]]] = dataclasses.field(
-        default_factory=dict
-    )
-    apps_ready: bool = False
-    models_ready: bool = False
-    ready: bool = False
-    loading: bool = False
+    Every registry runs every registered check. Registering the same function again does
+    nothing.
+
+    Args:
+        check: Called as ``check(registry)`` with the :class:`Apps` being checked; returns
+            the :class:`CheckMessage` objects it finds (none when all is well).
+
+    Returns:
+        ``check`` itself.
+    """
+    with _checks_lock:
+        if check not in _checks:
+            _checks.append(check)
+    return check
+
+
+def _registered_checks() -> list[CheckFunction]:
+    """Return the registered checks, after loading those of the integrations in use."""
+    for library, module in _INTEGRATION_CHECKS.items():
+        if library in sys.modules:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                # An unsupported version of the library: the integration cannot be in use,
+                # so neither can the mistakes its checks look for.
+                logger.debug("Checks of %s not loaded", module, exc_info=True)
+    with _checks_lock:
+        return list(_checks)
 
 
 class Apps:
@@ -129,7 +148,7 @@ class Apps:
         # thread's populate() is never blocked behind it.
         self._populate_lock = threading.RLock()
         self._lock = threading.Lock()
-        self._state = _State()
+        self._state = RegistryState()
         if installed_apps is not None:
             self.populate(installed_apps)
 
@@ -202,7 +221,7 @@ class Apps:
                 # stacklevel 2: the warning points at the line that called populate().
                 warnings.warn(str(message), CheckWarning, stacklevel=2)
 
-    def _populate(self, state: _State, entries: list[str | AppConfig]) -> None:
+    def _populate(self, state: RegistryState, entries: list[str | AppConfig]) -> None:
         for entry in entries:
             config = entry if isinstance(entry, AppConfig) else AppConfig.create(entry)
             other = state.app_configs.get(config.label)
@@ -364,12 +383,12 @@ class Apps:
         if description is None:
             name = getattr(function, "__qualname__", None) or repr(function)
             description = f"The operation {name!r} contains a lazy reference to"
-        operation = _Operation(
+        operation = Operation(
             function, keys, description, check_id, function if obj is None else obj
         )
         self._run_all([(operation, ())])
 
-    def _run_all(self, ready: list[tuple[_Operation, tuple[type, ...]]]) -> None:
+    def _run_all(self, ready: list[tuple[Operation, tuple[type, ...]]]) -> None:
         first: BaseException | None = None
         for operation, resolved in ready:
             try:
@@ -386,7 +405,7 @@ class Apps:
         if first is not None:
             raise first
 
-    def _advance(self, operation: _Operation, resolved: tuple[type, ...]) -> None:
+    def _advance(self, operation: Operation, resolved: tuple[type, ...]) -> None:
         while len(resolved) < len(operation.keys):
             key = operation.keys[len(resolved)]
             with self._lock:
@@ -430,7 +449,7 @@ class Apps:
             for operation, _ in waiting:
                 text = f"{operation.description} '{app_label}.{model_name}', but {reason}."
                 messages.append(CheckMessage(operation.check_id, text, operation.obj))
-        for check in registered_checks():
+        for check in _registered_checks():
             messages.extend(check(self))
         messages.sort(key=lambda message: message.msg)
         if raise_on_error and messages:
@@ -453,7 +472,7 @@ class Apps:
             This registry.
         """
         with self._lock:
-            saved, self._state = self._state, _State()
+            saved, self._state = self._state, RegistryState()
         try:
             if installed_apps is not None:
                 self.populate(installed_apps)
