@@ -23,9 +23,8 @@ import bisect
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
-from tidings._errors import NoSuchGroupError, TidingsTypeError, TidingsValueError
+from tidings._errors import NoSuchGroupError, TidingsValueError
 from tidings.transport._base import (
     DEFAULT_DEDUPE_TTL,
     DEFAULT_MAXLEN,
@@ -39,64 +38,20 @@ from tidings.transport._base import (
     is_entry_id,
 )
 from tidings.transport._memory_async import AsyncFace
+from tidings.transport._memory_records import (
+    TRIM_STEP,
+    Entry,
+    Group,
+    Ids,
+    Pending,
+    Topic,
+    check_body,
+    format_id,
+    parse_id,
+    wake,
+)
 
 __all__ = ["AsyncInMemoryTransport", "InMemoryTransport"]
-
-# Redis keeps a stream in nodes of 100 entries (stream-node-max-entries) and MAXLEN ~ drops
-# whole nodes only, so a stream runs up to about this far over its maxlen.
-_TRIM_STEP = 100
-
-_Id = tuple[int, int]
-
-
-def _parse(entry_id: str) -> _Id:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def _format(entry_id: _Id) -> str:
-    return f"{entry_id[0]}-{entry_id[1]}"
-
-
-@dataclass(slots=True)
-class _Entry:
-    id: _Id
-    event_id: str
-    body: bytes
-
-
-@dataclass(slots=True)
-class _Pending:
-    consumer: str
-    deliveries: int
-    since: float
-
-
-@dataclass(slots=True)
-class _Group:
-    last: _Id
-    pending: dict[_Id, _Pending] = field(default_factory=dict)
-    consumers: dict[str, float] = field(default_factory=dict)
-    dead: list[DeadMessage] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _Topic:
-    ids: list[_Id] = field(default_factory=list)
-    entries: dict[_Id, _Entry] = field(default_factory=dict)
-    groups: dict[str, _Group] = field(default_factory=dict)
-
-
-class _Ids:
-    """Entry ids as Redis makes them: milliseconds, then a sequence within the millisecond."""
-
-    def __init__(self) -> None:
-        self._last: _Id = (0, 0)
-
-    def next(self) -> _Id:
-        ms = int(time.time() * 1000)
-        self._last = (ms, 0) if ms > self._last[0] else (self._last[0], self._last[1] + 1)
-        return self._last
 
 
 class InMemoryTransport:
@@ -129,9 +84,9 @@ class InMemoryTransport:
         self.dedupe_ttl = dedupe_ttl
         self._lock = threading.Lock()
         self._published = threading.Condition(self._lock)
-        self._topics: dict[str, _Topic] = {}
-        self._ids = _Ids()
-        self._dead_ids = _Ids()
+        self._topics: dict[str, Topic] = {}
+        self._ids = Ids()
+        self._dead_ids = Ids()
         # Marks in insertion order; with one TTL their expiry times are in that order too, so
         # expired ones are dropped from the front.
         self._done: dict[tuple[str, str], float] = {}
@@ -154,25 +109,25 @@ class InMemoryTransport:
         """
         check_name("topic", topic)
         check_name("event id", event_id)
-        body = _check_body(body)
+        body = check_body(body)
         with self._lock:
-            state = self._topics.setdefault(topic, _Topic())
+            state = self._topics.setdefault(topic, Topic())
             entry_id = self._ids.next()
             state.ids.append(entry_id)
-            state.entries[entry_id] = _Entry(entry_id, event_id, body)
+            state.entries[entry_id] = Entry(entry_id, event_id, body)
             self._trim(state)
             self._published.notify_all()
             waiters, self._waiters = self._waiters, []
         for loop, future in waiters:
-            loop.call_soon_threadsafe(_wake, future)
-        return _format(entry_id)
+            loop.call_soon_threadsafe(wake, future)
+        return format_id(entry_id)
 
-    def _trim(self, state: _Topic) -> None:
+    def _trim(self, state: Topic) -> None:
         excess = len(state.ids) - self.maxlen
-        if excess <= 0 or (self.approximate and excess < _TRIM_STEP):
+        if excess <= 0 or (self.approximate and excess < TRIM_STEP):
             return
         if self.approximate:
-            excess -= excess % _TRIM_STEP
+            excess -= excess % TRIM_STEP
         for entry_id in state.ids[:excess]:
             del state.entries[entry_id]
         del state.ids[:excess]
@@ -196,12 +151,12 @@ class InMemoryTransport:
         if start not in ("first", "new"):
             raise TidingsValueError(f"start must be 'first' or 'new', not {start!r}")
         with self._lock:
-            state = self._topics.setdefault(topic, _Topic())
+            state = self._topics.setdefault(topic, Topic())
             if group not in state.groups:
                 last = state.ids[-1] if start == "new" and state.ids else (0, 0)
-                state.groups[group] = _Group(last)
+                state.groups[group] = Group(last)
 
-    def _group(self, operation: str, topic: str, group: str) -> tuple[_Topic, _Group]:
+    def _group(self, operation: str, topic: str, group: str) -> tuple[Topic, Group]:
         state = self._topics.get(topic)
         found = state.groups.get(group) if state is not None else None
         if state is None or found is None:
@@ -213,7 +168,7 @@ class InMemoryTransport:
             )
         return state, found
 
-    def _existing(self, topic: str, group: str) -> _Group | None:
+    def _existing(self, topic: str, group: str) -> Group | None:
         """The group, or None (ack, dead_letters and retry of a missing group find nothing)."""
         check_name("topic", topic)
         check_name("group", group)
@@ -227,8 +182,8 @@ class InMemoryTransport:
         taken: list[Message] = []
         for entry_id in state.ids[start : start + count]:
             entry = state.entries[entry_id]
-            found.pending[entry_id] = _Pending(consumer, 1, now)
-            taken.append(Message(_format(entry_id), topic, entry.event_id, entry.body, 1))
+            found.pending[entry_id] = Pending(consumer, 1, now)
+            taken.append(Message(format_id(entry_id), topic, entry.event_id, entry.body, 1))
             found.last = entry_id
         # As Redis 7.0: a read that hands out nothing does not make the caller a consumer.
         if taken:
@@ -289,7 +244,7 @@ class InMemoryTransport:
                 held.consumer, held.since = consumer, now
                 held.deliveries += 1
                 taken.append(
-                    Message(_format(entry_id), topic, entry.event_id, entry.body, held.deliveries)
+                    Message(format_id(entry_id), topic, entry.event_id, entry.body, held.deliveries)
                 )
             # As Redis: a claim that takes nothing does not make the caller a consumer.
             if taken:
@@ -312,7 +267,7 @@ class InMemoryTransport:
             now = time.monotonic()
             held: list[str] = []
             for entry_id in ids:
-                pending = found.pending.get(_parse(entry_id)) if is_entry_id(entry_id) else None
+                pending = found.pending.get(parse_id(entry_id)) if is_entry_id(entry_id) else None
                 if pending is not None and pending.consumer == consumer:
                     pending.since = now
                     held.append(entry_id)
@@ -327,7 +282,7 @@ class InMemoryTransport:
             if found is None:
                 return 0
             return sum(
-                is_entry_id(i) and found.pending.pop(_parse(i), None) is not None for i in ids
+                is_entry_id(i) and found.pending.pop(parse_id(i), None) is not None for i in ids
             )
 
     # -- deduplication ----------------------------------------------------------------------
@@ -386,7 +341,7 @@ class InMemoryTransport:
             if found is None:
                 return 0
             return sum(
-                is_entry_id(m.id) and found.pending.pop(_parse(m.id), None) is not None
+                is_entry_id(m.id) and found.pending.pop(parse_id(m.id), None) is not None
                 for m in messages
             )
 
@@ -403,7 +358,7 @@ class InMemoryTransport:
         """
         with self._lock:
             found = self._group("dead_letter", topic, group)[1]
-            dead_id = _format(self._dead_ids.next())
+            dead_id = format_id(self._dead_ids.next())
             found.dead.append(
                 DeadMessage(
                     dead_id,
@@ -418,7 +373,7 @@ class InMemoryTransport:
                 )
             )
             if is_entry_id(message.id):
-                found.pending.pop(_parse(message.id), None)
+                found.pending.pop(parse_id(message.id), None)
             return dead_id
 
     def dead_letters(
@@ -520,17 +475,6 @@ class InMemoryTransport:
         """Drop a waiter that stopped waiting (so an idle consumer does not pile them up)."""
         with self._lock:
             self._waiters = [(loop, f) for loop, f in self._waiters if f is not future]
-
-
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-def _check_body(body: object) -> bytes:
-    if not isinstance(body, (bytes, bytearray, memoryview)):
-        raise TidingsTypeError(f"a transport body must be bytes, not {type(body).__name__}")
-    return bytes(body)
 
 
 class AsyncInMemoryTransport(AsyncFace):
