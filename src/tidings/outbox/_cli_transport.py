@@ -21,7 +21,8 @@ import click
 
 from tidings._errors import TransportError
 from tidings.outbox._cli_common import app_option, load_outbox, table
-from tidings.outbox._consumer import Consumer, ConsumerStats, describe_lanes
+from tidings.outbox._consumer import Consumer
+from tidings.outbox._lanes import ConsumerStats, describe_lanes
 from tidings.outbox._outbox import Outbox
 from tidings.outbox._relay import Relay
 from tidings.outbox._remote import topic_of_group

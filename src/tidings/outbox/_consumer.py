@@ -21,6 +21,9 @@ group's delivery count). An attempt that raised is left pending and retried afte
 ``claim_idle``, until its ``max_attempts``-th attempt fails: then it is a dead letter.
 A re-published entry (same event id) is skipped by a group that already ran it.
 
+What to do with an entry (step 3) is decided in :mod:`tidings.outbox._judge`; the lanes and
+the stats are in :mod:`tidings.outbox._lanes`.
+
 Stopping (:meth:`Consumer.stop`, SIGTERM in ``tidings worker``): threads stop reading, finish
 the entries they hold (at most ``prefetch`` each), acknowledge them and return.
 """
@@ -33,101 +36,22 @@ import os
 import socket
 import threading
 import time
-import traceback
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from tidings._delivery import Delivery
 from tidings._errors import NoSuchGroupError, TidingsValueError, TransportError
-from tidings.outbox._receivers import DurableReceiver, Event, Unreadable, run_delivery
-from tidings.outbox._remote import (
-    REMOTE_MODES,
-    Envelope,
-    event_uuid,
-    group_name,
-    open_envelope,
-    topic_name,
-)
+from tidings.outbox._judge import Action, Verdict, after_failure, judge, log_buried
+from tidings.outbox._lanes import ConsumerStats, Lane, describe_lanes, lanes_for
+from tidings.outbox._receivers import DurableReceiver, Unreadable, run_delivery
 from tidings.outbox._running import Background
-from tidings.outbox._schema import FORMAT_VERSION
 from tidings.transport._base import Message, Start, Transport
 
-__all__ = ["Consumer", "ConsumerStats", "Lane"]
+__all__ = ["Consumer", "ConsumerStats", "Lane", "describe_lanes"]
 
 logger = logging.getLogger("tidings.outbox.consumer")
-
-
-@dataclass
-class ConsumerStats:
-    """What a consumer did so far (all its threads together).
-
-    Attributes:
-        done: Entries whose receiver returned.
-        skipped: Entries skipped because their event already ran in the group.
-        failed: Attempts that raised and will be retried.
-        dead: Entries moved to the dead letters.
-        claimed: Entries taken over from idle consumers.
-        started: ``time.monotonic()`` when the consumer started.
-    """
-
-    done: int = 0
-    skipped: int = 0
-    failed: int = 0
-    dead: int = 0
-    claimed: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-
-@dataclass(frozen=True, slots=True)
-class Lane:
-    """One receiver's stream as one group reads it.
-
-    Attributes:
-        topic: The stream.
-        group: The consumer group.
-        mode: ``Delivery.QUEUE`` or ``Delivery.BROADCAST``.
-        receivers: The receivers with this stable name, by signal name (one receiver name
-            may be connected to several signals: their entries share the stream).
-    """
-
-    topic: str
-    group: str
-    mode: Delivery
-    receivers: dict[str, DurableReceiver]
-
-    @property
-    def receiver(self) -> str:
-        """The receivers' stable name."""
-        return next(iter(self.receivers.values())).name
-
-    @property
-    def max_attempts(self) -> int:
-        """The smallest ``max_attempts`` of the lane's receivers."""
-        return min(spec.max_attempts for spec in self.receivers.values())
-
-
-def lanes_for(receivers: Iterable[DurableReceiver], node: str) -> list[Lane]:
-    """Group queue and broadcast receivers into lanes (one per stream and group).
-
-    Raises:
-        ValueError: A receiver is neither queue nor broadcast.
-    """
-    found: dict[tuple[str, str], Lane] = {}
-    for spec in receivers:
-        mode = Delivery(spec.delivery)
-        if mode not in REMOTE_MODES:
-            raise TidingsValueError(
-                f"receiver {spec.name!r} of {spec.signal!r} is delivered {mode.value!r}: a "
-                "consumer runs queue and broadcast receivers only"
-            )
-        topic = topic_name(spec.name)
-        group = group_name(mode, spec.name, node)
-        lane = found.setdefault((topic, group), Lane(topic, group, mode, {}))
-        lane.receivers[spec.key[0]] = spec
-    return sorted(found.values(), key=lambda lane: (lane.topic, lane.group))
 
 
 class Consumer(Background):
@@ -416,35 +340,28 @@ class _Worker:
                     if self.transport.done(lane.group, message.event_id)
                     else set()
                 )
-            if message.event_id in done:
-                self.transport.ack(lane.topic, lane.group, [message.id])
-                consumer._count(skipped=1)
+            verdict = judge(lane, message, done, me=self.me)
+            if isinstance(verdict, Verdict):
+                if verdict.action is Action.SKIP:
+                    self.transport.ack(lane.topic, lane.group, [message.id])
+                    consumer._count(skipped=1)
+                elif verdict.action is Action.BURY:
+                    self.bury(message, verdict.reason)
                 return
+            spec = verdict.spec
             try:
-                envelope = open_envelope(message.body)
-                event_id = event_uuid(message.event_id)
-            except ValueError as exc:
-                self.bury(message, f"unreadable entry: {exc}")
-                return
-            spec = lane.receivers.get(envelope.signal)
-            if spec is None or spec.delivery != lane.mode:
-                self._not_here(message, envelope, spec)
-                return
-            if message.deliveries > spec.max_attempts:
-                self.bury(
-                    message,
-                    f"handed out {message.deliveries} times without finishing (max_attempts "
-                    f"{spec.max_attempts}): its workers died, or it ran longer than the claim "
-                    "idle time without a keeper",
+                run_delivery(
+                    spec, verdict.envelope.payload, verdict.event, self._open_session, self._wait
                 )
-                return
-            try:
-                self.run(spec, envelope, event_id, message)
             except Unreadable as exc:
                 self.bury(message, str(exc))
                 return
             except Exception as exc:
-                self._failed(spec, message, exc)
+                reason = after_failure(spec, message, exc, retry_after=consumer.claim_idle)
+                if reason is not None:
+                    self.bury(message, reason, logged=True)
+                else:
+                    consumer._count(failed=1)
                 return
             # The dedupe mark and the acknowledgement together, in one round trip.
             self.transport.complete(lane.topic, lane.group, [message])
@@ -460,24 +377,6 @@ class _Worker:
                 message.id,
             )
 
-    def run(
-        self, spec: DurableReceiver, envelope: Envelope, event_id: Any, message: Message
-    ) -> None:
-        """Call the receiver with the rebuilt arguments and ``event``."""
-        if envelope.format > FORMAT_VERSION:
-            raise Unreadable(
-                f"stored in format {envelope.format}; this release of tidings reads formats up "
-                f"to {FORMAT_VERSION}"
-            )
-        event = Event(
-            id=event_id,
-            attempt=message.deliveries,
-            sent_at=envelope.sent_at,
-            signal=envelope.signal,
-            receiver=envelope.receiver,
-        )
-        run_delivery(spec, envelope.payload, event, self._open_session, self._wait)
-
     def _wait(self, timeout: float | None, coroutine: Coroutine[Any, Any, Any]) -> None:
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
@@ -488,71 +387,9 @@ class _Worker:
             raise Unreadable("the arguments hold a model and this worker has no database")
         return self.consumer.open_session()
 
-    def _failed(self, spec: DurableReceiver, message: Message, exc: Exception) -> None:
-        error = f"{type(exc).__qualname__}: {exc}"
-        if message.deliveries >= spec.max_attempts:
-            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            logger.error(
-                "%s receiver %s failed on attempt %d (event %s): %s; moved to the dead letters",
-                spec.delivery,
-                spec.name,
-                message.deliveries,
-                message.event_id,
-                error,
-            )
-            self.bury(message, f"{error}\n{text}", logged=True)
-            return
-        logger.warning(
-            "%s receiver %s failed on attempt %d (event %s): %s; retried after %.1f s",
-            spec.delivery,
-            spec.name,
-            message.deliveries,
-            message.event_id,
-            error,
-            self.consumer.claim_idle,
-        )
-        self.consumer._count(failed=1)
-
     def bury(self, message: Message, reason: str, *, logged: bool = False) -> None:
         """Move ``message`` to the group's dead letters (which acknowledges it)."""
         if not logged:
-            logger.error(
-                "entry %s of %s (event %s) moved to the dead letters of %s: %s",
-                message.id,
-                message.topic,
-                message.event_id,
-                self.lane.group,
-                reason,
-            )
+            log_buried(self.lane, message, reason)
         self.transport.dead_letter(self.lane.topic, self.lane.group, message, reason)
         self.consumer._count(dead=1)
-
-    def _not_here(self, message: Message, envelope: Envelope, spec: DurableReceiver | None) -> None:
-        if spec is not None:
-            # The receiver name is connected with the other remote mode for this signal:
-            # that mode's groups run it; this group has nothing to do.
-            self.transport.ack(self.lane.topic, self.lane.group, [message.id])
-            self.consumer._count(skipped=1)
-            return
-        # A signal this worker does not know (a newer release elsewhere?): leave it pending
-        # for a worker that knows it; it becomes a dead letter after max_attempts.
-        if message.deliveries > self.lane.max_attempts:
-            self.bury(
-                message,
-                f"no worker that was handed it {message.deliveries} times knows signal "
-                f"{envelope.signal!r} for receiver {envelope.receiver!r}",
-            )
-            return
-        logger.warning(
-            "consumer %s of %s: no receiver %r of signal %r here; entry %s left for another worker",
-            self.me,
-            self.lane.group,
-            envelope.receiver,
-            envelope.signal,
-            message.id,
-        )
-
-
-def describe_lanes(lanes: Sequence[Lane]) -> str:
-    """A one-line summary of what a consumer reads, for the worker's first line."""
-    return ", ".join(f"{lane.group} ({lane.mode.value})" for lane in lanes) or "nothing"

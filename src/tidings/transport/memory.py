@@ -12,6 +12,10 @@ waits on a condition that ``publish()`` notifies. :class:`AsyncInMemoryTransport
 asyncio face of the same state (``InMemoryTransport().as_async()``): its methods never block the
 event loop, and a publish from any thread wakes the tasks waiting in ``consume()``.
 
+The records it keeps (topics, groups, pending entries, entry ids) are in
+:mod:`tidings.transport._memory_records`, the asyncio face's methods in
+:mod:`tidings.transport._memory_async`.
+
 Nothing survives the process: it carries events between threads and tasks of one process
 (and makes tests fast), not between machines.
 """
