@@ -2,7 +2,8 @@
 #
 # `make demo` installs tidings with only what the demos import (the "demo" dependency group);
 # `make test`, `lint`, `bench` and `stress` install the development tools too (the "dev" group,
-# which includes "demo"). Dependency groups (PEP 735) need pip >= 25.1, so .venv gets one first.
+# which includes "demo"); `make bench` adds the "bench" group (Celery, a contender it measures).
+# Dependency groups (PEP 735) need pip >= 25.1, so .venv gets one first.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,6 +11,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 PIP_STAMP := $(VENV)/.pip
 DEMO_STAMP := $(VENV)/.installed-demo
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 # PYTEST_ARGS: extra pytest arguments (CI deselects the fault and packaging tests with them on
 # its other Pythons).
 PYTEST_ARGS ?=
@@ -58,7 +60,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy --strict src tests
 
-bench: $(STAMP)
+# The bench group (Celery, the remote benchmark's contender) on top of the dev group.
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(PIP) --group bench
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(PY) -m bench.run
 
 stress: $(STAMP)

@@ -7,14 +7,18 @@ which notes the time since the commit.
 * **floor**: commit, then a plain redis-py ``XADD``; the consumer process does
   ``XREADGROUP``, calls the receiver and ``XACK`` (lossy: a crash between the commit and the
   ``XADD`` loses the event).
+* **celery** (``bench.remote_celery``, where Celery is installed: the ``bench`` dependency
+  group): commit, then ``task.delay()`` on the same Redis; a Celery worker process.
 * **tidings queue**: the send stores an outbox row in the transaction; a relay process
   (``tidings worker --no-consume``) publishes it to Redis; a worker process
   (``tidings worker --no-relay``) runs the ``delivery="queue"`` receiver.
 
 Measured for each: events per second for a burst from one producer (the time from the first
-commit to the last receiver call), and commit-to-receiver latency (p50 / p99 / max) at a steady
-250 events per second. Celery is not measured here (not a dependency of the project).
-Targets (issue): tidings' throughput at least half the floor's, p99 under 10 ms at 250/s.
+commit to the last receiver call), commit-to-receiver latency (p50 / p99 / max) at a steady
+250 events per second, and a crash run (``bench.remote_crash``): producers SIGKILLed at random
+moments, counting the committed rows whose event never ran (lost) or ran twice.
+Targets: tidings' throughput at least Celery's and half the floor's, p99 under 10 ms at
+250/s, nothing lost.
 
 Skipped (and says so) where PostgreSQL (``TIDINGS_POSTGRES_URL``) or Redis
 (``TIDINGS_REDIS_URL``) is unreachable.
@@ -23,6 +27,7 @@ Skipped (and says so) where PostgreSQL (``TIDINGS_POSTGRES_URL``) or Redis
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import signal
 import statistics
@@ -33,11 +38,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Column, Engine, Float, Integer, MetaData, Table, insert
 
 from bench.outbox import postgres
+
+if TYPE_CHECKING:
+    from bench.remote_crash import Crashes
 
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("TIDINGS_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -108,18 +116,70 @@ def floor_consumer(url: str, stream: str, out: str) -> None:
 # -- contenders -------------------------------------------------------------------------
 
 
-def business_table(engine: Engine) -> Table:
-    """The business table every contender inserts into (created)."""
+class Contender(NamedTuple):
+    """One contender, set up: its consumer processes run until the context that made it ends."""
+
+    #: Commit one business row numbered ``n``, then get the event on its way.
+    produce: Callable[[int], None]
+    #: The file the receiver notes its calls in.
+    out: Path
+    #: The business table ``produce`` inserts into.
+    table: Table
+    #: The environment a producer process needs to do what ``produce`` does (bench.remote_crash).
+    env: dict[str, str]
+
+
+def business_table(engine: Engine, name: str | None = None) -> Table:
+    """The business table every contender inserts into: a new one (created), or ``name``'s."""
     metadata = MetaData()
     table = Table(
-        f"bench_events_{uuid.uuid4().hex[:6]}",
+        name or f"bench_events_{uuid.uuid4().hex[:6]}",
         metadata,
         Column("id", Integer, primary_key=True),
         Column("n", Integer),
         Column("at", Float),
     )
-    metadata.create_all(engine)
+    if name is None:
+        metadata.create_all(engine)
     return table
+
+
+def producer_env(kind: str, engine: Engine, table: Table, **names: str) -> dict[str, str]:
+    """The environment of a process producing like ``kind`` into ``table`` (and ``names``)."""
+    return dict(
+        os.environ,
+        PYTHONPATH=str(ROOT),
+        BENCH_KIND=kind,
+        BENCH_DB_URL=engine.url.render_as_string(hide_password=False),
+        BENCH_TABLE=table.name,
+        BENCH_REDIS_URL=REDIS_URL,
+        **names,
+    )
+
+
+def floor_sender(engine: Engine, table: Table, client: Any, stream: str) -> Callable[[int], None]:
+    """The floor's producer: commit the row, then XADD."""
+
+    def produce(n: int) -> None:
+        with engine.begin() as conn:
+            conn.execute(insert(table).values(n=n, at=0.0))
+            sent = time.time()
+        client.xadd(stream, {"n": n, "sent": sent})
+
+    return produce
+
+
+def tidings_sender(engine: Engine, table: Table) -> Callable[[int], None]:
+    """tidings' producer: the row and the send in one transaction (an outbox is installed)."""
+    from bench import remote_app
+    from tidings.outbox import writing_on
+
+    def produce(n: int) -> None:
+        with engine.begin() as conn, writing_on(conn):
+            conn.execute(insert(table).values(n=n, at=0.0))
+            remote_app.happened.send(None, n=n, sent=time.time())
+
+    return produce
 
 
 def start(
@@ -150,9 +210,7 @@ def stop(processes: list[subprocess.Popen[str]]) -> None:
 
 
 @contextlib.contextmanager
-def floor(
-    engine: Engine, folder: Path, client: Any
-) -> Iterator[tuple[Callable[[int], None], Path]]:
+def floor(engine: Engine, folder: Path, client: Any) -> Iterator[Contender]:
     """The floor: commit, then XADD; a consumer process."""
     table = business_table(engine)
     stream = f"tidings-bench-{uuid.uuid4().hex[:8]}"
@@ -165,26 +223,20 @@ def floor(
         "consuming",
     )
 
-    def produce(n: int) -> None:
-        with engine.begin() as conn:
-            conn.execute(insert(table).values(n=n, at=0.0))
-            sent = time.time()
-        client.xadd(stream, {"n": n, "sent": sent})
-
+    produce = floor_sender(engine, table, client, stream)
     try:
-        yield produce, out
+        yield Contender(
+            produce, out, table, producer_env("floor", engine, table, BENCH_STREAM=stream)
+        )
     finally:
         stop([consumer])
         client.delete(stream)
 
 
 @contextlib.contextmanager
-def tidings_queue(
-    engine: Engine, folder: Path, client: Any
-) -> Iterator[tuple[Callable[[int], None], Path]]:
+def tidings_queue(engine: Engine, folder: Path, client: Any) -> Iterator[Contender]:
     """tidings: the outbox row in the transaction, a relay process, a worker process."""
     from bench import remote_app
-    from tidings.outbox import writing_on
     from tidings.transport.redis import RedisTransport
 
     table = business_table(engine)
@@ -209,14 +261,10 @@ def tidings_queue(
         start([*worker, "--no-consume", "--poll", "0.002", "-q"], env, folder / "relay.log", None),
     ]
     box.install()
-
-    def produce(n: int) -> None:
-        with engine.begin() as conn, writing_on(conn):
-            conn.execute(insert(table).values(n=n, at=0.0))
-            remote_app.happened.send(None, n=n, sent=time.time())
-
+    produce = tidings_sender(engine, table)
     try:
-        yield produce, out
+        names = {k: env[k] for k in ("BENCH_PREFIX", "BENCH_OUT")}
+        yield Contender(produce, out, table, producer_env("tidings", engine, table, **names))
     finally:
         box.uninstall()
         stop(processes)
@@ -253,40 +301,85 @@ def latency(
     return achieved, cut[49] * 1e3, cut[98] * 1e3, values[-1] * 1e3
 
 
+def contenders() -> list[
+    tuple[str, Callable[[Engine, Path, Any], contextlib.AbstractContextManager[Contender]]]
+]:
+    """The contenders, in the order they run; Celery's only where it is installed."""
+    found = [("floor: commit, XADD", floor)]
+    if importlib.util.find_spec("celery") is None:
+        print(
+            "  Celery is not installed: its row is skipped "
+            '(it is in the "bench" dependency group, which `make bench` installs)'
+        )
+    else:
+        from bench.remote_celery import celery_delay
+
+        found.append(("celery: commit, delay()", celery_delay))
+    found.append(("tidings queue", tidings_queue))
+    return found
+
+
+def measure(
+    contender: Contender, engine: Engine, events: int, seconds: float, kills: int
+) -> tuple[float, float, float, float, float, Crashes]:
+    """Throughput, the latency at ``RATE``/s, then the crash run, of one contender."""
+    from bench.remote_crash import crash_run
+
+    for n in range(50):  # warm up connections and caches
+        contender.produce(-1 - n)
+    wait_calls(contender.out, 50, timeout=60)
+    contender.out.unlink()
+    rate = throughput(contender.produce, contender.out, events)
+    steady, p50, p99, worst = latency(contender.produce, contender.out, seconds, events)
+    return rate, steady, p50, p99, worst, crash_run(contender, engine, kills, seed=kills)
+
+
 def run(quick: bool = False) -> None:
-    """Print the table: throughput and latency, floor and tidings side by side."""
+    """Print the table: throughput, latency and the crash run's counts, side by side."""
     events = 2_000 if quick else 20_000
     seconds = 3.0 if quick else 10.0
+    kills = 10 if quick else 50
     client = redis_client()
     if client is None:
         return
     rows = []
-    contenders = (("floor: commit, XADD", floor), ("tidings queue", tidings_queue))
     with postgres() as engine, tempfile.TemporaryDirectory() as folder:
         if engine is None:
             return
-        for name, contender in contenders:
-            with contender(engine, Path(folder), client) as (produce, out):
-                for n in range(50):  # warm up connections and caches
-                    produce(-1 - n)
-                wait_calls(out, 50, timeout=60)
-                out.unlink()
-                rate = throughput(produce, out, events)
-                steady, p50, p99, worst = latency(produce, out, seconds, events)
-            rows.append((name, rate, steady, p50, p99, worst))
+        for name, make in contenders():
+            with make(engine, Path(folder), client) as contender:
+                rows.append((name, *measure(contender, engine, events, seconds, kills)))
             print(f"  {name}: done", flush=True)
     client.close()
+    print_table(rows, events, seconds, kills)
+
+
+def print_table(
+    rows: list[tuple[str, float, float, float, float, float, Crashes]],
+    events: int,
+    seconds: float,
+    kills: int,
+) -> None:
+    """The benchmark's table, what its columns mean, and the crash runs' details."""
     floor_rate = rows[0][1]
-    header = ("contender", "events/s", "x floor", "steady/s", "p50 ms", "p99 ms", "max ms")
-    print(f"\n  {header[0]:<22}" + "".join(f"{cell:>10}" for cell in header[1:]))
-    for name, rate, steady, p50, p99, worst in rows:
+    header = ("events/s", "x floor", "steady/s", "p50 ms", "p99 ms", "max ms", "lost", "dup")
+    print(f"\n  {'contender':<24}" + "".join(f"{cell:>9}" for cell in header))
+    for name, rate, steady, p50, p99, worst, crashes in rows:
         cells = (f"{rate:,.0f}", f"{rate / floor_rate:.2f}", f"{steady:.0f}")
-        cells += (f"{p50:.2f}", f"{p99:.2f}", f"{worst:.1f}")
-        print(f"  {name:<22}" + "".join(f"{cell:>10}" for cell in cells))
+        cells += (f"{p50:.2f}", f"{p99:.2f}", f"{worst:.1f}", *crashes.cells())
+        print(f"  {name:<24}" + "".join(f"{cell:>9}" for cell in cells))
     print(
         f"  events/s: {events:,} events from one producer, first commit to last call; "
-        f"latency: commit to call at {RATE:.0f}/s asked for {seconds:.0f} s (steady/s: achieved)"
+        f"latency: commit to call at {RATE:.0f}/s asked for {seconds:.0f} s (steady/s: achieved);"
+        f"\n  lost/dup: committed rows that never ran / ran again, {kills} producers SIGKILLed "
+        "at random moments (bench.remote_crash)"
     )
+    for name, *_, crashes in rows:
+        print(
+            f"  crash run, {name}: {crashes.committed:,} committed, {crashes.lost} lost "
+            f"(in {crashes.losing_kills} of {crashes.kills} kills), "
+            f"{crashes.duplicated} duplicated"
+        )
 
 
 if __name__ == "__main__":
