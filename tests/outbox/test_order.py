@@ -85,6 +85,24 @@ def test_each_keys_steps_run_one_at_a_time_in_order_despite_workers_and_retries(
     assert LOG.failures > 0
 
 
+@pytest.mark.parametrize("claim", ["lease", "lock"])
+def test_a_draining_relay_runs_every_step_of_one_key(
+    box: Outbox, engine: Engine, claim: str
+) -> None:
+    """One key: each claim finds one delivery due (the next step waits for the one before),
+    and the claim that records a step done finds the next one, so ``run(once=True)`` drains
+    them all, in order."""
+    if engine.dialect.name == "sqlite" and claim == "lock":
+        pytest.skip("claim='lock' is PostgreSQL's")
+    stepped.connect(step, delivery="durable", ordered="key")
+    LOG.reset(fail_rate=0.0)
+    for seq in range(5):
+        stepped.send(None, key="a", seq=seq)
+    Relay(box, claim=claim).run(once=True)
+    assert LOG.done == [("a", seq) for seq in range(5)]
+    assert box.status().pending == 0
+
+
 def test_a_dead_step_unblocks_its_key(box: Outbox) -> None:
     """A delivery that reaches the dead letters stops holding back the later ones of its key."""
     stepped.connect(step, delivery="durable", ordered="key", max_attempts=1)

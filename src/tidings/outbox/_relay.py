@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import datetime
 import inspect
 import logging
@@ -313,14 +314,20 @@ class Relay(Background):
                 self._record(outcome)
 
     def _claim(self, outcome: Outcome) -> list[Claimed] | None:
+        # The deliveries done are deleted by the claim (on PostgreSQL in its statement: a
+        # batch of receivers that all returned costs one round trip); the rest of the outcome
+        # is recorded first, in the same transaction.
         store = self._store
-        with store.transaction() as conn:
-            if outcome:
-                store.record(conn, self.name, outcome)
+        rest = dataclasses.replace(outcome, done=[])
+        with store.transaction(single=not rest) as conn:
+            if rest:
+                store.record(conn, self.name, rest)
             now = utcnow()
             if store.sqlite and store.take_relay_lease(conn, self.name, self.lease, now):
                 return None
-            return store.claim(conn, self.name, self.batch_size, self.lease, now, self.modes)
+            return store.claim(
+                conn, self.name, self.batch_size, self.lease, now, self.modes, outcome.done
+            )
 
     def _run_batch(self, rows: list[Claimed], outcome: Outcome, *, renew: bool = True) -> None:
         known: Mapping[tuple[str, str], DurableReceiver] = (

@@ -25,6 +25,7 @@ from sqlalchemy import (
     BigInteger,
     Connection,
     Engine,
+    all_,
     any_,
     bindparam,
     delete,
@@ -131,8 +132,17 @@ class Store:
         self._delete = delete(tables.pending).where(self._among())
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """A short write transaction; on SQLite it takes the write lock at once."""
+    def transaction(self, *, single: bool = False) -> Iterator[Connection]:
+        """A short write transaction; on SQLite it takes the write lock at once.
+
+        Args:
+            single: The block runs one statement: on PostgreSQL it runs in autocommit mode,
+                its own transaction, without a ``BEGIN`` and a ``COMMIT`` round trip.
+        """
+        if single and self.postgresql:
+            with self.engine.connect() as conn:
+                yield conn.execution_options(isolation_level="AUTOCOMMIT")
+            return
         with self.engine.connect() as conn:
             if self.sqlite:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -221,15 +231,31 @@ class Store:
         lease: float,
         now: datetime.datetime,
         modes: Sequence[str] = ("durable",),
+        done: Sequence[int] = (),
     ) -> list[Claimed]:
         """Lease up to ``limit`` due deliveries of ``modes`` to ``me``, counting an attempt.
+
+        Args:
+            conn: The connection, in the transaction the claim commits with.
+            me: The relay the leases are written for.
+            limit: The most deliveries claimed.
+            lease: Seconds the lease lasts.
+            now: The current time.
+            modes: The delivery modes claimed.
+            done: Ids of deliveries whose receivers returned, deleted first. On PostgreSQL in
+                the claim's statement (one round trip for the batch).
 
         Returns:
             The deliveries, oldest first.
         """
         until = now + datetime.timedelta(seconds=lease)
+        params: dict[str, Any] = {"now": now, "me": me, "until": until}
+        if self.postgresql:
+            params["done"] = list(done)
+        elif done:
+            conn.execute(self._delete, {"ids": list(done)})
         statement = self._statement("claim", modes, limit)
-        result = conn.execute(statement, {"now": now, "me": me, "until": until})
+        result = conn.execute(statement, params)
         rows = [Claimed(*row) for row in result]
         rows.sort(key=lambda row: row.id)
         return rows
@@ -278,19 +304,25 @@ class Store:
         table = self.tables.pending
         now = bindparam("now", type_=table.c.available_at.type)
         older = table.alias("older")
-        due_where = (
+        # On PostgreSQL the claim deletes the deliveries done last batch in its own statement
+        # (a CTE): they are neither claimed nor, as older deliveries of an order key, waited for.
+        combined = kind == "claim" and self.postgresql
+        done = bindparam("done", type_=ARRAY(BigInteger()))
+        pending_older = [
+            older.c.receiver == table.c.receiver,
+            older.c.order_key == table.c.order_key,
+            older.c.id < table.c.id,
+        ]
+        if combined:
+            pending_older.append(older.c.id != all_(done))
+        due_where = [
             table.c.available_at <= now,
             or_(table.c.locked_until.is_(None), table.c.locked_until < now),
             table.c.delivery.in_(list(modes)) if len(modes) > 1 else table.c.delivery == modes[0],
-            or_(
-                table.c.order_key.is_(None),
-                ~exists().where(
-                    older.c.receiver == table.c.receiver,
-                    older.c.order_key == table.c.order_key,
-                    older.c.id < table.c.id,
-                ),
-            ),
-        )
+            or_(table.c.order_key.is_(None), ~exists().where(*pending_older)),
+        ]
+        if combined:
+            due_where.append(table.c.id != all_(done))
         if kind == "lock":
             statement = (
                 select(*self._claimed_columns())
@@ -320,6 +352,10 @@ class Store:
                 )
                 .returning(*self._claimed_columns())
             )
+            if combined:
+                statement = statement.add_cte(
+                    delete(table).where(table.c.id == any_(done)).cte("done")
+                )
         self._statements[key] = statement
         return statement
 
