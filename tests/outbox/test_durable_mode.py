@@ -268,6 +268,35 @@ def test_a_model_signal_writes_in_the_flush_and_the_worker_loads_the_instance(
     assert (call["sender"], call["created"], call["update_fields"]) == (shop.Customer, True, None)
 
 
+def test_a_model_signal_writes_in_the_transaction_of_the_session_that_flushes_it(
+    box: Outbox,
+) -> None:
+    """A Session flushed while another one flushes (from a receiver of the first one's
+    ``pre_save``): the post_save row of the inner flush is written in the inner Session's
+    transaction, which commits, not the outer one's, which rolls back. Both are flushing,
+    neither is "the current" Session: the instance says which one it belongs to."""
+    tm.post_save.connect(shop.welcome, sender=shop.Customer, delivery="durable")
+
+    def meanwhile(instance: shop.Customer, **kwargs: Any) -> None:
+        if instance.id != 1:
+            return
+        with Session(box.engine) as inner, inner.begin():
+            inner.add(shop.Customer(id=2, email="inner@example.com"))
+            inner.flush()
+
+    tm.pre_save.connect(meanwhile, sender=shop.Customer)
+    try:
+        with Session(box.engine) as outer, outer.begin():
+            outer.add(shop.Customer(id=1, email="outer@example.com"))
+            outer.flush()
+            outer.rollback()
+    finally:
+        tm.pre_save.disconnect(meanwhile, sender=shop.Customer)
+    assert [row.order_key for row in rows(box)] == [None]
+    Relay(box).run(once=True)
+    assert [call["instance"].id for _, call in shop.CALLS] == [2]
+
+
 def test_a_deleted_instance_arrives_rebuilt_from_its_snapshot(box: Outbox) -> None:
     """post_delete with a durable receiver: a detached copy of the row as it was."""
     tm.post_delete.connect(shop.welcome, sender=shop.Customer, delivery="durable")

@@ -10,9 +10,12 @@ of this process knows it. At send time it encodes the arguments at once (a
 :class:`~tidings.PayloadTypeError` propagates from the send, inside the sender's transaction)
 and writes one row for the receiver:
 
-1. on the connection of the Session whose transaction is open in the calling thread or task
-   (``tidings.sqlalchemy.current_session``: the flushing Session for model signals, the one
-   bound by ``tidings.sqlalchemy.in_transaction``, or the only open one), in that transaction.
+1. on the connection of the Session whose transaction the send joins, in that transaction: the
+   Session chosen as for ``delivery="on_commit"`` receivers
+   (``tidings.sqlalchemy._delivery.session_for_send``): for a model signal the flushing
+   Session its ``instance`` belongs to, for ``post_bulk_update``/``post_bulk_delete`` the
+   Session executing the statement, else ``tidings.sqlalchemy.current_session`` (the one bound
+   by ``tidings.sqlalchemy.in_transaction``, or the only open one).
    Under ``AsyncSession`` outside SQLAlchemy's greenlet (a signal sent from async code) the row
    is kept on the Session and written when that transaction or savepoint commits, still inside
    it; a rollback drops it;
@@ -54,7 +57,7 @@ from tidings.outbox._codec import encode, instance_key
 from tidings.outbox._outbox import installed_outbox
 from tidings.outbox._receivers import DurableReceiver, receiver_name, register
 from tidings.outbox._store import Store
-from tidings.sqlalchemy import current_session
+from tidings.sqlalchemy._delivery import session_for_send
 
 __all__ = ["OPTIONS", "OutboxHandler", "writing_on"]
 
@@ -196,7 +199,7 @@ class OutboxHandler:
         key = order_key(ordered, named, where) if ordered else None
         now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
         row = Store.row(uuid.uuid4(), signal.name, name, payload, now, self.mode.value, key)
-        write(outbox._store, row)
+        write(outbox._store, row, session_for_send(signal, deferral.kwargs))
         return True
 
 
@@ -221,9 +224,8 @@ def order_key(ordered: bool | str, named: dict[str, Any], where: Callable[[str],
     return key if len(key) <= 255 else hashlib.sha256(key.encode()).hexdigest()
 
 
-def write(store: Store, row: dict[str, Any]) -> None:
-    """Write one prepared row where the current transaction is (see the module docstring)."""
-    session = current_session()
+def write(store: Store, row: dict[str, Any], session: Session | None) -> None:
+    """Write one prepared row in ``session``'s transaction, else as the module docstring says."""
     if session is not None:
         if _needs_greenlet(session):
             _keep(session, store, row)
@@ -255,7 +257,7 @@ def _needs_greenlet(session: Session) -> bool:
 
 def _keep(session: Session, store: Store, row: dict[str, Any]) -> None:
     owner = session.get_nested_transaction() or session.get_transaction()
-    assert owner is not None  # current_session() returns Sessions in a transaction only
+    assert owner is not None  # session_for_send() returns Sessions in a transaction only
     kept: dict[SessionTransaction, list[tuple[Store, dict[str, Any]]]]
     kept = session.info.setdefault(_BUFFER_KEY, {})
     kept.setdefault(owner, []).append((store, row))
