@@ -215,6 +215,36 @@ def test_a_base_exception_stops_the_relay_and_releases_the_rest(outbox: Outbox, 
     assert calls == [2, 3]
 
 
+class Unprintable(Exception):
+    """An exception whose text cannot be made: the relay fails while noting the failure."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+def test_a_relay_failing_midway_in_a_batch_leaves_every_delivery_it_took(
+    outbox: Outbox, claim: str
+) -> None:
+    """The relay itself raises while running a batch (here: formatting a receiver's error):
+    the deliveries done stay done, and every other one of the batch is still pending, none
+    lost (with claim="lock" they are put back as they were; leases keep theirs)."""
+    calls: list[int] = []
+
+    def receiver(order: int, **kwargs: Any) -> None:
+        calls.append(order)
+        if order == 2:
+            raise Unprintable
+
+    for order in (1, 2, 3):
+        outbox.write(placed, ["shop.mail"], None, {"order": order})
+    with pytest.raises(RuntimeError, match="no text"):
+        Relay(outbox, claim=claim, receivers=[spec(receiver)]).run(once=True)
+    assert calls == [1, 2]
+    with outbox.engine.connect() as conn:
+        rows = conn.execute(select(outbox.tables.pending).order_by("id")).all()
+    assert [row.attempts for row in rows] == ([0, 0] if claim == "lock" else [1, 1])
+
+
 def test_unreadable_deliveries_go_to_the_dead_letters_with_the_reason(
     outbox: Outbox, claim: str
 ) -> None:

@@ -260,13 +260,14 @@ class Relay(Background):
             outcome = Outcome()
             try:
                 with self.outbox.engine.connect() as conn:
-                    rows = self._store.lock(conn, self.batch_size, utcnow(), self.modes)
+                    taken = self._store.lock(conn, self.batch_size, utcnow(), self.modes)
+                    rows = taken.rows
                     try:
                         if rows:
                             self._run_batch(rows, outcome, renew=False)
                     finally:
-                        if outcome:
-                            self._store.record(conn, self.name, outcome, held=True)
+                        if rows:
+                            self._store.settle(conn, outcome, taken)
                         conn.commit()
             except DBAPIError as exc:
                 failures_in_a_row += 1

@@ -39,7 +39,7 @@ from sqlalchemy import (
 
 from tidings.outbox._schema import FORMAT_VERSION, OutboxTables
 
-__all__ = ["Action", "Claimed", "Failure", "Outcome", "Postpone", "Store", "utcnow"]
+__all__ = ["Action", "Claimed", "Failure", "Outcome", "Postpone", "Store", "Taken", "utcnow"]
 
 
 def utcnow() -> datetime.datetime:
@@ -97,6 +97,19 @@ class Outcome:
 
     def __len__(self) -> int:
         return len(self.done) + len(self.failures) + len(self.released) + len(self.postponed)
+
+
+@dataclass(slots=True)
+class Taken:
+    """Deliveries :meth:`Store.lock` took: the rows, and what putting one back restores.
+
+    Attributes:
+        rows: The deliveries, oldest first.
+        kept: Each one's ``(available_at, last_error)`` as stored, by id.
+    """
+
+    rows: list[Claimed] = field(default_factory=list)
+    kept: dict[int, tuple[datetime.datetime, str | None]] = field(default_factory=dict)
 
 
 #: What a relay does with a claimed delivery of a mode other than ``durable``: returns (the row
@@ -262,34 +275,79 @@ class Store:
 
     def lock(
         self, conn: Connection, limit: int, now: datetime.datetime, modes: Sequence[str]
-    ) -> list[Claimed]:
-        """Lock up to ``limit`` due deliveries in ``conn``'s transaction (PostgreSQL).
+    ) -> Taken:
+        """Take up to ``limit`` due deliveries in ``conn``'s transaction (PostgreSQL).
 
-        ``FOR UPDATE SKIP LOCKED``, no lease written: the rows stay locked while the
-        transaction is open, and free again the moment it ends, also when its worker dies.
-        The attempt is counted when the outcome is recorded in that transaction.
+        ``DELETE … WHERE id = ANY(ARRAY(SELECT … FOR UPDATE SKIP LOCKED)) RETURNING``, no lease
+        written: the rows are deleted by a transaction held open while they run, so other
+        workers skip them, and they are back the moment it ends without committing, also when
+        its worker dies. :meth:`settle` puts back, in that transaction, those not done; the
+        attempt is counted there.
 
         Returns:
             The deliveries, oldest first, ``attempts`` being this attempt's number.
         """
         query = self._statement("lock", modes, limit)
-        rows = conn.execute(query, {"now": now})
-        # ``attempts`` counts the recorded attempts: this one is the next.
-        return [
-            Claimed(
-                r.id,
-                r.event_id,
-                r.format,
-                r.signal,
-                r.receiver,
-                r.delivery,
-                r.order_key,
-                r.payload,
-                r.sent_at,
-                r.attempts + 1,
+        taken = Taken()
+        for r in conn.execute(query, {"now": now}):
+            # ``attempts`` counts the recorded attempts: this one is the next.
+            attempt = r.attempts + 1
+            taken.rows.append(
+                Claimed(
+                    r.id,
+                    r.event_id,
+                    r.format,
+                    r.signal,
+                    r.receiver,
+                    r.delivery,
+                    r.order_key,
+                    r.payload,
+                    r.sent_at,
+                    attempt,
+                )
             )
-            for r in rows
-        ]
+            taken.kept[r.id] = (r.available_at, r.last_error)
+        taken.rows.sort(key=lambda row: row.id)
+        return taken
+
+    def settle(self, conn: Connection, outcome: Outcome, taken: Taken) -> None:
+        """Record the outcome of deliveries :meth:`lock` took, on its transaction.
+
+        Done deliveries stay deleted; dead ones go to the dead letters; the others are put back
+        with their id: failed ones due after their delay with the attempt counted, postponed
+        ones after theirs, and released ones (and any the outcome does not mention) as they
+        were.
+        """
+        now = utcnow()
+        self._bury(conn, [f for f in outcome.failures if f.dead], now)
+        back: list[dict[str, Any]] = []
+
+        def put(
+            row: Claimed, attempts: int, due: datetime.datetime | None, error: str | None
+        ) -> None:
+            available_at, last_error = taken.kept[row.id]
+            values = {name: getattr(row, name) for name in Claimed.__slots__}
+            values.update(
+                attempts=attempts,
+                available_at=available_at if due is None else due,
+                last_error=last_error if error is None else error,
+            )
+            back.append(values)
+
+        seen = set(outcome.done)
+        for failure in outcome.failures:
+            seen.add(failure.row.id)
+            if not failure.dead:
+                due = now + datetime.timedelta(seconds=failure.delay)
+                put(failure.row, failure.row.attempts, due, failure.error)
+        for row, delay in outcome.postponed:
+            seen.add(row.id)
+            put(row, row.attempts - 1, now + datetime.timedelta(seconds=delay), None)
+        for row in taken.rows:  # released, or not reached
+            if row.id not in seen:
+                put(row, row.attempts - 1, None, None)
+        if back:
+            conn.execute(insert(self.tables.pending), back)
 
     def _statement(self, kind: str, modes: Sequence[str], limit: int) -> Any:
         """The claim (``"claim"``) or lock (``"lock"``) statement, built once and reused.
@@ -323,25 +381,23 @@ class Store:
         ]
         if combined:
             due_where.append(table.c.id != all_(done))
+        due = select(table.c.id).where(*due_where).order_by(table.c.id).limit(limit)
+        if self.skip_locked:
+            due = due.with_for_update(skip_locked=True)
+        # PostgreSQL plans "id IN (subquery)" as a hash join over a scan of the whole table;
+        # "id = ANY(ARRAY(subquery))" looks the chosen ids up in the primary key.
+        chosen = (
+            table.c.id == any_(func.array(due.scalar_subquery()))
+            if self.postgresql
+            else table.c.id.in_(due)
+        )
         if kind == "lock":
             statement = (
-                select(*self._claimed_columns())
-                .where(*due_where)
-                .order_by(table.c.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
+                delete(table)
+                .where(chosen)
+                .returning(*self._claimed_columns(), table.c.available_at, table.c.last_error)
             )
         else:
-            due = select(table.c.id).where(*due_where).order_by(table.c.id).limit(limit)
-            if self.skip_locked:
-                due = due.with_for_update(skip_locked=True)
-            # PostgreSQL plans "id IN (subquery)" as a hash join over a scan of the whole
-            # table; "id = ANY(ARRAY(subquery))" looks the claimed ids up in the primary key.
-            chosen = (
-                table.c.id == any_(func.array(due.scalar_subquery()))
-                if self.postgresql
-                else table.c.id.in_(due)
-            )
             statement = (
                 update(table)
                 .where(chosen)
@@ -392,15 +448,10 @@ class Store:
         with self.transaction() as conn:
             self.record(conn, me, outcome)
 
-    def record(self, conn: Connection, me: str, outcome: Outcome, *, held: bool = False) -> None:
-        """Record a batch's outcome on ``conn``, in its transaction (see :class:`Outcome`).
+    def record(self, conn: Connection, me: str, outcome: Outcome) -> None:
+        """Record the outcome of deliveries leased to ``me`` on ``conn``, in its transaction.
 
-        Args:
-            conn: The connection.
-            me: The relay whose leases the rows are.
-            outcome: What became of the rows.
-            held: The rows were locked by :meth:`lock` in this transaction, not leased: their
-                attempts are counted here, and released rows are left as they are.
+        See :class:`Outcome`.
         """
         table = self.tables.pending
         now = utcnow()
@@ -409,49 +460,53 @@ class Store:
             conn.execute(self._delete, {"ids": list(done)})
         dead = [failure for failure in failures if failure.dead]
         if dead:
-            conn.execute(
-                insert(self.tables.dead),
-                [
-                    {
-                        "event_id": f.row.event_id,
-                        "format": f.row.format,
-                        "signal": f.row.signal,
-                        "receiver": f.row.receiver,
-                        "delivery": f.row.delivery,
-                        "order_key": f.row.order_key,
-                        "payload": f.row.payload,
-                        "sent_at": f.row.sent_at,
-                        "attempts": f.row.attempts,
-                        "failed_at": now,
-                        "error": f.error,
-                        "traceback": f.traceback,
-                    }
-                    for f in dead
-                ],
-            )
+            self._bury(conn, dead, now)
             conn.execute(delete(table).where(table.c.id.in_([f.row.id for f in dead])))
-        owner = None if held else me
         for failure in failures:
             if not failure.dead:
                 self._unlock(
                     conn,
-                    owner,
+                    me,
                     failure.row.id,
                     available_at=now + datetime.timedelta(seconds=failure.delay),
                     last_error=failure.error,
                     attempts=failure.row.attempts,
                 )
-        if not held:
-            for row in outcome.released:
-                self._unlock(conn, owner, row.id, available_at=now, attempts=row.attempts - 1)
+        for row in outcome.released:
+            self._unlock(conn, me, row.id, available_at=now, attempts=row.attempts - 1)
         for row, delay in outcome.postponed:
             self._unlock(
                 conn,
-                owner,
+                me,
                 row.id,
                 available_at=now + datetime.timedelta(seconds=delay),
                 attempts=row.attempts - 1,
             )
+
+    def _bury(self, conn: Connection, dead: Sequence[Failure], now: datetime.datetime) -> None:
+        """Insert the dead letters of ``dead``."""
+        if not dead:
+            return
+        conn.execute(
+            insert(self.tables.dead),
+            [
+                {
+                    "event_id": f.row.event_id,
+                    "format": f.row.format,
+                    "signal": f.row.signal,
+                    "receiver": f.row.receiver,
+                    "delivery": f.row.delivery,
+                    "order_key": f.row.order_key,
+                    "payload": f.row.payload,
+                    "sent_at": f.row.sent_at,
+                    "attempts": f.row.attempts,
+                    "failed_at": now,
+                    "error": f.error,
+                    "traceback": f.traceback,
+                }
+                for f in dead
+            ],
+        )
 
     def _among(self) -> Any:
         """``id IN :ids``.
@@ -464,11 +519,7 @@ class Store:
             return table.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger())))
         return table.c.id.in_(bindparam("ids", expanding=True))
 
-    def _unlock(self, conn: Connection, me: str | None, row_id: int, **values: Any) -> None:
+    def _unlock(self, conn: Connection, me: str, row_id: int, **values: Any) -> None:
         table = self.tables.pending
-        mine = (
-            table.c.id == row_id
-            if me is None
-            else (table.c.id == row_id) & (table.c.locked_by == me)
-        )
+        mine = (table.c.id == row_id) & (table.c.locked_by == me)
         conn.execute(update(table).where(mine).values(locked_by=None, locked_until=None, **values))
