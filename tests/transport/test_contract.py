@@ -268,6 +268,20 @@ def test_dead_letter_keeps_the_entry_and_acks_it(transport: Transport) -> None:
     assert (status.pending, status.dead) == (0, 1)
 
 
+def test_dead_letter_on_a_missing_group_raises_and_stores_nothing(transport: Transport) -> None:
+    """dead_letter() of a group never created (or lost) raises NoSuchGroupError, writing nothing."""
+    transport.ensure_group("t", "g")
+    _publish(transport, 1)
+    message = transport.consume("t", "g", "c", block=0)[0]
+    for topic, group in (("t", "other"), ("nowhere", "g")):
+        with pytest.raises(NoSuchGroupError) as caught:
+            transport.dead_letter(topic, group, message, "failed")
+        assert caught.value.operation == "dead_letter"
+        assert transport.dead_letters(topic, group) == []
+    status = transport.status(["t"])[0]
+    assert (status.group, status.pending, status.dead) == ("g", 1, 0)
+
+
 def test_dead_letters_are_per_group(transport: Transport) -> None:
     """A dead letter of one group is not in another group's dead letters."""
     transport.ensure_group("t", "g1")

@@ -160,8 +160,10 @@ class Transport(Protocol):
     """A broker seen from threads: every method blocks until the broker answered.
 
     Every method raises :class:`~tidings.transport.TransportError` when the broker cannot be
-    reached or refuses the operation. ``consume``, ``claim`` and ``keep_alive`` on a group never
-    created raise :class:`~tidings.transport.NoSuchGroupError`; ``ack``, ``dead_letters`` and
+    reached or refuses the operation. ``consume``, ``claim``, ``keep_alive`` and
+    ``dead_letter`` on a group never created (or lost by the broker) raise
+    :class:`~tidings.transport.NoSuchGroupError`, ``dead_letter`` before storing anything: a
+    dead letter belongs to its group, which would never list it. ``ack``, ``dead_letters`` and
     ``retry`` of such a group find nothing.
     """
 
@@ -214,7 +216,10 @@ class Transport(Protocol):
         ...
 
     def dead_letter(self, topic: str, group: str, message: Message, reason: str) -> str:
-        """Store the entry in the group's dead letters and acknowledge it; return its dead id."""
+        """Store the entry in the group's dead letters and acknowledge it; return its dead id.
+
+        Raises NoSuchGroupError, storing nothing, when the group does not exist.
+        """
         ...
 
     def dead_letters(

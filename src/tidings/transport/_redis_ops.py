@@ -38,7 +38,7 @@ from tidings.transport._base import (
     is_entry_id,
 )
 
-__all__ = ["CLAIM", "KEEP_ALIVE", "Batch", "Call", "Operations", "Script", "Step"]
+__all__ = ["CLAIM", "DEAD_LETTER", "KEEP_ALIVE", "Batch", "Call", "Operations", "Script", "Step"]
 
 # XAUTOCLAIM does not return delivery counts; reading them with XPENDING in the same script
 # keeps the claim and the counts atomic. A 6.2 server lists deleted entries with nil fields
@@ -77,6 +77,18 @@ for i = 3, #ARGV do
   end
 end
 return held
+"""
+
+# A dead letter belongs to a group: XPENDING fails with NOGROUP when the group is missing
+# (never created, or lost by a Redis restarted without persistence), before anything is
+# written, as the in-memory transport refuses it. Then the entry is stored and acknowledged.
+DEAD_LETTER = """
+redis.call('XPENDING', KEYS[1], ARGV[1])
+local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+if ARGV[2] ~= '' then
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+end
+return id
 """
 
 
@@ -321,7 +333,8 @@ class Operations:
         return int(replies[-1]) if ids else 0
 
     def dead_letter(self, topic: str, group: str, message: Message, reason: str) -> Op:
-        """XADD to the dead letters and XACK, in one transaction; returns the dead id."""
+        """XADD to the dead letters and XACK, in one script checking the group; the dead id."""
+        check_name("group", group)
         fields = {
             "message_id": message.id,
             "event_id": message.event_id,
@@ -330,11 +343,12 @@ class Operations:
             "reason": str(reason),
             "dead_at": repr(time.time()),
         }
-        calls = [Call("xadd", (self.dead(topic, group), fields))]
-        if is_entry_id(message.id):
-            calls.append(Call("xack", (self.stream(topic), group, message.id)))
-        replies = yield Batch(tuple(calls), transaction=True)
-        return _text(replies[0])
+        pending = message.id if is_entry_id(message.id) else ""
+        flat = [value for pair in fields.items() for value in pair]
+        reply = yield Script(
+            DEAD_LETTER, (self.stream(topic), self.dead(topic, group)), (group, pending, *flat)
+        )
+        return _text(reply)
 
     def _dead(self, topic: str, group: str, entry_id: Any, raw: Any) -> DeadMessage:
         fields = _fields(raw)
