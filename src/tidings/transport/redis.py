@@ -18,9 +18,6 @@ Needs ``pip install "tidings[redis]"``.
 
 from __future__ import annotations
 
-import inspect
-import os
-import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,7 +29,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra onl
         'tidings.transport.redis needs redis-py: pip install "tidings[redis]"'
     ) from exc
 
-from tidings._errors import NoSuchGroupError, TidingsValueError, TransportError
+from tidings._errors import TidingsValueError
 from tidings.transport._base import (
     DEFAULT_DEDUPE_TTL,
     DEFAULT_MAXLEN,
@@ -41,132 +38,13 @@ from tidings.transport._base import (
     Message,
     Start,
 )
-from tidings.transport._redis_ops import Batch, Call, Op, Operations, Script, Step
+from tidings.transport._redis_client import DEFAULT_URL, Base, redacted
+from tidings.transport._redis_ops import Batch, Call, Op, Script, Step
 
 __all__ = ["DEFAULT_URL", "AsyncRedisTransport", "RedisTransport", "redacted"]
 
-#: The URL used when neither ``url`` nor ``TIDINGS_REDIS_URL`` gives one.
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
-
-def redacted(url: str) -> str:
-    """The URL with its password replaced by ``***`` (for messages and logs)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
-def _client_url(client: Any) -> str:
-    """A URL describing a client given ready-made (host, port and db of its pool)."""
-    pool = client.connection_pool
-    kwargs = pool.connection_kwargs
-    db = kwargs.get("db", 0)
-    if "path" in kwargs:
-        return f"unix://{kwargs['path']}?db={db}"
-    scheme = "rediss" if "SSL" in getattr(pool, "connection_class", type).__name__ else "redis"
-    return f"{scheme}://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"
-
-
-def _socket_timeout(client: Any) -> float | None:
-    """The read timeout of the client's connections (redis-py 8 defaults to 5 s)."""
-    pool = client.connection_pool
-    kwargs = pool.connection_kwargs
-    for key in ("socket_timeout", "orig_socket_timeout"):
-        if key in kwargs:
-            return None if kwargs[key] is None else float(kwargs[key])
-    try:
-        default = inspect.signature(pool.connection_class).parameters["socket_timeout"].default
-    except (KeyError, TypeError, ValueError):
-        return None
-    return float(default) if isinstance(default, (int, float)) else None
-
-
-class _Base:
-    """What both transports share: the options, the keys, the errors."""
-
-    def __init__(
-        self,
-        url: str | None,
-        client: Any,
-        *,
-        prefix: str,
-        maxlen: int,
-        approximate: bool,
-        dedupe_ttl: float,
-        client_kwargs: dict[str, Any],
-        module: Any,
-    ) -> None:
-        self.ops = Operations(prefix, maxlen, approximate, dedupe_ttl)
-        if client is not None:
-            if url is not None or client_kwargs:
-                raise TidingsValueError(
-                    "pass either a redis client or a URL and client options, not both"
-                )
-            self.client = client
-            self.url = _client_url(client)
-            self._owns_client = False
-        else:
-            url = url or os.environ.get("TIDINGS_REDIS_URL") or DEFAULT_URL
-            if client_kwargs.get("decode_responses"):
-                raise TidingsValueError(
-                    "the Redis transport reads bytes: decode_responses=True is not supported"
-                )
-            self.client = module.Redis.from_url(url, **client_kwargs)
-            self.url = redacted(url)
-            self._owns_client = True
-        if self.client.connection_pool.connection_kwargs.get("decode_responses"):
-            raise TidingsValueError(
-                "the Redis transport reads bytes: give it a client without decode_responses=True"
-            )
-        self._scripts: dict[str, Any] = {}
-        # A blocking XREADGROUP longer than the socket's read timeout would fail as a timeout:
-        # consume() waits at most a little less (and returns empty, as after its block).
-        timeout = _socket_timeout(self.client)
-        self.max_block = None if timeout is None else max(0.05, timeout - 0.5)
-
-    @property
-    def prefix(self) -> str:
-        """The key prefix."""
-        return self.ops.prefix
-
-    @property
-    def maxlen(self) -> int:
-        """Entries a topic keeps (``MAXLEN``)."""
-        return self.ops.maxlen
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.url} prefix={self.prefix!r}>"
-
-    def _script(self, source: str) -> Any:
-        script = self._scripts.get(source)
-        if script is None:
-            script = self._scripts[source] = self.client.register_script(source)
-        return script
-
-    def _error(self, operation: str, exc: Exception) -> TransportError:
-        text = str(exc)
-        if isinstance(exc, redis.ResponseError) and "NOGROUP" in text:
-            return NoSuchGroupError(
-                f"{operation} on Redis at {self.url}: {text} (call ensure_group() first)",
-                operation=operation,
-                target=self.url,
-            )
-        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
-            what = f"cannot reach Redis at {self.url}"
-        else:
-            what = f"Redis at {self.url} refused it"
-        return TransportError(
-            f"{operation} failed: {what}: {type(exc).__name__}: {text}",
-            operation=operation,
-            target=self.url,
-        )
-
-
-class RedisTransport(_Base):
+class RedisTransport(Base):
     """A :class:`~tidings.transport.Transport` on Redis Streams, for threads.
 
     Thread-safe (redis-py's connection pool); a blocked ``consume()`` holds one connection.
@@ -344,8 +222,30 @@ class RedisTransport(_Base):
         if self._owns_client:
             self.client.close()
 
+    def as_async(self) -> AsyncRedisTransport:
+        """An asyncio face on the same Redis: its own connections, the same keys and options.
 
-class AsyncRedisTransport(_Base):
+        Raises:
+            TidingsValueError: This transport was given a ready client: make the
+                ``AsyncRedisTransport`` yourself (with a ``redis.asyncio.Redis``).
+        """
+        if self.source is None:
+            raise TidingsValueError(
+                f"{self!r} was given a redis client, so its asyncio face cannot be made from "
+                "it: create an AsyncRedisTransport with a redis.asyncio client"
+            )
+        url, client_kwargs = self.source
+        return AsyncRedisTransport(
+            url,
+            prefix=self.prefix,
+            maxlen=self.maxlen,
+            approximate=self.ops.approximate,
+            dedupe_ttl=self.ops.dedupe_ttl,
+            **client_kwargs,
+        )
+
+
+class AsyncRedisTransport(Base):
     """An :class:`~tidings.transport.AsyncTransport` on Redis Streams (``redis.asyncio``).
 
     Takes the arguments of :class:`RedisTransport`; ``client`` is a ``redis.asyncio.Redis``.
