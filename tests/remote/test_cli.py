@@ -54,13 +54,14 @@ def calls(env: dict[str, str], receiver: str) -> list[list[str]]:
     return [line for line in lines if line[1] == receiver]
 
 
+@pytest.mark.parametrize("pool", ["threads", "asyncio"])
 def test_worker_once_publishes_and_runs_queue_and_broadcast_receivers(
-    box: Outbox, env: dict[str, str]
+    box: Outbox, env: dict[str, str], pool: str
 ) -> None:
     """``worker --once`` relays the rows to the transport, then runs both kinds of receivers."""
     for n in range(4):
         remote_app.joined.send(None, user_id=n * 2)
-    done = cli("worker", TARGET, "--once", "--node", "web-1")
+    done = cli("worker", TARGET, "--once", "--node", "web-1", "--pool", pool)
     assert done.exit_code == 0, done.output
     assert len(calls(env, "accounts.send_welcome")) == 4
     assert len(calls(env, "accounts.refresh_cache")) == 4
@@ -69,6 +70,13 @@ def test_worker_once_publishes_and_runs_queue_and_broadcast_receivers(
         done.output
     )
     assert box.status().pending == 0
+
+
+def test_worker_refuses_an_unknown_pool(box: Outbox, env: dict[str, str]) -> None:
+    """``--pool`` takes threads or asyncio only, and says so."""
+    refused = CliRunner().invoke(main, ["worker", TARGET, "--once", "--pool", "processes"])
+    assert refused.exit_code == 2
+    assert "'processes' is not one of 'threads', 'asyncio'" in refused.output
 
 
 def test_worker_picks_receivers_and_groups(box: Outbox, env: dict[str, str]) -> None:

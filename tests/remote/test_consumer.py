@@ -1,4 +1,8 @@
-"""The consumer on the in-memory transport: groups, dedupe, retries, dead letters, claims."""
+"""The consumer on the in-memory transport: groups, dedupe, retries, dead letters, claims.
+
+Every test runs with both pools: threads (:class:`Consumer`) and asyncio tasks
+(:class:`AsyncConsumer`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import datetime
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,7 +22,9 @@ from tidings._errors import TidingsValueError
 from tidings.outbox import DurableReceiver, Event
 from tidings.outbox._codec import encode
 from tidings.outbox._consumer import Consumer
+from tidings.outbox._consumer_async import AsyncConsumer
 from tidings.outbox._remote import seal, topic_name
+from tidings.transport import Transport
 from tidings.transport.memory import InMemoryTransport
 
 ordered = Signal(name="shop.ordered")
@@ -45,10 +52,15 @@ def calls() -> Calls:
     return Calls()
 
 
-@pytest.fixture
-def transport() -> Iterator[InMemoryTransport]:
-    """An in-memory transport, closed afterwards."""
+#: The pool each test's transport is consumed with (see the ``transport`` fixture).
+POOLS: weakref.WeakKeyDictionary[InMemoryTransport, type[Consumer]] = weakref.WeakKeyDictionary()
+
+
+@pytest.fixture(params=[Consumer, AsyncConsumer], ids=["threads", "asyncio"])
+def transport(request: pytest.FixtureRequest) -> Iterator[InMemoryTransport]:
+    """An in-memory transport, closed afterwards; its consumers use the pool of the param."""
     carrier = InMemoryTransport()
+    POOLS[carrier] = request.param
     yield carrier
     carrier.close()
 
@@ -61,7 +73,7 @@ def spec(
 
 
 def publish(
-    carrier: InMemoryTransport,
+    carrier: Transport,
     n: int,
     *,
     receiver: str = "shop.mail",
@@ -79,10 +91,10 @@ def publish(
 
 
 def consumer(carrier: InMemoryTransport, *specs: DurableReceiver, **options: Any) -> Consumer:
-    """A consumer of ``specs`` with short waits."""
+    """A consumer of ``specs`` with short waits, of the pool the transport is tested with."""
     options.setdefault("node", "node-a")
     options.setdefault("block", 0.05)
-    return Consumer(carrier, specs, **options)
+    return POOLS.get(carrier, Consumer)(carrier, specs, **options)
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -167,12 +167,16 @@ def test_a_poison_event_is_dead_lettered_and_retry_delivers_it_again(
     assert counts.lost == 0
 
 
+POOLS = pytest.mark.parametrize("pool", ["threads", "asyncio"])
+
+
+@POOLS
 def test_a_slow_receiver_is_not_run_twice_while_its_worker_lives(
-    site: Site, workers: list[Worker]
+    site: Site, workers: list[Worker], pool: str
 ) -> None:
     """Receivers taking four times the claim idle time are never taken over by another worker."""
     box = site.outbox()
-    args = ["--receiver", WELCOME, "--claim-idle", "0.5", "--prefetch", "1"]
+    args = ["--receiver", WELCOME, "--claim-idle", "0.5", "--prefetch", "1", "--pool", pool]
     start_workers(site, workers, 2, *args, TIDINGS_TEST_SLEEP="2")
     pushed = site.push(box, 4, WELCOME)
     wait_for(lambda: len(site.calls(WELCOME)) >= 4, 40, "four slow calls")
@@ -180,26 +184,28 @@ def test_a_slow_receiver_is_not_run_twice_while_its_worker_lives(
     assert stop_all(workers) == [0, 0]
     counts = count(pushed, [e for e, _, _ in site.calls(WELCOME)])
     starts = Counter(e for e, _, _ in site.calls("START"))
-    report("slow receiver (4x claim idle)", counts, f"; runs started {sum(starts.values())}")
+    report(
+        f"slow receiver (4x claim idle, {pool})", counts, f"; runs started {sum(starts.values())}"
+    )
     assert sorted(starts.values()) == [1, 1, 1, 1]
     assert (counts.delivered, counts.duplicated) == (4, 0)
 
 
+@POOLS
 def test_sigterm_finishes_the_running_receiver_acknowledges_and_exits_0(
-    site: Site, workers: list[Worker]
+    site: Site, workers: list[Worker], pool: str
 ) -> None:
     """SIGTERM mid-receiver: the call completes, its entry is acknowledged, exit status 0."""
     box = site.outbox()
-    start_workers(
-        site, workers, 1, "--receiver", WELCOME, "--prefetch", "1", TIDINGS_TEST_SLEEP="1.5"
-    )
+    args = ["--receiver", WELCOME, "--prefetch", "1", "--pool", pool]
+    start_workers(site, workers, 1, *args, TIDINGS_TEST_SLEEP="1.5")
     pushed = site.push(box, 2, WELCOME)
     time.sleep(0.5)  # inside the first call
     assert stop_all(workers) == [0]
     calls = site.calls(WELCOME)
     assert box.transport is not None
     (state,) = [s for s in box.transport.status() if s.group == WELCOME]
-    print(f"\nSIGTERM: calls {len(calls)}, pending {state.pending}, not read yet {state.lag}")
+    print(f"\nSIGTERM ({pool}): calls {len(calls)}, pending {state.pending}, unread {state.lag}")
     assert len(calls) == 1
     assert calls[0][0] in pushed
     assert (state.pending, state.lag) == (0, 1)

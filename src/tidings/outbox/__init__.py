@@ -24,6 +24,7 @@ from tidings._delivery import register_handler as _register_handler
 from tidings._errors import NoStableNameError, OutboxNotInstalledError
 from tidings.outbox._codec import PayloadTypeError
 from tidings.outbox._consumer import Consumer, ConsumerStats
+from tidings.outbox._consumer_async import AsyncConsumer
 from tidings.outbox._handler import OutboxHandler, writing_on
 from tidings.outbox._handler import listen as _listen
 from tidings.outbox._operations import DeadLetter, OutboxStatus
@@ -36,6 +37,7 @@ from tidings.outbox._store import Claimed, Postpone
 
 __all__ = [
     "FORMAT_VERSION",
+    "AsyncConsumer",
     "Claimed",
     "Consumer",
     "ConsumerStats",

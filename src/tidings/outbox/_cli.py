@@ -66,8 +66,19 @@ def main() -> None:
     help="Run only this queue/broadcast receiver (repeatable; default: all).",
 )
 @click.option("--group", "groups", multiple=True, help="Run only this group (repeatable).")
-@click.option("--concurrency", default=1, show_default=True, help="Threads per receiver.")
-@click.option("--prefetch", default=10, show_default=True, help="Entries a thread reads at once.")
+@click.option(
+    "--pool",
+    type=click.Choice(["threads", "asyncio"]),
+    default="threads",
+    show_default=True,
+    help="Run queue/broadcast receivers in threads, or as asyncio tasks of one loop.",
+)
+@click.option(
+    "--concurrency", default=1, show_default=True, help="Threads (or tasks) per receiver."
+)
+@click.option(
+    "--prefetch", default=10, show_default=True, help="Entries a thread (task) reads at once."
+)
 @click.option(
     "--claim-idle",
     default=30.0,
@@ -89,6 +100,7 @@ def worker(
     claim: str,
     picked: tuple[str, ...],
     groups: tuple[str, ...],
+    pool: str,
     concurrency: int,
     prefetch: int,
     claim_idle: float,
@@ -118,6 +130,7 @@ def worker(
             outbox,
             picked=picked,
             groups=groups,
+            pool=pool,
             concurrency=concurrency,
             prefetch=prefetch,
             claim_idle=claim_idle,

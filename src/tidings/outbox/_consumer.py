@@ -43,13 +43,13 @@ from sqlalchemy.orm import Session
 
 from tidings._delivery import Delivery
 from tidings._errors import NoSuchGroupError, TidingsValueError, TransportError
-from tidings.outbox._judge import Action, Verdict, after_failure, judge, log_buried
+from tidings.outbox._judge import Action, Verdict, after_failure, judge, log_buried, log_unfinished
 from tidings.outbox._lanes import ConsumerStats, Lane, describe_lanes, lanes_for
 from tidings.outbox._receivers import DurableReceiver, Unreadable, run_delivery
 from tidings.outbox._running import Background
 from tidings.transport._base import Message, Start, Transport
 
-__all__ = ["Consumer", "ConsumerStats", "Lane", "describe_lanes"]
+__all__ = ["Consumer", "ConsumerStats", "Lane", "describe_lanes", "start_of"]
 
 logger = logging.getLogger("tidings.outbox.consumer")
 
@@ -123,12 +123,12 @@ class Consumer(Background):
         self._held_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"<Consumer {self.name!r}: {len(self.lanes)} streams>"
+        return f"<{type(self).__name__} {self.name!r}: {len(self.lanes)} streams>"
 
     # -- running --------------------------------------------------------------------------
 
     def run(self, *, once: bool = False) -> None:
-        """Consume in threads until :meth:`stop`; return when every thread finished.
+        """Consume until :meth:`stop`; return when every thread (or task) finished.
 
         Args:
             once: Each thread returns when a read and a claim find nothing (drain and exit).
@@ -138,6 +138,13 @@ class Consumer(Background):
         """
         self.stats.started = time.monotonic()
         self.ensure_groups()
+        self._consume(once)
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def _consume(self, once: bool) -> None:
+        """Run the lanes' threads (and the keeper) until they all returned."""
         threads = [
             threading.Thread(
                 target=self._guard,
@@ -174,9 +181,6 @@ class Consumer(Background):
             keeper.join()
             if self.on_progress is not None:
                 self.on_progress(self.stats)
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
 
     def ensure_groups(self) -> None:
         """Create the groups this consumer reads, if missing (waits while the broker is down).
@@ -195,15 +199,26 @@ class Consumer(Background):
                 self._back_off(failures, "cannot create its groups", exc)
 
     def _ensure_group(self, lane: Lane) -> None:
-        # A queue group reads what was published before its first worker started; a node's
-        # broadcast group starts with what is published from now on.
-        start: Start = "first" if lane.mode is Delivery.QUEUE else "new"
-        self.transport.ensure_group(lane.topic, lane.group, start=start)
+        self.transport.ensure_group(lane.topic, lane.group, start=start_of(lane))
 
     def _back_off(self, failures: int, what: str, exc: BaseException) -> None:
-        delay = min(30.0, 0.2 * 2 ** (failures - 1))
+        self._stopping.wait(self._delay(failures, what, exc))
+
+    def _delay(self, failures: int, what: str, exc: BaseException) -> float:
+        """Log a failed round trip; return the seconds to wait before the next one."""
+        delay = min(30.0, 0.2 * 2.0 ** (failures - 1))
         logger.warning("%r %s (%s); retrying in %.1f s", self, what, exc, delay)
-        self._stopping.wait(delay)
+        return delay
+
+    def session(self) -> Session:
+        """A session to load model arguments in (``open_session``).
+
+        Raises:
+            Unreadable: This consumer has no ``open_session``: the entry cannot run here.
+        """
+        if self.open_session is None:
+            raise Unreadable("the arguments hold a model and this worker has no database")
+        return self.open_session()
 
     # -- one thread -----------------------------------------------------------------------
 
@@ -211,10 +226,14 @@ class Consumer(Background):
         try:
             _Worker(self, lane, me).loop(once)
         except BaseException as exc:
-            logger.exception("consumer %s of %s stopped on an error", me, lane.group)
-            if self.error is None:
-                self.error = exc
-            self._stopping.set()
+            self._broke(lane, me, exc)
+
+    def _broke(self, lane: Lane, me: str, exc: BaseException) -> None:
+        """A thread (task) ended on an error: keep the first one for run(), stop the others."""
+        logger.exception("consumer %s of %s stopped on an error", me, lane.group)
+        if self.error is None:
+            self.error = exc
+        self._stopping.set()
 
     def _count(self, **increments: int) -> None:
         with self._stats_lock:
@@ -239,13 +258,23 @@ class Consumer(Background):
         # Runs until every consumer thread returned: threads finishing their entries after a
         # stop keep their claims too.
         while not finished.wait(self.claim_idle / 3):
-            with self._held_lock:
-                snapshot = [(key, sorted(ids)) for key, ids in self._held.items() if ids]
-            for (topic, group, me), ids in snapshot:
+            for (topic, group, me), ids in self.held():
                 try:
                     self.transport.keep_alive(topic, group, me, ids)
                 except TransportError as exc:
                     logger.warning("%r cannot keep its claims alive (%s)", self, exc)
+
+    def held(self) -> list[tuple[tuple[str, str, str], list[str]]]:
+        """``((topic, group, consumer), ids)`` of the entries held now, for the keeper."""
+        with self._held_lock:
+            return [(key, sorted(ids)) for key, ids in self._held.items() if ids]
+
+
+def start_of(lane: Lane) -> Start:
+    """Where a new group of ``lane`` starts reading."""
+    # A queue group reads what was published before its first worker started; a node's
+    # broadcast group starts with what is published from now on.
+    return "first" if lane.mode is Delivery.QUEUE else "new"
 
 
 class _Worker:
@@ -351,7 +380,7 @@ class _Worker:
             spec = verdict.spec
             try:
                 run_delivery(
-                    spec, verdict.envelope.payload, verdict.event, self._open_session, self._wait
+                    spec, verdict.envelope.payload, verdict.event, consumer.session, self._wait
                 )
             except Unreadable as exc:
                 self.bury(message, str(exc))
@@ -368,24 +397,12 @@ class _Worker:
             done.add(message.event_id)
             consumer._count(done=1)
         except TransportError as exc:
-            # The entry stays pending: claimed again after the claim idle time.
-            logger.warning(
-                "consumer %s of %s: %s; entry %s is retried after the claim idle time",
-                self.me,
-                lane.group,
-                exc,
-                message.id,
-            )
+            log_unfinished(lane, self.me, message, exc)
 
     def _wait(self, timeout: float | None, coroutine: Coroutine[Any, Any, Any]) -> None:
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
         self._loop.run_until_complete(asyncio.wait_for(coroutine, timeout))
-
-    def _open_session(self) -> Session:
-        if self.consumer.open_session is None:
-            raise Unreadable("the arguments hold a model and this worker has no database")
-        return self.consumer.open_session()
 
     def bury(self, message: Message, reason: str, *, logged: bool = False) -> None:
         """Move ``message`` to the group's dead letters (which acknowledges it)."""

@@ -20,7 +20,7 @@ from tidings.outbox._remote import Envelope, event_uuid, open_envelope
 from tidings.outbox._schema import FORMAT_VERSION
 from tidings.transport._base import Message
 
-__all__ = ["Action", "Run", "Verdict", "after_failure", "judge", "log_buried"]
+__all__ = ["Action", "Run", "Verdict", "after_failure", "judge", "log_buried", "log_unfinished"]
 
 logger = logging.getLogger("tidings.outbox.consumer")
 
@@ -168,4 +168,15 @@ def log_buried(lane: Lane, message: Message, reason: str) -> None:
         message.event_id,
         lane.group,
         reason,
+    )
+
+
+def log_unfinished(lane: Lane, me: str, message: Message, exc: BaseException) -> None:
+    """Log a round trip that failed while handling ``message``: it stays pending, claimed again."""
+    logger.warning(
+        "consumer %s of %s: %s; entry %s is retried after the claim idle time",
+        me,
+        lane.group,
+        exc,
+        message.id,
     )

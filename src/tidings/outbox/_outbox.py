@@ -22,6 +22,7 @@ from tidings._errors import TidingsRuntimeError, TidingsValueError
 from tidings.outbox import _operations
 from tidings.outbox._codec import encode
 from tidings.outbox._consumer import Consumer
+from tidings.outbox._consumer_async import AsyncConsumer
 from tidings.outbox._operations import DeadLetter, OutboxStatus
 from tidings.outbox._publisher import Publisher
 from tidings.outbox._receivers import DurableReceiver, iter_registered
@@ -162,10 +163,13 @@ class Outbox:
         Args:
             options: :class:`~tidings.outbox.Consumer`'s options; ``receivers`` defaults to
                 the queue and broadcast receivers among :attr:`receivers`, or if that is None
-                every one connected in this process.
+                every one connected in this process; ``pool="asyncio"`` makes an
+                :class:`~tidings.outbox.AsyncConsumer` (``"threads"``, the default, a
+                :class:`~tidings.outbox.Consumer`).
 
         Raises:
             TidingsRuntimeError: The outbox has no transport.
+            TidingsValueError: ``pool`` is neither.
         """
         if self.transport is None:
             raise TidingsRuntimeError(
@@ -178,7 +182,11 @@ class Outbox:
         engine = self.engine
         options.setdefault("open_session", lambda: Session(engine))
         options.setdefault("node", self.node)
-        return Consumer(self.transport, receivers, **options)
+        pool = options.pop("pool", "threads")
+        if pool not in ("threads", "asyncio"):
+            raise TidingsValueError(f"pool must be 'threads' or 'asyncio', not {pool!r}")
+        kind = AsyncConsumer if pool == "asyncio" else Consumer
+        return kind(self.transport, receivers, **options)
 
     def setup(self) -> None:
         """Populate the app registry with :attr:`apps`, if any and not done yet."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import functools
 import inspect
 import random
 import threading
@@ -21,6 +23,7 @@ __all__ = [
     "DurableReceiver",
     "Event",
     "Unreadable",
+    "arun_delivery",
     "backoff_delay",
     "receiver_name",
     "registered",
@@ -230,10 +233,7 @@ def run_delivery(
     Raises:
         Unreadable: The stored arguments cannot be rebuilt.
     """
-    try:
-        kwargs, session = decode(payload, open_session)
-    except (ValueError, KeyError, TypeError, ImportError, Unreadable) as exc:
-        raise Unreadable(f"the stored arguments cannot be read: {exc!r}") from exc
+    kwargs, session = _rebuild(payload, open_session)
     try:
         if spec.is_async:
             wait(spec.timeout, spec.func(signal=spec.signal, event=event, **kwargs))
@@ -242,3 +242,38 @@ def run_delivery(
     finally:
         if session is not None:
             session.close()
+
+
+async def arun_delivery(
+    spec: DurableReceiver, payload: str, event: Event, open_session: Callable[[], Session]
+) -> None:
+    """:func:`run_delivery` for an event loop, which it never blocks.
+
+    The arguments are rebuilt in a thread (loading a model is a blocking query); an
+    ``async def`` receiver is awaited for at most its ``timeout``; a plain one runs in a thread
+    of the loop's default executor (without a time limit, as on a worker thread).
+
+    Raises:
+        Unreadable: The stored arguments cannot be rebuilt.
+    """
+    kwargs, session = await asyncio.to_thread(_rebuild, payload, open_session)
+    try:
+        if spec.is_async:
+            await asyncio.wait_for(
+                spec.func(signal=spec.signal, event=event, **kwargs), spec.timeout
+            )
+        else:
+            call = functools.partial(spec.func, signal=spec.signal, event=event, **kwargs)
+            await asyncio.to_thread(call)
+    finally:
+        if session is not None:
+            session.close()
+
+
+def _rebuild(
+    payload: str, open_session: Callable[[], Session]
+) -> tuple[dict[str, Any], Session | None]:
+    try:
+        return decode(payload, open_session)
+    except (ValueError, KeyError, TypeError, ImportError, Unreadable) as exc:
+        raise Unreadable(f"the stored arguments cannot be read: {exc!r}") from exc
