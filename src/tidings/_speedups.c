@@ -65,6 +65,17 @@ full_kwnames(PyObject *kwnames)
         }
     }
     Py_ssize_t n = PyTuple_GET_SIZE(kwnames);
+    /* A call forwarding a dict (send(sender, **named)) gets a fresh tuple every time, of the
+     * same interned names: those match a cached tuple item by item. */
+    for (int i = 0; i < KWNAMES_CACHE; i++) {
+        PyObject *cached = cache_in[i];
+        if (cached != NULL && PyTuple_GET_SIZE(cached) == n &&
+            memcmp(&PyTuple_GET_ITEM(cached, 0), &PyTuple_GET_ITEM(kwnames, 0),
+                   n * sizeof(PyObject *)) == 0) {
+            Py_INCREF(cache_out[i]);
+            return cache_out[i];
+        }
+    }
     PyObject *full = NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *name = PyTuple_GET_ITEM(kwnames, i);
@@ -272,6 +283,89 @@ plain_plan(PyObject *plan, PyObject *sender)
     return owner == sender ? 1 : 2;
 }
 
+/* Whether instances of `type` keep `_state` and `_dead` in their __dict__ alone: the generic
+ * attribute lookup, a __dict__, and neither name defined on the type (a property in a subclass
+ * would be). The answer for the last type asked is kept with the type's version tag. */
+static PyTypeObject *plain_type;   /* the last type found to allow it, and its version */
+static unsigned int plain_version;
+
+static int
+reads_dict(PyTypeObject *type)
+{
+    if (type == plain_type && type->tp_version_tag == plain_version && plain_version != 0) {
+        return 1;
+    }
+    if (type->tp_getattro != PyObject_GenericGetAttr || type->tp_dictoffset == 0 ||
+        _PyType_Lookup(type, str_state) != NULL || _PyType_Lookup(type, str_dead) != NULL) {
+        return 0;
+    }
+    /* Any later change to the type (or its bases) gives it a new version tag. */
+    plain_type = type;
+    plain_version = type->tp_version_tag;
+    return 1;
+}
+
+/* The signal's `_state` and `_dead` (new references; `*dead` is NULL when the state is None
+ * or on error), NULL with an exception set. Read from the instance dict where reads_dict()
+ * allows, which costs a fraction of two PyObject_GetAttr calls; else by GetAttr. */
+static PyObject *
+read_state(PyObject *signal, PyObject **dead)
+{
+    *dead = NULL;
+    if (reads_dict(Py_TYPE(signal))) {
+        PyObject *dict = PyObject_GenericGetDict(signal, NULL);
+        if (dict == NULL) {
+            return NULL;
+        }
+        PyObject *state = PyDict_GetItemWithError(dict, str_state);
+        PyObject *flag = state == NULL ? NULL : PyDict_GetItemWithError(dict, str_dead);
+        if (flag != NULL) {
+            Py_INCREF(state);
+            Py_INCREF(flag);
+            Py_DECREF(dict);
+            *dead = flag;
+            return state;
+        }
+        Py_DECREF(dict);
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        /* Not set (a subclass that never ran ConnectionIndex.__init__): GetAttr raises the
+         * AttributeError the pure method would. */
+    }
+    PyObject *state = PyObject_GetAttr(signal, str_state);
+    if (state == NULL || state == Py_None) {
+        return state;
+    }
+    *dead = PyObject_GetAttr(signal, str_dead);
+    if (*dead == NULL) {
+        Py_DECREF(state);
+        return NULL;
+    }
+    return state;
+}
+
+/* The plans' key of `sender`, id(sender), as a borrowed reference: the int of the last
+ * sender is kept, since a run of sends usually comes from one sender. The key depends only
+ * on the address, so a new object at a dead sender's address rightly gets the same key (the
+ * plan's identity check tells them apart). NULL with an exception set. */
+static PyObject *last_key;
+static void *last_address;
+
+static PyObject *
+sender_key(PyObject *sender)
+{
+    if (last_key == NULL || last_address != (void *)sender) {
+        PyObject *key = PyLong_FromVoidPtr(sender);
+        if (key == NULL) {
+            return NULL;
+        }
+        Py_XSETREF(last_key, key);
+        last_address = (void *)sender;
+    }
+    return last_key;
+}
+
 /* -- SendMethod ------------------------------------------------------------------------- */
 
 typedef struct {
@@ -306,22 +400,20 @@ send_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
         return delegate(self, args, nargsf, kwnames);
     }
     PyObject *signal = args[0], *sender = args[1];
-    PyObject *state = PyObject_GetAttr(signal, str_state);
+    PyObject *dead;
+    PyObject *state = read_state(signal, &dead);
     if (state == NULL) {
         Py_DECREF(full);
         return NULL;
     }
     if (state == Py_None) {
         Py_DECREF(state);
+        Py_XDECREF(dead);
         Py_DECREF(full);
         return PyList_New(0);
     }
     PyObject *result = NULL;
-    PyObject *dead = PyObject_GetAttr(signal, str_dead);
-    if (dead == NULL) {
-        goto done;
-    }
-    int is_dead = PyObject_IsTrue(dead);
+    int is_dead = dead == Py_False ? 0 : PyObject_IsTrue(dead);
     Py_DECREF(dead);
     if (is_dead < 0) {
         goto done;
@@ -332,12 +424,11 @@ send_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
         PyTuple_GET_ITEM(state, 2) != Py_False || !PyDict_CheckExact(PyTuple_GET_ITEM(state, 0))) {
         goto fallback;
     }
-    PyObject *key = PyLong_FromVoidPtr(sender);
+    PyObject *key = sender_key(sender);
     if (key == NULL) {
         goto done;
     }
     PyObject *plan = PyDict_GetItemWithError(PyTuple_GET_ITEM(state, 0), key);
-    Py_DECREF(key);
     if (plan == NULL) {
         if (PyErr_Occurred()) {
             goto done;

@@ -261,3 +261,37 @@ def test_a_million_sends_leak_nothing(logged_messages: collections.Counter[str])
     assert sys.getallocatedblocks() - blocks < 1000
     message = f"Error calling {failing.__qualname__} in Signal.send_robust() (bad)"
     assert logged_messages == {message: 20_020}
+
+
+def test_forwarded_keyword_dicts_pass_each_send_its_own_names_and_values() -> None:
+    """``send(sender, **named)`` with equal names in another order passes each send's values."""
+    signal, received = Signal(), []
+
+    def record(signal: Signal, sender: Any, **named: Any) -> None:
+        received.append(list(named.items()))
+
+    signal.connect(record)
+    orders = [{"a": 1, "b": 2}, {"b": 3, "a": 4}, {"a": 5, "b": 6}, {"a": 7}, {"b": 8, "a": 9}]
+    for named in orders:
+        signal.send(None, **named)
+    assert received == [list(named.items()) for named in orders]
+    with pytest.raises(TypeError, match="signal"):
+        signal.send(None, **{"a": 1, "signal": 2})
+
+
+def test_state_defined_on_a_subclass_is_read_through_its_attribute() -> None:
+    """A subclass's ``_state`` property is honoured, also once set after sends were made."""
+
+    class Muted(Signal):
+        pass
+
+    signal, rec = Muted(), Recorder()
+    signal.connect(rec.sync("r"))
+    assert len(signal.send(None)) == 1
+    # Set on the class after sends read the instance dict: a changed type is asked again.
+    setattr(Muted, "_state", property(lambda self: None))  # noqa: B010
+    assert signal.send(None) == []
+    assert pure_method("send")(signal, None) == []
+    delattr(Muted, "_state")
+    assert len(signal.send(None)) == 1
+    assert rec.calls == ["r", "r"]
