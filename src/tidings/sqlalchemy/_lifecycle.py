@@ -34,10 +34,11 @@ from sqlalchemy import event
 from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.orm.state import InstanceState
 
+from tidings import AsyncReceiversInEventLoopError
 from tidings.models import post_init, pre_init
 from tidings.sqlalchemy._compat import STATE_ATTR
 from tidings.sqlalchemy._registry import is_instrumented
-from tidings.sqlalchemy._send import quiet, send
+from tidings.sqlalchemy._send import quiet, resend, send
 
 __all__ = ["DEFERRED", "Deferred", "instrument_class", "sync_load_listener"]
 
@@ -94,7 +95,11 @@ def _wrap_init(inner: Any) -> Any:
             send(pre_init, type(self), args=args, kwargs=kwargs)
         inner(self, *args, **kwargs)
         if post_init.has_connections():
-            send(post_init, type(self), instance=self)
+            # signal.send() itself, not _send.send(): one call and one dict less per object.
+            try:
+                post_init.send(type(self), instance=self)
+            except AsyncReceiversInEventLoopError as error:
+                resend(post_init, type(self), error, instance=self)
 
     return __init__
 
@@ -118,4 +123,7 @@ def _on_loaded(session: Session, state: InstanceState[Any]) -> None:
         args = tuple(values.get(key, DEFERRED) for key in keys)
         send(pre_init, sender, args=args, kwargs={})
     # No has_listeners() first: a send that matches nobody costs less than asking.
-    send(post_init, sender, instance=instance)
+    try:
+        post_init.send(sender, instance=instance)
+    except AsyncReceiversInEventLoopError as error:
+        resend(post_init, sender, error, instance=instance)

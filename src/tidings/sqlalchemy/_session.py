@@ -29,6 +29,7 @@ events are listened to by :mod:`tidings.sqlalchemy._events`.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
@@ -38,10 +39,16 @@ from sqlalchemy.orm.attributes import flag_dirty, instance_state
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.orm.unitofwork import UOWTransaction
 
-from tidings._errors import FlushLoopError, UpdateFieldsError
+from tidings._errors import AsyncReceiversInEventLoopError, FlushLoopError, UpdateFieldsError
 from tidings.models import post_delete, post_save, pre_delete, pre_save
 from tidings.sqlalchemy import _delete, _withheld
-from tidings.sqlalchemy._compat import flush_again, is_clean, is_flushing, is_orphan
+from tidings.sqlalchemy._compat import (
+    flush_again,
+    is_clean,
+    is_flushing,
+    is_orphan,
+    orphaned_outside_of_session,
+)
 from tidings.sqlalchemy._fields import (
     changes_of,
     expunged_by_flush,
@@ -50,7 +57,7 @@ from tidings.sqlalchemy._fields import (
     removed_children,
 )
 from tidings.sqlalchemy._registry import is_instrumented
-from tidings.sqlalchemy._send import send
+from tidings.sqlalchemy._send import resend, send
 
 __all__ = [
     "FlushHook",
@@ -100,8 +107,9 @@ def add_flush_hook(stage: Stage, hook: FlushHook) -> None:
 class _Save:
     __slots__ = ("changes", "created", "instance", "sender", "update_fields", "using")
 
+    # Positional: built once per saved row, where keyword passing costs measurably more.
     def __init__(
-        self, instance: Any, *, created: bool, update_fields: frozenset[str] | None, using: str
+        self, instance: Any, created: bool, update_fields: frozenset[str] | None, using: str
     ) -> None:
         self.instance = instance
         self.sender: type = type(instance)
@@ -157,7 +165,8 @@ def before_flush(session: Session, flush_context: UOWTransaction, _instances: ob
             deletes = _new_deletes(session, flush)
             if not saves and not deletes:
                 break
-            _send_pre(session, flush, saves, deletes)
+            if not _send_pre(session, flush, saves, deletes):
+                break  # no receiver ran, so nothing changed the session since this scan
         else:
             raise FlushLoopError(
                 f"pre_save/pre_delete receivers kept changing the session for {_MAX_ROUNDS} "
@@ -185,22 +194,32 @@ def _new_saves(
 ) -> list[_Save]:
     found: list[_Save] = []
     seen = flush.seen
-    # Whether a class has save receivers, asked once per class, not per object: no receiver
-    # runs while the session is scanned, so the answer cannot change meanwhile.
-    wanted: dict[type, bool] = {}
+    # What each class's objects get, asked once per class, not per object: no receiver runs
+    # while the session is scanned, so the answers cannot change meanwhile.
+    classes: dict[type, _ClassPlan] = {}
     for obj in session.new:
-        state = instance_state(obj)
-        if state in seen or not is_instrumented(type(obj)):
+        plan = classes.get(type(obj))
+        if plan is None:
+            plan = classes[type(obj)] = _class_plan(session, flush, obj)
+        if plan is _IGNORED:
             continue
-        if expunged_by_flush(state):
+        state = instance_state(obj)
+        if state in seen:
+            continue
+        # The flag first: it is almost always False, and this runs for every pending object.
+        if orphaned_outside_of_session(state) and expunged_by_flush(state):
             continue  # removed from its parent before ever being flushed: the flush expunges it
         seen.add(state)
-        if _wants_saves(wanted, type(obj)):
-            using = _using(session, flush, state.mapper)
-            found.append(_Save(obj, created=True, update_fields=None, using=using))
+        if type(plan) is str:  # a save receiver matches (the using, else _UNHEARD)
+            found.append(_Save(obj, True, None, plan))
     for obj in session.dirty:
+        plan = classes.get(type(obj))
+        if plan is None:
+            plan = classes[type(obj)] = _class_plan(session, flush, obj)
+        if plan is _IGNORED:
+            continue
         state = instance_state(obj)
-        if state in seen or not is_instrumented(type(obj)):
+        if state in seen:
             continue
         if state.has_identity and is_orphan(state):
             continue  # the flush deletes it: _new_deletes signals it
@@ -216,17 +235,29 @@ def _new_saves(
         else:
             continue  # unchanged, or only other rows change: Django would not save it
         seen.add(state)
-        if _wants_saves(wanted, type(obj)):
-            using = _using(session, flush, state.mapper)
-            found.append(_Save(obj, created=False, update_fields=fields, using=using))
+        if type(plan) is str:  # a save receiver matches (the using, else _UNHEARD)
+            found.append(_Save(obj, False, fields, plan))
     return found
 
 
-def _wants_saves(wanted: dict[type, bool], cls: type) -> bool:
-    answer = wanted.get(cls)
-    if answer is None:
-        answer = wanted[cls] = pre_save.has_listeners(cls) or post_save.has_listeners(cls)
-    return answer
+class _Unsaved(enum.Enum):
+    IGNORED = enum.auto()  # not an instrumented class: the hooks leave its objects alone
+    UNHEARD = enum.auto()  # instrumented, but no save receiver matches it
+
+
+_IGNORED = _Unsaved.IGNORED
+_UNHEARD = _Unsaved.UNHEARD
+# What the saves of a class's objects need: their ``using`` when a save receiver matches.
+_ClassPlan = str | _Unsaved
+
+
+def _class_plan(session: Session, flush: _FlushState, obj: Any) -> _ClassPlan:
+    cls = type(obj)
+    if not is_instrumented(cls):
+        return _IGNORED
+    if not (pre_save.has_listeners(cls) or post_save.has_listeners(cls)):
+        return _UNHEARD
+    return _using(session, flush, instance_state(obj).mapper)
 
 
 def _new_deletes(session: Session, flush: _FlushState) -> list[Any]:
@@ -267,10 +298,14 @@ def _using(session: Session, flush: _FlushState, mapper: Mapper[Any]) -> str:
     return using
 
 
-def _send_pre(session: Session, flush: _FlushState, saves: list[_Save], deletes: list[Any]) -> None:
+def _send_pre(session: Session, flush: _FlushState, saves: list[_Save], deletes: list[Any]) -> bool:
+    """Send ``pre_save`` and ``pre_delete`` for one round; return whether anything was sent."""
     flush.saves.extend(saves)
-    for record in saves:
+    sent = False
+    # Only pre_save receivers run in this loop: with none connected, none gets connected.
+    for record in saves if pre_save.has_connections() else ():
         if pre_save.has_listeners(record.sender):
+            sent = True
             changes = {} if record.created else changes_of(record.instance, load=True)
             if record.update_fields is not None:
                 changes = {k: v for k, v in changes.items() if k in record.update_fields}
@@ -284,16 +319,18 @@ def _send_pre(session: Session, flush: _FlushState, saves: list[_Save], deletes:
                 changes=changes,
             )
     if not deletes:
-        return
+        return sent
     pre, post = _delete.plan(deletes)
     for sender, obj, origin in pre:
         using = _using(session, flush, object_mapper(obj))
         if pre_delete.has_listeners(sender):
             send(pre_delete, sender, instance=obj, using=using, origin=origin)
+            sent = True
     flush.post_deletes.extend(
         ((sender, obj, origin), _using(session, flush, object_mapper(obj)))
         for sender, obj, origin in post
     )
+    return sent
 
 
 def after_flush(session: Session, flush_context: UOWTransaction) -> None:
@@ -319,21 +356,33 @@ def after_flush_postexec(session: Session, flush_context: UOWTransaction) -> Non
 
 
 def _send_post(flush: _FlushState) -> None:
-    # No has_listeners() first: a send that matches nobody costs less than asking.
+    # No has_listeners() first: a send that matches nobody costs less than asking. And
+    # signal.send() itself, not _send.send(): one call and one dict less per row.
     for record in flush.saves:
-        send(
-            post_save,
-            record.sender,
-            instance=record.instance,
-            created=record.created,
-            raw=False,
-            using=record.using,
-            update_fields=record.update_fields,
-            changes=record.changes,
-        )
+        try:
+            post_save.send(
+                record.sender,
+                instance=record.instance,
+                created=record.created,
+                raw=False,
+                using=record.using,
+                update_fields=record.update_fields,
+                changes=record.changes,
+            )
+        except AsyncReceiversInEventLoopError as error:
+            _resend_post_save(record, error)
     for (sender, obj, origin), using in flush.post_deletes:
         if post_delete.has_listeners(sender):
             send(post_delete, sender, instance=obj, using=using, origin=origin)
+
+
+def _resend_post_save(record: _Save, error: AsyncReceiversInEventLoopError) -> None:
+    # The arguments of _send_post's send, in its order (raw is always False there).
+    named = {name: name != "raw" and getattr(record, name) for name in _POST_SAVE_ARGUMENTS}
+    resend(post_save, record.sender, error, **named)
+
+
+_POST_SAVE_ARGUMENTS = ("instance", "created", "raw", "using", "update_fields", "changes")
 
 
 def _flush_again(session: Session) -> None:
