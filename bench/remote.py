@@ -258,7 +258,7 @@ def tidings_queue(engine: Engine, folder: Path, client: Any) -> Iterator[Contend
     worker = [sys.executable, "-m", "tidings", "worker", APP]
     processes = [
         start([*worker, "--no-relay", "--prefetch", "50"], env, folder / "worker.log", "consuming"),
-        start([*worker, "--no-consume", "--poll", "0.002", "-q"], env, folder / "relay.log", None),
+        start([*worker, "--no-consume", "-q"], env, folder / "relay.log", None),
     ]
     box.install()
     produce = tidings_sender(engine, table)

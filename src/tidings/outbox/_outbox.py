@@ -71,6 +71,9 @@ class Outbox:
         node: This process's name in broadcast groups (``{receiver}@{node}``); default
             ``host:pid``, a new node on every start. Give a stable one (per machine or
             container) so a restarted node goes on with the entries it missed.
+        wake: Wake the relays when a write commits (PostgreSQL: a ``NOTIFY`` in the sender's
+            transaction; SQLite: a kick to this process's relays). False: relays find new
+            deliveries at their next poll.
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class Outbox:
         receivers: Iterable[DurableReceiver] | None = None,
         transport: Transport | str | None = None,
         node: str | None = None,
+        wake: bool = True,
     ) -> None:
         self.engine = engine
         self.transport: Transport | None = open_transport(transport)
@@ -91,7 +95,7 @@ class Outbox:
         self.tables: OutboxTables = build_tables(metadata or MetaData(), prefix, schema)
         self.apps = tuple(apps)
         self.receivers = None if receivers is None else tuple(receivers)
-        self._store = Store(engine, self.tables)
+        self._store = Store(engine, self.tables, wake=wake)
 
     @property
     def metadata(self) -> MetaData:

@@ -57,6 +57,7 @@ from tidings.outbox._receivers import (
 from tidings.outbox._running import Background
 from tidings.outbox._schema import FORMAT_VERSION
 from tidings.outbox._store import Action, Claimed, Failure, Outcome, Postpone, Store, utcnow
+from tidings.outbox._wakeup import Wakeup
 
 __all__ = ["Relay", "RelayBusyError", "RelayStats"]
 
@@ -98,7 +99,8 @@ class Relay(Background):
         batch_size: Deliveries claimed at once.
         lease: Seconds a claim holds a delivery; a worker that dies holding it lets it go
             after this long. Renewed while a batch runs.
-        poll_interval: Seconds between claims when nothing is due.
+        poll_interval: Seconds between claims when nothing is due; a commit that writes a
+            delivery wakes the relay sooner (see :attr:`wakeup`).
         unknown_delay: Seconds before a delivery for an unknown receiver is looked at again.
         wait: On SQLite, wait while another relay holds the database's relay lease (True) or
             raise :class:`RelayBusyError` at once (False).
@@ -169,6 +171,9 @@ class Relay(Background):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._private_loop: asyncio.AbstractEventLoop | None = None
         self._last_progress = time.monotonic()
+        #: What an idle relay waits on: LISTEN/NOTIFY on PostgreSQL, a kick from a commit of
+        #: this process on SQLite, else the poll alone.
+        self.wakeup = Wakeup(outbox.engine, outbox.tables.pending, self)
 
     def __repr__(self) -> str:
         return f"<Relay {self.name!r} of {self.outbox!r}>"
@@ -187,6 +192,7 @@ class Relay(Background):
                 leases were released.
         """
         self.stats.started = time.monotonic()
+        self.wakeup.start()
         try:
             self._hold_relay_lease()
             self._loop_batches(once)
@@ -197,10 +203,16 @@ class Relay(Background):
             except DBAPIError:
                 logger.warning("%r could not give its relay lease up; it expires", self)
             finally:
+                self.wakeup.close()
                 if self._private_loop is not None:
                     self._private_loop.close()
                     self._private_loop = None
                 self._progress(force=True)
+
+    def stop(self) -> None:
+        """Ask it to stop once the batch in hand is done (thread-safe)."""
+        super().stop()
+        self.wakeup.set()
 
     async def arun(self, *, once: bool = False) -> None:
         """Relay from async code.
@@ -278,7 +290,7 @@ class Relay(Background):
             if not rows:
                 if once:
                     return
-                self._stopping.wait(self.poll_interval)
+                self.wakeup.wait(self.poll_interval)
             self._progress()
 
     def _loop_batches(self, once: bool) -> None:
@@ -308,7 +320,7 @@ class Relay(Background):
                 elif once:
                     return
                 else:
-                    self._stopping.wait(self.poll_interval)
+                    self.wakeup.wait(self.poll_interval)
                 self._progress()
         finally:
             if outcome:

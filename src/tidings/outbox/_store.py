@@ -38,6 +38,7 @@ from sqlalchemy import (
 )
 
 from tidings.outbox._schema import FORMAT_VERSION, OutboxTables
+from tidings.outbox._wakeup import notifier
 
 __all__ = ["Action", "Claimed", "Failure", "Outcome", "Postpone", "Store", "Taken", "utcnow"]
 
@@ -133,7 +134,7 @@ class Postpone(Exception):
 class Store:
     """The statements of one outbox on one engine."""
 
-    def __init__(self, engine: Engine, tables: OutboxTables) -> None:
+    def __init__(self, engine: Engine, tables: OutboxTables, *, wake: bool = True) -> None:
         self.engine = engine
         self.tables = tables
         self.sqlite = engine.dialect.name == "sqlite"
@@ -143,6 +144,8 @@ class Store:
         self._insert = insert(tables.pending).inline()  # no RETURNING: nothing reads the id
         self._statements: dict[tuple[str, tuple[str, ...], int], Any] = {}
         self._delete = delete(tables.pending).where(self._among())
+        # Every write wakes the relays (NOTIFY on PostgreSQL; see tidings.outbox._wakeup).
+        self._wake = notifier(engine, tables.pending) if wake else None
 
     @contextlib.contextmanager
     def transaction(self, *, single: bool = False) -> Iterator[Connection]:
@@ -176,7 +179,7 @@ class Store:
     ) -> None:
         """Insert one pending delivery per receiver on ``conn``, in its current transaction."""
         rows = [self.row(event_id, signal, name, payload, sent_at, delivery) for name in receivers]
-        conn.execute(self._insert, rows[0] if len(rows) == 1 else rows)
+        self.insert_rows(conn, rows)
 
     @staticmethod
     def row(
@@ -206,6 +209,8 @@ class Store:
         """Insert prepared rows (see :meth:`row`) on ``conn``, in its current transaction."""
         if rows:
             conn.execute(self._insert, rows[0] if len(rows) == 1 else list(rows))
+            if self._wake is not None:
+                self._wake(conn)
 
     # -- the relay lease (SQLite) ---------------------------------------------------------
 
