@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import uuid
 
 import pytest
 from sqlalchemy import Engine
@@ -55,3 +56,28 @@ def test_a_leased_row_comes_back_when_its_lease_expires(pg_outbox: Outbox) -> No
     assert {row.attempts for row in again} == {2}
     status = pg_outbox.status()
     assert (status.pending, status.in_flight) == (0, 10)
+
+
+@pytest.mark.parametrize("kind", ["claim", "lock"])
+def test_a_claim_walks_the_primary_key_on_a_table_without_statistics(
+    pg_engine: Engine, kind: str
+) -> None:
+    """Thousands of rows, never analyzed (a fresh table, a burst before autovacuum): the claim
+    takes the oldest rows by the primary key and stops at its limit; no scan and sort of the
+    whole table per batch."""
+    box = Outbox(pg_engine)
+    box.create_all()
+    rows = [box._store.row(uuid.uuid4(), "clock.ticked", "clock.listener", "{}", utcnow())]
+    with pg_engine.begin() as conn:
+        conn.execute(box.tables.pending.insert(), rows * 5000)
+        statement = box._store._statement(kind, ("durable",), 50)
+        compiled = statement.compile(dialect=pg_engine.dialect)
+        now = utcnow()
+        params = {**compiled.params, "now": now, "me": "a", "until": now, "done": "{}"}
+        plan = "\n".join(
+            line for (line,) in conn.exec_driver_sql(f"EXPLAIN {compiled}", params).all()
+        )
+    print(f"\n{kind} plan:\n{plan}")
+    assert f"Index Scan using {box.tables.pending.name}_pkey" in plan
+    assert "Seq Scan" not in plan
+    assert "Sort" not in plan
