@@ -16,7 +16,7 @@ from typing import Any
 
 from tidings._dispatch import Signal
 
-__all__ = ["compiled", "pure_method"]
+__all__ = ["compiled", "init_hook", "pure_method"]
 
 _METHODS = {"send": False, "send_robust": True}  # name: whether it is the robust variant
 
@@ -48,3 +48,9 @@ def pure_method(name: str) -> Any:
 
 
 compiled: bool = _install()
+
+#: ``tidings._speedups.InitHook`` on the compiled path (the ORM integration's constructor
+#: wrapper), None on the pure path.
+init_hook: Any = None
+if compiled:
+    from tidings._speedups import InitHook as init_hook

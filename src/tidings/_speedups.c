@@ -576,6 +576,209 @@ static PyTypeObject SendMethodType = {
     .tp_getset = SendMethod_getset,
 };
 
+/* -- InitHook ---------------------------------------------------------------------------- */
+
+/* InitHook(inner, pre, post, before, after, skip) replaces a class's __init__ for the model
+ * signals of an ORM integration: called as __init__(self, *args, **kwargs), it calls
+ * inner(self, *args, **kwargs) with the very argument array it was given (no tuple or dict
+ * is built, which a Python wrapper must do), and around it:
+ *   - nothing else when `skip` (a name) is in self.__dict__ already (a subclass constructor's
+ *     super().__init__(): the outermost hook sends);
+ *   - before(self, args, kwargs) first when the signal `pre` has connections;
+ *   - after(self) once inner returned, when the signal `post` has connections then.
+ * An exception of inner, before or after propagates (after inner raised, `after` is not
+ * called). The Python hooks decide what to send; this only saves the per-object wrapper. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *inner, *pre, *post, *before, *after, *skip;
+    PyObject *dict; /* __dict__, for functools.update_wrapper */
+    vectorcallfunc vectorcall;
+} InitHook;
+
+/* Whether `signal` has connections (its _state is not None): 1, 0, or -1 on error. */
+static int
+connected(PyObject *signal)
+{
+    PyObject *dead;
+    PyObject *state = read_state(signal, &dead);
+    if (state == NULL) {
+        return -1;
+    }
+    Py_XDECREF(dead);
+    Py_DECREF(state);
+    return state != Py_None;
+}
+
+/* The keyword arguments of a vectorcall as a new dict. */
+static PyObject *
+kwargs_dict(PyObject *const *values, PyObject *kwnames)
+{
+    PyObject *kwargs = PyDict_New();
+    if (kwargs == NULL || kwnames == NULL) {
+        return kwargs;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+        if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(kwnames, i), values[i]) < 0) {
+            Py_DECREF(kwargs);
+            return NULL;
+        }
+    }
+    return kwargs;
+}
+
+static PyObject *
+init_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    InitHook *self = (InitHook *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs < 1 || Py_TYPE(args[0])->tp_dictoffset == 0) {
+        return PyObject_Vectorcall(self->inner, args, nargsf, kwnames);
+    }
+    PyObject *instance = args[0];
+    PyObject *dict = PyObject_GenericGetDict(instance, NULL);
+    if (dict == NULL) {
+        return NULL;
+    }
+    int inside = PyDict_Contains(dict, self->skip);
+    Py_DECREF(dict);
+    if (inside != 0) {
+        return inside < 0 ? NULL : PyObject_Vectorcall(self->inner, args, nargsf, kwnames);
+    }
+    int pre = connected(self->pre);
+    if (pre < 0) {
+        return NULL;
+    }
+    if (pre) {
+        PyObject *positional = PyTuple_New(nargs - 1);
+        if (positional == NULL) {
+            return NULL;
+        }
+        for (Py_ssize_t i = 1; i < nargs; i++) {
+            Py_INCREF(args[i]);
+            PyTuple_SET_ITEM(positional, i - 1, args[i]);
+        }
+        PyObject *kwargs = kwargs_dict(args + nargs, kwnames);
+        PyObject *done = kwargs == NULL ? NULL
+                                        : PyObject_CallFunctionObjArgs(self->before, instance,
+                                                                       positional, kwargs, NULL);
+        Py_DECREF(positional);
+        Py_XDECREF(kwargs);
+        if (done == NULL) {
+            return NULL;
+        }
+        Py_DECREF(done);
+    }
+    PyObject *result = PyObject_Vectorcall(self->inner, args, nargsf, kwnames);
+    if (result == NULL) {
+        return NULL;
+    }
+    int post = connected(self->post);
+    if (post != 0) {
+        PyObject *done = post < 0 ? NULL : PyObject_CallOneArg(self->after, instance);
+        if (done == NULL) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        Py_DECREF(done);
+    }
+    return result;
+}
+
+static PyObject *
+InitHook_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"inner", "pre", "post", "before", "after", "skip", NULL};
+    PyObject *inner, *pre, *post, *before, *after, *skip;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOU:InitHook", keywords, &inner, &pre,
+                                     &post, &before, &after, &skip)) {
+        return NULL;
+    }
+    if (!PyCallable_Check(inner) || !PyCallable_Check(before) || !PyCallable_Check(after)) {
+        PyErr_Format(PyExc_TypeError, "InitHook() needs callables for inner, before and after, "
+                     "not %R, %R, %R", inner, before, after);
+        return NULL;
+    }
+    InitHook *self = (InitHook *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    PyObject **slots[] = {&self->inner, &self->pre, &self->post, &self->before, &self->after,
+                          &self->skip};
+    PyObject *values[] = {inner, pre, post, before, after, skip};
+    for (int i = 0; i < 6; i++) {
+        Py_INCREF(values[i]);
+        *slots[i] = values[i];
+    }
+    self->vectorcall = init_vectorcall;
+    return (PyObject *)self;
+}
+
+static int
+InitHook_traverse(InitHook *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->inner);
+    Py_VISIT(self->pre);
+    Py_VISIT(self->post);
+    Py_VISIT(self->before);
+    Py_VISIT(self->after);
+    Py_VISIT(self->skip);
+    Py_VISIT(self->dict);
+    return 0;
+}
+
+static int
+InitHook_clear(InitHook *self)
+{
+    Py_CLEAR(self->inner);
+    Py_CLEAR(self->pre);
+    Py_CLEAR(self->post);
+    Py_CLEAR(self->before);
+    Py_CLEAR(self->after);
+    Py_CLEAR(self->skip);
+    Py_CLEAR(self->dict);
+    return 0;
+}
+
+static void
+InitHook_dealloc(InitHook *self)
+{
+    PyObject_GC_UnTrack(self);
+    InitHook_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+InitHook_repr(InitHook *self)
+{
+    return PyUnicode_FromFormat("<compiled init hook of %R>", self->inner);
+}
+
+static PyMemberDef InitHook_members[] = {
+    {"inner", T_OBJECT_EX, offsetof(InitHook, inner), READONLY, "The wrapped __init__."},
+    {NULL},
+};
+
+static PyTypeObject InitHookType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tidings._speedups.InitHook",
+    .tp_doc = "A compiled __init__ wrapper calling hooks when model signals have connections.",
+    .tp_basicsize = sizeof(InitHook),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
+                Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_new = InitHook_new,
+    .tp_traverse = (traverseproc)InitHook_traverse,
+    .tp_clear = (inquiry)InitHook_clear,
+    .tp_dealloc = (destructor)InitHook_dealloc,
+    .tp_descr_get = SendMethod_get,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(InitHook, vectorcall),
+    .tp_dictoffset = offsetof(InitHook, dict),
+    .tp_repr = (reprfunc)InitHook_repr,
+    .tp_members = InitHook_members,
+    .tp_getset = SendMethod_getset,
+};
+
 /* -- module ----------------------------------------------------------------------------- */
 
 static PyModuleDef speedups_module = {
@@ -601,7 +804,8 @@ PyInit__speedups(void)
         return NULL;
     }
     base_kwnames = PyTuple_Pack(2, str_signal, str_sender);
-    if (base_kwnames == NULL || PyType_Ready(&SendMethodType) < 0) {
+    if (base_kwnames == NULL || PyType_Ready(&SendMethodType) < 0 ||
+        PyType_Ready(&InitHookType) < 0) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&speedups_module);
@@ -611,6 +815,12 @@ PyInit__speedups(void)
     Py_INCREF(&SendMethodType);
     if (PyModule_AddObject(module, "SendMethod", (PyObject *)&SendMethodType) < 0) {
         Py_DECREF(&SendMethodType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&InitHookType);
+    if (PyModule_AddObject(module, "InitHook", (PyObject *)&InitHookType) < 0) {
+        Py_DECREF(&InitHookType);
         Py_DECREF(module);
         return NULL;
     }

@@ -295,3 +295,54 @@ def test_state_defined_on_a_subclass_is_read_through_its_attribute() -> None:
     delattr(Muted, "_state")
     assert len(signal.send(None)) == 1
     assert rec.calls == ["r", "r"]
+
+
+@pytest.mark.skipif(not tidings.compiled, reason="the compiled path is not active")
+def test_init_hook_calls_the_hooks_around_the_constructor_when_signals_have_connections() -> None:
+    """``InitHook`` forwards the arguments, calls ``before``/``after`` only while connected."""
+    from tidings._speedups import InitHook
+
+    pre, post = Signal(), Signal()
+    calls: list[tuple[Any, ...]] = []
+
+    def inner(self: Any, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("fail"):
+            raise ValueError("constructor failed")
+        calls.append(("inner", args, kwargs))
+        if kwargs.get("nested"):
+            self.__dict__["marker"] = True
+            self.__init__(*args)  # a nested call, as super().__init__() makes: no hooks
+
+    class Model:
+        __init__ = InitHook(
+            inner,
+            pre,
+            post,
+            lambda obj, args, kwargs: calls.append(("before", args, kwargs)),
+            lambda obj: calls.append(("after", type(obj).__name__)),
+            "marker",
+        )
+
+    Model(1, a=2)
+    assert calls == [("inner", (1,), {"a": 2})]
+    calls.clear()
+    pre.connect(_noop)
+    post.connect(_noop)
+    Model(1, a=2)
+    assert calls == [("before", (1,), {"a": 2}), ("inner", (1,), {"a": 2}), ("after", "Model")]
+    calls.clear()
+    with pytest.raises(ValueError, match="constructor failed"):
+        Model(fail=True)
+    assert calls == [("before", (), {"fail": True})]
+    calls.clear()
+    Model(3, nested=True)
+    assert calls == [
+        ("before", (3,), {"nested": True}),
+        ("inner", (3,), {"nested": True}),
+        ("inner", (3,), {}),
+        ("after", "Model"),
+    ]
+
+
+def _noop(**kwargs: Any) -> None:
+    return None

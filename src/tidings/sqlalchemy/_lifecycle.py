@@ -7,6 +7,8 @@ Construction: SQLAlchemy has no event after the constructor, so the class's inst
 constructor calling ``super().__init__()`` reaches the parent's wrapper with the instance
 already initialised, which is how the wrapper knows it is not the outermost one. (SQLAlchemy's
 own ``init`` event would also do for ``pre_init``, but its dispatch costs more per object.)
+On the compiled path (:data:`tidings.compiled`) the wrapper is ``tidings._speedups.InitHook``,
+which passes the arguments on without repacking them and calls the same two functions here.
 
 Loading: when a row becomes a new instance (SQLAlchemy's ``loaded_as_persistent`` session
 event, which follows the ``load`` instance event), ``pre_init`` is sent with ``args`` = the
@@ -35,6 +37,7 @@ from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.orm.state import InstanceState
 
 from tidings import AsyncReceiversInEventLoopError
+from tidings._accel import init_hook
 from tidings.models import post_init, pre_init
 from tidings.sqlalchemy._compat import STATE_ATTR
 from tidings.sqlalchemy._registry import is_instrumented
@@ -84,6 +87,13 @@ def sync_load_listener(session: Session) -> None:
 
 
 def _wrap_init(inner: Any) -> Any:
+    if init_hook is not None:
+        # The compiled wrapper passes the constructor its arguments as they came, where a
+        # Python wrapper builds a tuple and a dict per object: most of its cost.
+        hook = init_hook(inner, pre_init, post_init, _before_init, _after_init, STATE_ATTR)
+        functools.update_wrapper(hook, inner)
+        return hook
+
     @functools.wraps(inner)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         if STATE_ATTR in self.__dict__:
@@ -91,17 +101,28 @@ def _wrap_init(inner: Any) -> Any:
             inner(self, *args, **kwargs)
             return
         # Once per object built: has_connections() first, the cheapest test there is.
-        if pre_init.has_connections() and pre_init.has_listeners(type(self)):
-            send(pre_init, type(self), args=args, kwargs=kwargs)
+        if pre_init.has_connections():
+            _before_init(self, args, kwargs)
         inner(self, *args, **kwargs)
         if post_init.has_connections():
-            # signal.send() itself, not _send.send(): one call and one dict less per object.
-            try:
-                post_init.send(type(self), instance=self)
-            except AsyncReceiversInEventLoopError as error:
-                resend(post_init, type(self), error, instance=self)
+            _after_init(self)
 
     return __init__
+
+
+def _before_init(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    # Called by either wrapper when pre_init has connections, before the constructor runs.
+    if pre_init.has_listeners(type(instance)):
+        send(pre_init, type(instance), args=args, kwargs=kwargs)
+
+
+def _after_init(instance: Any) -> None:
+    # Called by either wrapper when post_init has connections, after the constructor returned.
+    # signal.send() itself, not _send.send(): one call and one dict less per object.
+    try:
+        post_init.send(type(instance), instance=instance)
+    except AsyncReceiversInEventLoopError as error:
+        resend(post_init, type(instance), error, instance=instance)
 
 
 def _on_loaded(session: Session, state: InstanceState[Any]) -> None:

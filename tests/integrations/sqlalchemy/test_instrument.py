@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import Column, Integer, String, Table
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
 
+import tidings
 from tests.integrations.sqlalchemy.twins import declarative_base
 from tidings import TidingsError
 from tidings.apps import apps
@@ -253,6 +254,10 @@ def test_subclass_constructor_chain_sends_post_init_once() -> None:
         post_init.disconnect(events)
     assert events.seen == [("pre_init", "Dog"), ("post_init", "Dog")]
     assert dog.kind == "dog"
+    # Each run exercises the wrapper of its path: compiled, or the pure-Python function.
+    wrapper = Dog.__dict__["__init__"]
+    assert (type(wrapper).__name__ == "InitHook") is tidings.compiled
+    assert wrapper.__name__ == "__init__"
 
 
 def test_instrumenting_sqlmodel_itself_covers_its_table_models() -> None:
