@@ -56,7 +56,14 @@ def serve_wsgi(app: Any, *, threads: int = 8) -> Iterator[str]:
     finally:
         # Closing the sockets from this thread would race the select() loop; let the loop
         # close them itself, then stop the worker threads.
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        try:
+            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        except OSError:
+            # A worker thread's own pull (after it wrote a response) can wake the loop between
+            # the thunk being queued and this thread's write: the loop then ran the thunk and
+            # closed the trigger before the write reached it. Anything else is a real error.
+            if not server.trigger._closed:
+                raise
         thread.join(START_TIMEOUT)
         server.task_dispatcher.shutdown()
 
