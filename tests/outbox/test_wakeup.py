@@ -26,15 +26,22 @@ from tests.outbox.worker_app import welcomed
 from tests.remote.conftest import wait_for
 from tidings import Signal
 from tidings.outbox import Event, Outbox, Relay
-from tidings.outbox._wakeup import Wakeup, channel_name
+from tidings.outbox._wakeup import Wakeup, _kicks, channel_name
 
 woke = Signal(name="tests.wakeup.woke")
 ran: list[tuple[str, float]] = []
+watched: list[Relay] = []  # a relay whose wake-up the receiver looks at while it runs
+started_during: list[bool] = []
 
 
 def note_woke(sender: Any, label: str, event: Event, **kwargs: Any) -> None:
     """The durable receiver: note the send's label and when it ran."""
     ran.append((label, time.monotonic()))
+    for relay in watched:
+        wakeup = relay.wakeup
+        started_during.append(
+            wakeup._listener is not None or wakeup in _kicks.get(wakeup.channel, set())
+        )
 
 
 woke.connect(note_woke, delivery="durable", name="tests.wakeup.note_woke")
@@ -242,3 +249,20 @@ def test_wake_ups_are_logged_nowhere_when_all_is_well(
     send_one(idle_relay.outbox, "quiet")
     wait_for(lambda: len(ran) == 2, 10, "the woken delivery")
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_drain_starts_no_wake_up(outbox: Outbox) -> None:
+    """run(once=True) never waits, so while it runs no wake-up is started (no LISTEN
+    connection on PostgreSQL, no kick registered on SQLite)."""
+    ran.clear()
+    send_one(outbox, "drained")
+    relay = Relay(outbox, poll_interval=LONG_POLL)
+    watched.append(relay)
+    try:
+        relay.run(once=True)
+    finally:
+        watched.clear()
+    assert labels() == ["drained"]
+    assert started_during == [False]
+    ran.clear()
+    started_during.clear()

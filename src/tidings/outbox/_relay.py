@@ -192,7 +192,8 @@ class Relay(Background):
                 leases were released.
         """
         self.stats.started = time.monotonic()
-        self.wakeup.start()
+        if not once:  # a drain never waits: no LISTEN connection for it
+            self.wakeup.start()
         try:
             self._hold_relay_lease()
             self._loop_batches(once)
