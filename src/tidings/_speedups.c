@@ -318,6 +318,11 @@ read_state(PyObject *signal, PyObject **dead)
             return NULL;
         }
         PyObject *state = PyDict_GetItemWithError(dict, str_state);
+        if (state == Py_None) {
+            /* Nothing connected: the flag is not needed (the common case of a quiet signal). */
+            Py_DECREF(dict);
+            Py_RETURN_NONE;
+        }
         PyObject *flag = state == NULL ? NULL : PyDict_GetItemWithError(dict, str_dead);
         if (flag != NULL) {
             Py_INCREF(state);
