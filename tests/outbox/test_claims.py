@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from tidings import Signal
 from tidings.outbox import Outbox
-from tidings.outbox._store import utcnow
+from tidings.outbox._records import utcnow
 
 pytestmark = pytest.mark.postgres
 

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, MetaData, func, inspect, select, update
 
 from tidings import Signal
 from tidings.outbox import DurableReceiver, Event, Outbox, Relay, RelayBusyError
-from tidings.outbox._store import utcnow
+from tidings.outbox._records import utcnow
 
 placed = Signal(name="shop.order_placed")
 

@@ -31,9 +31,9 @@ from tidings.outbox._operations import DeadLetter, OutboxStatus
 from tidings.outbox._outbox import Outbox, installed_outbox
 from tidings.outbox._publish import register_handlers as _register_handlers
 from tidings.outbox._receivers import DurableReceiver, Event, receiver_name
+from tidings.outbox._records import Claimed, Postpone
 from tidings.outbox._relay import Relay, RelayBusyError, RelayStats
 from tidings.outbox._schema import FORMAT_VERSION, OutboxTables
-from tidings.outbox._store import Claimed, Postpone
 
 __all__ = [
     "FORMAT_VERSION",

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, func, insert, select
 
-from tidings.outbox._store import Store, utcnow
+from tidings.outbox._records import utcnow
+from tidings.outbox._store import Store
 
 __all__ = ["DeadLetter", "OutboxStatus", "dead_letters", "purge", "retry", "status"]
 

@@ -26,6 +26,7 @@ from tidings.outbox._consumer_async import AsyncConsumer
 from tidings.outbox._operations import DeadLetter, OutboxStatus
 from tidings.outbox._publisher import Publisher
 from tidings.outbox._receivers import DurableReceiver, iter_registered
+from tidings.outbox._records import Action
 from tidings.outbox._remote import (
     REMOTE_MODES,
     check_node,
@@ -33,7 +34,7 @@ from tidings.outbox._remote import (
     open_transport,
 )
 from tidings.outbox._schema import OutboxTables, build_tables
-from tidings.outbox._store import Action, Store
+from tidings.outbox._store import Store
 
 if TYPE_CHECKING:
     from tidings.transport._base import Transport

@@ -10,8 +10,8 @@ import logging
 import time
 
 from tidings._errors import TransportError
+from tidings.outbox._records import Claimed, Postpone
 from tidings.outbox._remote import seal, topic_name
-from tidings.outbox._store import Claimed, Postpone
 from tidings.transport._base import Transport
 
 __all__ = ["Publisher"]

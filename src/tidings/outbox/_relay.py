@@ -54,9 +54,10 @@ from tidings.outbox._receivers import (
     registered,
     run_delivery,
 )
+from tidings.outbox._records import Action, Claimed, Failure, Outcome, Postpone, utcnow
 from tidings.outbox._running import Background
 from tidings.outbox._schema import FORMAT_VERSION
-from tidings.outbox._store import Action, Claimed, Failure, Outcome, Postpone, Store, utcnow
+from tidings.outbox._store import Store
 from tidings.outbox._wakeup import Wakeup
 
 __all__ = ["Relay", "RelayBusyError", "RelayStats"]
