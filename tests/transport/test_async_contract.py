@@ -6,8 +6,10 @@ import asyncio
 import threading
 import time
 
+import pytest
+
 from tests.transport.conftest import MakeAsyncTransport
-from tidings.transport import InMemoryTransport
+from tidings.transport import InMemoryTransport, NoSuchGroupError
 
 
 def test_a_round_trip_through_every_operation(make_async_transport: MakeAsyncTransport) -> None:
@@ -35,6 +37,22 @@ def test_a_round_trip_through_every_operation(make_async_transport: MakeAsyncTra
             assert (status.length, status.pending, status.lag, status.dead) == (4, 0, 1, 0)
             assert await transport.remove_group("t", "g") is True
             assert await transport.status(["t"]) == []
+        finally:
+            await transport.close()
+
+    asyncio.run(scenario())
+
+
+def test_keep_alive_on_a_missing_group_raises(make_async_transport: MakeAsyncTransport) -> None:
+    """An awaited keep_alive() of a group never created raises NoSuchGroupError, even with no ids."""
+
+    async def scenario() -> None:
+        transport = make_async_transport()
+        try:
+            await transport.publish("t", "e0", b"x")
+            for wanted in ([], ["0-1"]):
+                with pytest.raises(NoSuchGroupError):
+                    await transport.keep_alive("t", "nope", "c1", wanted)
         finally:
             await transport.close()
 

@@ -231,6 +231,24 @@ def test_keep_alive_of_acked_entries_returns_nothing(transport: Transport) -> No
     assert transport.keep_alive("t", "g", "c1", ids) == []
 
 
+def test_keep_alive_on_a_missing_group_raises_even_with_no_ids(transport: Transport) -> None:
+    """keep_alive() of a group never created raises NoSuchGroupError, with ids or without."""
+    transport.ensure_group("t", "g")
+    ids = _publish(transport, 1)
+    transport.consume("t", "g", "c1", block=0)
+    for topic, group, wanted in (
+        ("t", "other", []),
+        ("t", "other", ids),
+        ("nowhere", "g", []),
+        ("t", "other", ["not-an-id"]),
+    ):
+        with pytest.raises(NoSuchGroupError) as caught:
+            transport.keep_alive(topic, group, "c1", wanted)
+        assert caught.value.operation == "keep_alive"
+    assert transport.keep_alive("t", "g", "c1", []) == []
+    assert transport.keep_alive("t", "g", "c1", ids) == ids
+
+
 def test_mark_done_deduplicates_per_group(transport: Transport) -> None:
     """An event marked done in one group is done there only; marking it twice returns False."""
     assert transport.done("g1", "ev") is False

@@ -66,8 +66,12 @@ return out
 
 # XCLAIM ... JUSTID resets the idle time without counting a delivery, but it would also take
 # an entry back from a consumer that claimed it meanwhile: only the owner's entries are
-# refreshed, checked in the same script.
+# refreshed, checked in the same script. With no ids the loop would touch nothing, so a
+# missing group would go unnoticed: XPENDING then fails with NOGROUP, as the per-id one does.
 KEEP_ALIVE = """
+if #ARGV < 3 then
+  redis.call('XPENDING', KEYS[1], ARGV[1])
+end
 local held = {}
 for i = 3, #ARGV do
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
@@ -281,8 +285,7 @@ class Operations:
         check_name("group", group)
         check_name("consumer", consumer)
         wanted = [i for i in ids if is_entry_id(i)]
-        if not wanted:
-            return []
+        # Run even with nothing to refresh: the script checks the group (NoSuchGroupError).
         reply = yield Script(KEEP_ALIVE, (key,), (group, consumer, *wanted))
         return [_text(i) for i in reply or ()]
 
