@@ -44,7 +44,7 @@ def test_a_round_trip_through_every_operation(make_async_transport: MakeAsyncTra
 
 
 def test_keep_alive_on_a_missing_group_raises(make_async_transport: MakeAsyncTransport) -> None:
-    """An awaited keep_alive() of a group never created raises NoSuchGroupError, even with no ids."""
+    """An awaited keep_alive() of a missing group raises NoSuchGroupError, even with no ids."""
 
     async def scenario() -> None:
         transport = make_async_transport()
