@@ -10,10 +10,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
+import tidings.http as th
 import tidings.models as tm
 from tests.outbox import shop
 from tidings import Delivery, DeliveryOptionsError, Signal, TidingsValueError
@@ -155,6 +156,53 @@ def test_an_unnamed_signal_is_refused_at_connect(box: Outbox) -> None:
     with pytest.raises(NoStableNameError, match=r"signal has no name.*Signal\(name='app.event'\)"):
         shop.unnamed.connect(shop.send_receipt, delivery="durable")
     assert not shop.unnamed.has_connections()
+
+
+@pytest.mark.parametrize(
+    ("signal", "argument"),
+    [
+        (tm.post_bulk_update, "'statement'"),
+        (tm.post_bulk_delete, "'statement'"),
+        (th.request_started, "'environ' (WSGI) or 'scope' (ASGI)"),
+        (th.got_request_exception, "'request'"),
+    ],
+    ids=lambda value: getattr(value, "name", None) or "argument",
+)
+@pytest.mark.parametrize("delivery", ["durable", "queue"])
+def test_a_signal_whose_sends_cannot_be_stored_is_refused_at_connect(
+    box: Outbox, signal: Signal, argument: str, delivery: str
+) -> None:
+    """tidings' bulk and request signals always carry an unstorable argument: connect() refuses."""
+    for sender in (None, shop.Customer):
+        with pytest.raises(PayloadTypeError) as caught:
+            signal.connect(shop.send_receipt, sender=sender, delivery=delivery)
+        message = str(caught.value)
+        assert repr(signal) in message
+        assert "tests.outbox.shop.send_receipt" in message
+        assert f"carries {argument}" in message
+        assert "delivery='on_commit'" in message
+        assert not signal.has_connections()
+    assert [key for key in registered() if key[0] == signal.name] == []
+
+
+def test_a_bulk_statement_reaches_an_on_commit_receiver_instead(box: Outbox) -> None:
+    """The remedy the refusal names works: an on_commit receiver of post_bulk_update runs."""
+    seen: list[Any] = []
+
+    def on_bulk(sender: Any, pks: Any, **kwargs: Any) -> None:
+        seen.append((sender, pks))
+
+    tm.post_bulk_update.connect(on_bulk, sender=shop.Customer, delivery="on_commit")
+    try:
+        with Session(box.engine) as session, session.begin():
+            session.add(shop.Customer(id=3, email="c@example.com"))
+            session.flush()
+            session.execute(update(shop.Customer).values(email="d@example.com"))
+            assert seen == []
+        assert seen == [(shop.Customer, (3,))]
+    finally:
+        tm.post_bulk_update.disconnect(on_bulk, sender=shop.Customer)
+    assert pending(box) == 0
 
 
 @pytest.mark.parametrize(

@@ -50,9 +50,12 @@ from tidings._errors import (
     DeliveryOptionsError,
     NoStableNameError,
     OutboxNotInstalledError,
+    PayloadTypeError,
     TidingsValueError,
 )
 from tidings._refs import describe, is_async_callable
+from tidings.http import got_request_exception, request_started
+from tidings.models import post_bulk_delete, post_bulk_update
 from tidings.outbox._codec import encode, instance_key
 from tidings.outbox._outbox import installed_outbox
 from tidings.outbox._receivers import DurableReceiver, receiver_name, register
@@ -63,6 +66,16 @@ __all__ = ["OPTIONS", "OutboxHandler", "writing_on"]
 
 #: The options every outbox mode takes at connect.
 OPTIONS = frozenset({"name", "max_attempts", "backoff", "backoff_max", "timeout", "ordered"})
+
+# tidings' own signals whose every send carries an argument the outbox cannot store: a receiver
+# stored for them would fail each send (from send_robust too, which the middleware uses), so
+# connect() refuses it at once. Signals of the application are checked at send time.
+_UNSTORABLE: tuple[tuple[Any, str, str], ...] = (
+    (post_bulk_update, "'statement'", "the SQLAlchemy statement executed"),
+    (post_bulk_delete, "'statement'", "the SQLAlchemy statement executed"),
+    (request_started, "'environ' (WSGI) or 'scope' (ASGI)", "with streams and bytes in it"),
+    (got_request_exception, "'request'", "a tidings.http.Request, and 'exception'"),
+)
 
 _bound: contextvars.ContextVar[Connection | None] = contextvars.ContextVar(
     "tidings_outbox_connection", default=None
@@ -125,6 +138,8 @@ class OutboxHandler:
 
         Raises:
             DeliveryOptionsError: An option this mode does not take.
+            PayloadTypeError: The signal is one of tidings' whose sends always carry an argument
+                the outbox cannot store (the bulk and request signals).
             NoStableNameError: The receiver or the signal has no stable name.
             ValueError: An option's value is wrong, or another receiver of the signal has the
                 same name.
@@ -136,6 +151,15 @@ class OutboxHandler:
                 f"{where}: unknown option(s) {', '.join(unknown)}; it takes "
                 f"{', '.join(sorted(self.options))}."
             )
+        for known, argument, what in _UNSTORABLE:
+            if signal is known:
+                raise PayloadTypeError(
+                    f"{where}: every send of it carries {argument} ({what}), which "
+                    "the outbox cannot store. Connect it with delivery='on_commit' (after the "
+                    "commit, in this process), or connect an on_commit receiver that sends a "
+                    "signal of your own with storable arguments (ids, not objects) to a durable "
+                    "receiver."
+                )
         if not getattr(signal, "name", None):
             raise NoStableNameError(
                 f"{where}: the signal has no name, and a worker finds a signal by its name. "
