@@ -10,10 +10,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy import Column, Engine, ForeignKey, Table, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
+import tidings
 import tidings.http as th
 import tidings.models as tm
 from tests.outbox import shop
@@ -30,6 +31,7 @@ from tidings.outbox import (
     writing_on,
 )
 from tidings.outbox._receivers import registered
+from tidings.sqlalchemy import instrument, save
 
 
 @pytest.fixture
@@ -314,6 +316,95 @@ def test_a_model_signal_writes_in_the_flush_and_the_worker_loads_the_instance(
     instance = call["instance"]
     assert (type(instance), instance.id, instance.email) == (shop.Customer, 5, "e@example.com")
     assert (call["sender"], call["created"], call["update_fields"]) == (shop.Customer, True, None)
+
+
+def test_an_update_passes_changes_and_update_fields_through_to_the_worker(box: Outbox) -> None:
+    """post_save of an update: the worker gets ``changes`` as (old, new) and ``update_fields``."""
+    tm.post_save.connect(shop.welcome, sender=shop.Customer, delivery="durable")
+    with Session(box.engine) as session:
+        with session.begin():
+            session.add(shop.Customer(id=11, email="old@example.com"))
+        with session.begin():
+            customer = session.get(shop.Customer, 11)
+            assert customer is not None
+            customer.email = "new@example.com"
+            save(session, customer, update_fields=["email"])
+    Relay(box).run(once=True)
+    [created, updated] = [call for _, call in shop.CALLS]
+    assert (created["created"], created["changes"], created["update_fields"]) == (True, {}, None)
+    assert updated["created"] is False
+    assert updated["changes"] == {"email": ("old@example.com", "new@example.com")}
+    assert updated["update_fields"] == frozenset({"email"})
+    assert type(updated["update_fields"]) is frozenset
+    assert updated["instance"].email == "new@example.com"
+
+
+class _LinkBase(DeclarativeBase):
+    """Models of the many-to-many durability test, kept out of the shop's tables."""
+
+
+_post_tags = Table(
+    "durable_post_tags",
+    _LinkBase.metadata,
+    Column("post_id", ForeignKey("durable_posts.id"), primary_key=True),
+    Column("tag_id", ForeignKey("durable_tags.id"), primary_key=True),
+)
+
+
+class LinkTag(_LinkBase):
+    """A tag."""
+
+    __tablename__ = "durable_tags"
+    __app_label__ = "linking"
+    id: Mapped[int] = mapped_column(primary_key=True)
+
+
+class LinkPost(_LinkBase):
+    """A post whose tags are linked through a plain association Table."""
+
+    __tablename__ = "durable_posts"
+    __app_label__ = "linking"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tags: Mapped[list[LinkTag]] = relationship(secondary=_post_tags)
+
+
+instrument(_LinkBase)
+
+
+def test_m2m_changed_through_a_plain_table_cannot_be_stored(box: Outbox) -> None:
+    """m2m_changed's sender is then the Table, which the outbox cannot store: the flush fails."""
+    _LinkBase.metadata.create_all(box.engine)
+    tm.m2m_changed.connect(shop.send_receipt, sender=_post_tags, delivery="durable")
+    try:
+        with Session(box.engine) as session:
+            session.add_all([LinkPost(id=1), LinkTag(id=2)])
+            session.commit()
+            post = session.get(LinkPost, 1)
+            assert post is not None
+            post.tags.append(session.get_one(LinkTag, 2))
+            with pytest.raises(PayloadTypeError, match=r"argument 'sender'.*got Table"):
+                session.commit()
+            session.rollback()
+            assert session.scalar(select(func.count()).select_from(_post_tags)) == 0
+        assert pending(box) == 0
+    finally:
+        tm.m2m_changed.receivers = []
+        _LinkBase.metadata.drop_all(box.engine)
+
+
+def test_receiver_decorator_connects_a_durable_receiver(box: Outbox) -> None:
+    """``@receiver(signal, delivery="durable", ...)`` connects exactly as connect() does."""
+
+    @tidings.receiver(shop.order_placed, delivery="durable", name="shop.decorated", max_attempts=2)
+    def decorated(**kwargs: Any) -> None:
+        shop.CALLS.append(("decorated", kwargs))
+
+    spec = registered()[("shop.order_placed", "shop.decorated")]
+    assert spec.max_attempts == 2
+    assert shop.order_placed.send(None, order_id=4) == [(decorated, Delivery.DURABLE)]
+    Relay(box).run(once=True)
+    [(name, call)] = shop.CALLS
+    assert (name, call["order_id"], call["event"].receiver) == ("decorated", 4, "shop.decorated")
 
 
 def test_a_model_signal_writes_in_the_transaction_of_the_session_that_flushes_it(
