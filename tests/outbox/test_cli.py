@@ -65,16 +65,31 @@ def test_worker_quiet_prints_nothing(sqlite_box: Outbox, tmp_path: Path) -> None
     assert len(calls(tmp_path / "calls.txt")) == 1
 
 
+def test_the_progress_line_comes_at_a_steady_interval(sqlite_box: Outbox, tmp_path: Path) -> None:
+    """With ``--interval``, a worker prints a line every interval while it runs, and on exit."""
+    push(sqlite_box, 12)
+    env = env_for(sqlite_box, tmp_path, TIDINGS_TEST_SLEEP="0.1")
+    done = tidings(["worker", TARGET, "--once", "--interval", "0.3"], env)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("tidings worker:")]
+    # 12 receivers of 0.1 s each run for 1.2 s at least: 0.3 s apart, three lines come before
+    # the last one, whatever the machine's load (a slower run only prints more).
+    assert len(lines) >= 4, done.stderr
+    assert "tidings worker: 12 done" in lines[-1]
+    assert len(calls(tmp_path / "calls.txt")) == 12
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_sigterm_finishes_the_current_delivery_releases_the_rest_and_exits_0(
-    sqlite_box: Outbox, tmp_path: Path
+    sqlite_box: Outbox, tmp_path: Path, stop: signal.Signals
 ) -> None:
-    """A worker told SIGTERM stops after its running receiver; the unrun rows are free."""
+    """A worker told SIGTERM or SIGINT stops after its running receiver; the unrun rows are free."""
     pushed = push(sqlite_box, 20)
     worker = start_worker(["--quiet"], env_for(sqlite_box, tmp_path, TIDINGS_TEST_SLEEP="0.1"))
     try:
         while len(calls(tmp_path / "calls.txt")) < 2:
             assert worker.poll() is None, worker.communicate()
-        worker.send_signal(signal.SIGTERM)
+        worker.send_signal(stop)
         assert worker.wait(60) == 0
     finally:
         worker.kill()
@@ -112,6 +127,9 @@ def test_outbox_operations_on_the_command_line(sqlite_box: Outbox, tmp_path: Pat
     assert (retried.exit_code, retried.stdout) == (0, "1 dead letter put back\n")
     assert cli(["outbox", "retry"], env).exit_code == 2
     assert "pending    1" in cli(["outbox", "status"], env).stdout
+    again = json.loads(cli(["outbox", "status", "--json"], env).stdout)
+    assert (again["pending"], again["dead"]) == (1, 1)
+    assert 0 <= again["oldest_pending_age"] < 600
     kept = cli(["outbox", "purge", "--dead", "--older-than", "1h"], env)
     assert kept.stdout == "0 dead letters deleted\n"
     assert cli(["outbox", "purge", "--dead", "--older-than", "soon"], env).exit_code == 2

@@ -353,6 +353,7 @@ class Relay(Background):
             if self._stopping.is_set():
                 outcome.released.extend(rows[index:])
                 return
+            self._progress()  # also while a batch outlasts the interval
             if renew and time.monotonic() > renew_at:
                 self._store.extend(self.name, [r.id for r in rows[index:]], self.lease)
                 renew_at = time.monotonic() + self.lease / 2
