@@ -89,3 +89,48 @@ def test_cancelling_arun_stops_the_relay_after_the_running_receiver(outbox: Outb
     assert finished == [1]
     assert relay.stopping
     assert outbox.status().pending == 0
+
+
+def test_async_with_runs_the_relay_as_a_task_of_the_loop_until_the_block_ends(
+    outbox: Outbox,
+) -> None:
+    """``async with Relay(...)`` relays in the running loop (as an ASGI lifespan would) and
+    stops, the running receiver finished, when the block ends."""
+    loops: list[asyncio.AbstractEventLoop] = []
+    seen: list[int] = []
+
+    async def receiver(n: int, **kwargs: Any) -> None:
+        loops.append(asyncio.get_running_loop())
+        seen.append(n)
+
+    relay = Relay(
+        outbox, receivers=[DurableReceiver(pinged, "net.log", receiver)], poll_interval=0.01
+    )
+
+    async def main() -> asyncio.AbstractEventLoop:
+        async with relay as running:
+            assert running is relay
+            outbox.write(pinged, ["net.log"], None, {"n": 1})
+            outbox.write(pinged, ["net.log"], None, {"n": 2})
+            for _ in range(1000):
+                if len(seen) == 2:
+                    break
+                await asyncio.sleep(0.01)
+        return asyncio.get_running_loop()
+
+    loop = asyncio.run(main())
+    assert (seen, loops) == ([1, 2], [loop, loop])
+    assert relay.stats.done == 2
+    assert outbox.status().pending == 0
+    # Stopped and reusable: a second block relays again.
+    outbox.write(pinged, ["net.log"], None, {"n": 3})
+
+    async def again() -> None:
+        async with relay:
+            for _ in range(1000):
+                if len(seen) == 3:
+                    break
+                await asyncio.sleep(0.01)
+
+    asyncio.run(again())
+    assert seen == [1, 2, 3]

@@ -55,7 +55,7 @@ from tidings.outbox._receivers import (
     run_delivery,
 )
 from tidings.outbox._records import Action, Claimed, Failure, Outcome, Postpone, utcnow
-from tidings.outbox._running import Background
+from tidings.outbox._running import InLoop
 from tidings.outbox._schema import FORMAT_VERSION
 from tidings.outbox._store import Store
 from tidings.outbox._wakeup import Wakeup
@@ -89,7 +89,7 @@ class RelayStats:
     started: float = field(default_factory=time.monotonic)
 
 
-class Relay(Background):
+class Relay(InLoop):
     """Runs the durable receivers of the deliveries stored in an outbox.
 
     Args:

@@ -1,7 +1,12 @@
-"""What the relay and the consumer share: a blocking ``run()`` that also runs in a thread."""
+"""What the relay and the consumer share: a blocking ``run()`` that also runs in a thread.
+
+:class:`InLoop` adds ``async with`` for a worker that has an ``arun()``: a task of the running
+event loop instead of a thread, for async apps (an ASGI lifespan, for one).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from types import TracebackType
@@ -9,11 +14,12 @@ from typing import TypeVar
 
 from tidings._errors import TidingsRuntimeError
 
-__all__ = ["Background"]
+__all__ = ["Background", "InLoop"]
 
 logger = logging.getLogger("tidings.outbox")
 
 _B = TypeVar("_B", bound="Background")
+_L = TypeVar("_L", bound="InLoop")
 
 
 class Background:
@@ -90,3 +96,36 @@ class Background:
         except BaseException as exc:
             logger.exception("%r stopped on an error", self)
             self.error = exc
+
+
+class InLoop(Background):
+    """A :class:`Background` with an ``arun()``; ``async with`` runs it as a task of the loop.
+
+    Entering starts ``arun()`` as a task of the running event loop (where ``with`` starts a
+    thread); leaving stops it as :meth:`stop` does (the work in hand finishes) and waits for
+    the task, raising what ended it if it failed.
+    """
+
+    _task: asyncio.Task[None] | None = None
+
+    async def arun(self, *, once: bool = False) -> None:
+        """Work from async code until :meth:`stop` (or, with ``once``, until idle)."""
+        raise NotImplementedError
+
+    async def __aenter__(self: _L) -> _L:
+        if self._task is not None or self._thread is not None:
+            raise TidingsRuntimeError(f"{self!r} is running already")
+        self._stopping.clear()
+        self._task = asyncio.ensure_future(self.arun())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        task, self._task = self._task, None
+        assert task is not None
+        self.stop()
+        await task
