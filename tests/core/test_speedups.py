@@ -66,6 +66,19 @@ def test_no_extensions_variable_forces_the_pure_path(value: str) -> None:
     assert out == ["False", "True"]
 
 
+@pytest.mark.parametrize("value", ["", "0"])
+def test_no_extensions_variable_empty_or_0_leaves_the_compiled_path(value: str) -> None:
+    """``TIDINGS_NO_EXTENSIONS`` empty or ``0`` changes nothing: compiled where it is built."""
+    if importlib.util.find_spec("tidings._speedups") is None:
+        pytest.skip("the compiled module is not built here")
+    code = "import inspect, tidings as t; print(t.compiled, inspect.isfunction(t.Signal.send))"
+    env = {**os.environ, "TIDINGS_NO_EXTENSIONS": value}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+    ).stdout.split()
+    assert out == ["True", "False"]
+
+
 def _frames(error: BaseException) -> list[traceback.FrameSummary]:
     return list(traceback.extract_tb(error.__traceback__))
 

@@ -195,6 +195,34 @@ def test_receivers_mutating_from_threads_stress() -> None:
     _reentrant(threads=16, sends=5001)
 
 
+@pytest.mark.parametrize("method", ["send", "send_robust"])
+def test_no_lock_is_held_while_a_receiver_runs(method: str) -> None:
+    """A receiver that waits for another thread to connect, disconnect and send on its own
+    signal is not waiting on a lock its send holds."""
+    signal = Signal()
+    finished = threading.Event()
+
+    def other(sender: Any, **kwargs: Any) -> str:
+        return "other"
+
+    def elsewhere() -> None:
+        signal.connect(other, weak=False)
+        assert [r for r, _ in signal.send(None)] == [waiting, other]
+        signal.disconnect(other)
+        finished.set()
+
+    def waiting(sender: Any, **kwargs: Any) -> bool:
+        if threading.current_thread() is not threading.main_thread():
+            return False  # the other thread's send: nothing to wait for
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        thread.join(10)
+        return finished.is_set()
+
+    signal.connect(waiting, weak=False)
+    assert getattr(signal, method)(None) == [(waiting, True)]
+
+
 def test_weak_receivers_dying_while_others_send() -> None:
     """Weak receivers created and dropped in threads never break concurrent sends."""
     signal = Signal()

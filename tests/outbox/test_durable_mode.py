@@ -116,6 +116,19 @@ def test_options_are_stored_with_the_receiver_for_the_workers(box: Outbox) -> No
     )
 
 
+def test_options_not_given_are_the_documented_defaults(box: Outbox) -> None:
+    """Without options: 5 attempts, 1 s backoff doubling up to 300 s, no timeout, unordered."""
+    shop.order_placed.connect(shop.send_receipt, delivery="durable")
+    spec = registered()[("shop.order_placed", "tests.outbox.shop.send_receipt")]
+    assert (spec.max_attempts, spec.backoff, spec.backoff_max, spec.timeout) == (
+        5,
+        1.0,
+        300.0,
+        None,
+    )
+    assert not spec.ordered
+
+
 def _nested() -> Any:
     def inner(**kwargs: Any) -> None:
         """Defined inside a function."""
