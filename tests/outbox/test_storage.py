@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import decimal
 import threading
 import time
+import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, MetaData, func, inspect, select, text, update
+from sqlalchemy import Engine, MetaData, func, insert, inspect, select, text, update
 
 from tidings import Signal
 from tidings.outbox import DurableReceiver, Event, Outbox, Relay, RelayBusyError
@@ -287,6 +289,51 @@ def test_a_relay_failing_midway_in_a_batch_leaves_every_delivery_it_took(
     with outbox.engine.connect() as conn:
         rows = conn.execute(select(outbox.tables.pending).order_by("id")).all()
     assert [row.attempts for row in rows] == ([0, 0] if claim == "lock" else [1, 1])
+
+
+def test_a_format_1_row_stored_literally_is_read(outbox: Outbox, claim: str) -> None:
+    """A row of format 1, inserted as literal column values (what this release stores, and what
+    a later release's worker must read during a rolling deploy), runs with its arguments."""
+    event_id = uuid.UUID("6c1f3a52-8a4b-4f4e-9d7e-0c2b1e9a7d10")
+    payload = (
+        '{"sender":null,"order":7,"total":{"$t":"decimal","v":"9.90"},'
+        '"at":{"$t":"datetime","v":"2026-12-01T09:30:00+00:00"},'
+        '"tags":{"$t":"tuple","v":["a","b"]}}'
+    )
+    sent_at = datetime.datetime(2026, 12, 1, 9, 30)
+    with outbox.engine.begin() as conn:
+        conn.execute(
+            insert(outbox.tables.pending).values(
+                event_id=event_id,
+                format=1,
+                signal="shop.order_placed",
+                receiver="shop.mail",
+                delivery="durable",
+                order_key=None,
+                payload=payload,
+                sent_at=sent_at,
+                available_at=sent_at,
+                attempts=0,
+            )
+        )
+    recorder = Recorder()
+    Relay(outbox, claim=claim, receivers=[spec(recorder)]).run(once=True)
+    [call] = recorder.calls
+    event = call.pop("event")
+    assert call == {
+        "signal": placed,
+        "sender": None,
+        "order": 7,
+        "total": decimal.Decimal("9.90"),
+        "at": datetime.datetime(2026, 12, 1, 9, 30, tzinfo=datetime.timezone.utc),
+        "tags": ("a", "b"),
+    }
+    assert (event.id, event.attempt, event.sent_at) == (
+        event_id,
+        1,
+        sent_at.replace(tzinfo=datetime.timezone.utc),
+    )
+    assert outbox.dead_letters() == []
 
 
 def test_unreadable_deliveries_go_to_the_dead_letters_with_the_reason(
