@@ -42,9 +42,9 @@ from sqlalchemy import (
     update,
 )
 
+from tidings.outbox._insert import RowWriter
 from tidings.outbox._records import Claimed, Failure, Outcome, Taken, utcnow
 from tidings.outbox._schema import FORMAT_VERSION, OutboxTables
-from tidings.outbox._wakeup import notifier
 
 __all__ = ["Store"]
 
@@ -58,12 +58,11 @@ class Store:
         self.sqlite = engine.dialect.name == "sqlite"
         self.postgresql = engine.dialect.name == "postgresql"
         self.skip_locked = engine.dialect.name in {"postgresql", "mysql", "mariadb", "oracle"}
-        # Built once: a send's insert is one cached statement with one row of parameters.
-        self._insert = insert(tables.pending).inline()  # no RETURNING: nothing reads the id
+        # Built once: a send's write is one prepared statement (see tidings.outbox._insert),
+        # which also wakes the relays (NOTIFY on PostgreSQL; see tidings.outbox._wakeup).
+        self._writer = RowWriter(engine, tables.pending, wake=wake)
         self._statements: dict[tuple[str, tuple[str, ...], int], Any] = {}
         self._delete = delete(tables.pending).where(self._among())
-        # Every write wakes the relays (NOTIFY on PostgreSQL; see tidings.outbox._wakeup).
-        self._wake = notifier(engine, tables.pending) if wake else None
 
     @contextlib.contextmanager
     def transaction(self, *, single: bool = False) -> Iterator[Connection]:
@@ -125,10 +124,7 @@ class Store:
 
     def insert_rows(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         """Insert prepared rows (see :meth:`row`) on ``conn``, in its current transaction."""
-        if rows:
-            conn.execute(self._insert, rows[0] if len(rows) == 1 else list(rows))
-            if self._wake is not None:
-                self._wake(conn)
+        self._writer.insert(conn, rows)
 
     # -- the relay lease (SQLite) ---------------------------------------------------------
 

@@ -1,0 +1,166 @@
+"""The producer's write: a send's pending-delivery INSERT, prepared once per outbox.
+
+The write runs inside the sender's business transaction, once per durable receiver of every
+send, so what it costs is added to each of those transactions. It is prepared when the outbox
+is created:
+
+* **One statement on PostgreSQL.** The relays' wake-up is part of the INSERT:
+  ``INSERT ... RETURNING pg_notify(<channel>, '')``, one round trip where a separate ``NOTIFY``
+  took a second one. ``pg_notify()`` is ``NOTIFY``: PostgreSQL delivers it when the
+  transaction commits, never when it (or the savepoint around the write) rolls back, and folds
+  the repeats of one transaction into one notification.
+* **Compiled once, run on the Connection's DBAPI connection** with the psycopg 3 and pysqlite
+  drivers (sync engines): SQLAlchemy's work per execute (statement cache lookup, execution
+  context, result object) was most of the write's Python time. The statement is SQLAlchemy's
+  own compilation of the INSERT for the engine's dialect, its parameters pass through the
+  column types' bind processors as SQLAlchemy would pass them, and it runs on the same DBAPI
+  connection, in the transaction the Connection has begun. A driver error is raised as
+  SQLAlchemy's ``DBAPIError`` subclass for it, and a disconnect invalidates the Connection, as
+  ``Connection.execute()`` does.
+
+The write goes through ``Connection.execute()`` instead wherever going around it would change
+what the application sees: another driver or an async one, a Connection of another engine
+than the outbox's, a Connection with no transaction begun (SQLAlchemy begins it),
+cursor-execute or error listeners on the engine or the Connection, statement logging
+(``echo``), or a ``schema_translate_map``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, String, Table, bindparam, func, insert
+from sqlalchemy.exc import DBAPIError
+
+from tidings.outbox._wakeup import channel_name, notifier
+
+__all__ = ["COLUMNS", "RowWriter"]
+
+#: The columns a send writes (the keys of ``Store.row()``); the others take their defaults.
+COLUMNS = (
+    "event_id",
+    "format",
+    "signal",
+    "receiver",
+    "delivery",
+    "order_key",
+    "payload",
+    "sent_at",
+    "available_at",
+    "attempts",
+)
+_DIRECT_DRIVERS = frozenset({"psycopg", "pysqlite"})
+_CHANNEL, _MESSAGE = "tidings_channel", "tidings_message"
+
+
+class RowWriter:
+    """The prepared INSERT of one outbox's pending deliveries on one engine.
+
+    Args:
+        engine: The outbox's engine (its dialect compiles the statement).
+        table: The pending table.
+        wake: Wake the relays at commit (see :mod:`tidings.outbox._wakeup`).
+    """
+
+    def __init__(self, engine: Engine, table: Table, *, wake: bool) -> None:
+        dialect = engine.dialect
+        self._dialect = dialect
+        statement: Any = insert(table).inline()  # nothing reads the new id
+        fixed: dict[str, Any] = {}
+        if wake and dialect.name == "postgresql":
+            fixed = {_CHANNEL: channel_name(table), _MESSAGE: ""}
+            notify = func.pg_notify(
+                bindparam(_CHANNEL, fixed[_CHANNEL], type_=String()),
+                bindparam(_MESSAGE, "", type_=String()),
+            )
+            statement = statement.returning(notify)
+        #: What ``Connection.execute()`` runs (the fallback).
+        self.statement = statement
+        # SQLite's wake-up is an in-process kick at commit: the Connection is marked.
+        self._mark = notifier(engine, table) if wake and dialect.name == "sqlite" else None
+        self._direct = not dialect.is_async and dialect.driver in _DIRECT_DRIVERS
+        compiled = statement.compile(dialect=dialect, column_keys=list(COLUMNS))
+        #: The SQL text run on the DBAPI connection.
+        self.sql = str(compiled)
+        processors = {
+            column.key: column.type.dialect_impl(dialect).bind_processor(dialect)
+            for column in table.columns
+            if column.key in COLUMNS
+        }
+        self._params: Callable[[dict[str, Any]], Any]
+        positions = compiled.positiontup
+        if positions is not None:  # qmark (pysqlite): a tuple in the statement's order
+            steps = [(key, processors.get(key)) for key in positions]
+
+            def positional(row: dict[str, Any]) -> Any:
+                return tuple(row[key] if fn is None else fn(row[key]) for key, fn in steps)
+
+            self._params = positional
+        elif any(processors.values()):
+            converted = [(key, fn) for key, fn in processors.items() if fn is not None]
+
+            def named(row: dict[str, Any]) -> Any:
+                params = {**row, **fixed}
+                for key, fn in converted:
+                    params[key] = fn(params[key])
+                return params
+
+            self._params = named
+        else:  # psycopg: every type passes as it is
+            self._params = lambda row: {**row, **fixed}
+
+    def insert(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert prepared rows on ``conn``, in its current transaction (begun if need be)."""
+        if not rows:
+            return
+        if self._direct and self._may_bypass(conn):
+            self._run(conn, rows)
+        else:
+            conn.execute(self.statement, rows[0] if len(rows) == 1 else list(rows))
+        if self._mark is not None:
+            self._mark(conn)
+
+    def _may_bypass(self, conn: Connection) -> bool:
+        """Whether running around ``conn.execute()`` changes nothing the application sees."""
+        dispatch = conn.dispatch
+        return (
+            conn.dialect is self._dialect  # compiled for it (a Session may bind another engine)
+            and conn.in_transaction()
+            and not dispatch.before_cursor_execute
+            and not dispatch.after_cursor_execute
+            and not self._dialect.dispatch.handle_error
+            and not conn.engine.logger.isEnabledFor(logging.INFO)
+            and "schema_translate_map" not in conn.get_execution_options()
+        )
+
+    def _run(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        dbapi_connection = conn.connection.dbapi_connection
+        assert dbapi_connection is not None  # conn is in a transaction: it holds one
+        params: Any = None
+        cursor = dbapi_connection.cursor()
+        try:
+            if len(rows) == 1:
+                params = self._params(rows[0])
+                cursor.execute(self.sql, params)
+            else:
+                params = [self._params(row) for row in rows]
+                cursor.executemany(self.sql, params)
+        except self._dialect.loaded_dbapi.Error as exc:
+            gone = self._dialect.is_disconnect(exc, dbapi_connection, cursor)
+            if gone:
+                conn.invalidate(exc)
+            raise DBAPIError.instance(
+                self.sql,
+                params,
+                exc,
+                self._dialect.loaded_dbapi.Error,
+                connection_invalidated=gone,
+                dialect=self._dialect,
+            ) from exc
+        finally:
+            # A connection that went away with the error raised above fails the close too.
+            with contextlib.suppress(self._dialect.loaded_dbapi.Error):
+                cursor.close()

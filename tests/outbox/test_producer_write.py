@@ -1,0 +1,175 @@
+"""The producer's write: one statement in the sender's transaction, seen as SQLAlchemy's.
+
+With psycopg 3 and pysqlite the write runs around ``Connection.execute()`` on the same DBAPI
+connection; these tests pin what that must not change: the round trips it costs, the values it
+stores, the errors the sender gets, and the statement reaching SQLAlchemy's listeners and log
+where the application has them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import tempfile
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, MetaData, Table, select, text
+from sqlalchemy import event as sa_event
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from tidings import Signal
+from tidings.outbox import Outbox, Relay
+from tidings.outbox._schema import FORMAT_VERSION
+
+noted = Signal(name="tests.producer_write.noted")
+calls: list[dict[str, Any]] = []
+
+
+def note(sender: Any, **kwargs: Any) -> None:
+    """The durable receiver: records its arguments."""
+    calls.append(kwargs)
+
+
+@pytest.fixture
+def connected(outbox: Outbox) -> Iterator[Outbox]:
+    """``note`` connected durably to ``noted``, ``outbox`` installed."""
+    calls.clear()
+    noted.connect(note, delivery="durable", name="tests.producer_write.note")
+    try:
+        with outbox.installed():
+            yield outbox
+    finally:
+        noted.disconnect(note)
+
+
+def statements_of_send(outbox: Outbox, **kwargs: Any) -> list[str]:
+    """The statements SQLAlchemy's cursor listener sees for one send in a Session."""
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    sa_event.listen(outbox.engine, "before_cursor_execute", record)
+    try:
+        with Session(outbox.engine) as session, session.begin():
+            session.execute(text("SELECT 1"))
+            seen.clear()
+            noted.send(None, **kwargs)
+    finally:
+        sa_event.remove(outbox.engine, "before_cursor_execute", record)
+    return seen
+
+
+def test_a_cursor_listener_sees_the_write_as_one_statement(connected: Outbox) -> None:
+    """With a cursor listener on the engine the write goes through SQLAlchemy: one INSERT."""
+    seen = statements_of_send(connected, n=1)
+    assert len(seen) == 1
+    assert seen[0].startswith(f"INSERT INTO {connected.tables.pending.name} ")
+    if connected.engine.dialect.name == "postgresql":
+        assert "pg_notify(" in seen[0]  # the wake-up is part of the statement
+    Relay(connected).run(once=True)
+    assert [call["n"] for call in calls] == [1]
+
+
+def test_an_engine_logging_statements_logs_the_write(
+    connected: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where SQLAlchemy logs statements, the log shows the write too."""
+    caplog.set_level(logging.INFO, logger="sqlalchemy.engine.Engine")
+    try:
+        with Session(connected.engine) as session, session.begin():
+            noted.send(None, n=2)
+    finally:
+        logging.getLogger("sqlalchemy.engine.Engine").setLevel(logging.NOTSET)
+    pending = connected.tables.pending.name
+    assert any(f"INSERT INTO {pending} " in r.getMessage() for r in caplog.records)
+
+
+def test_a_write_around_sqlalchemy_stores_what_sqlalchemy_would(outbox: Outbox) -> None:
+    """A row written on the DBAPI connection reads back equal to one written by SQLAlchemy."""
+    store = outbox._store
+    sent_at = datetime.datetime(2026, 12, 1, 9, 30, 15, 123456)
+    direct, through = uuid.uuid4(), uuid.uuid4()
+
+    def row(event_id: uuid.UUID) -> dict[str, Any]:
+        return store.row(event_id, "s.sig", "s.rcv", '{"n":1}', sent_at, "durable", "k")
+
+    with outbox.engine.begin() as conn:
+        store.insert_rows(conn, [row(direct)])
+        conn.execute(store._writer.statement, row(through))
+    table = outbox.tables.pending
+    with outbox.engine.connect() as conn:
+        found = {r.event_id: r._asdict() for r in conn.execute(select(table))}
+    assert set(found) == {direct, through}
+    for values in found.values():
+        del values["id"], values["event_id"]
+    assert found[direct] == found[through]
+    assert found[direct]["sent_at"] == found[direct]["available_at"] == sent_at
+    assert found[direct]["format"] == FORMAT_VERSION
+    assert found[direct]["order_key"] == "k"
+
+
+def test_several_rows_in_one_write_are_all_stored(outbox: Outbox) -> None:
+    """One write of several receivers' rows stores each of them, in its transaction."""
+    with outbox.engine.begin() as conn:
+        outbox.write(noted, ["a.one", "a.two", "a.three"], None, {"n": 3}, connection=conn)
+        inside = conn.execute(select(outbox.tables.pending.c.receiver)).scalars().all()
+    assert sorted(inside) == ["a.one", "a.three", "a.two"]
+
+
+def test_a_database_error_in_the_write_is_sqlalchemys_and_fails_the_transaction(
+    engine: Engine,
+) -> None:
+    """A write the database refuses raises SQLAlchemy's DBAPIError from the send, naming it."""
+    missing = Outbox(engine, prefix=f"missing_{uuid.uuid4().hex[:8]}")  # no tables created
+    business = Table(f"business_{uuid.uuid4().hex[:8]}", MetaData())
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TABLE {business.name} (id INTEGER PRIMARY KEY)")
+    noted.connect(note, delivery="durable", name="tests.producer_write.note")
+    try:
+        with missing.installed(), Session(engine) as session:
+            session.begin()
+            session.execute(text(f"INSERT INTO {business.name} (id) VALUES (1)"))
+            with pytest.raises(DBAPIError) as info:
+                noted.send(None, n=4)
+            session.rollback()
+        assert missing.tables.pending.name in str(info.value)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql(f"SELECT count(*) FROM {business.name}").scalar() == 0
+    finally:
+        noted.disconnect(note)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE {business.name}")
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_durable_send_costs_one_round_trip(pg_engine: Engine) -> None:
+    """A send in a transaction sends one statement and waits once: the NOTIFY rides along."""
+    from psycopg import pq
+
+    box = Outbox(pg_engine)
+    box.create_all()
+    calls.clear()
+    noted.connect(note, delivery="durable", name="tests.producer_write.note")
+    try:
+        with box.installed(), Session(pg_engine) as session, session.begin():
+            session.execute(text("SELECT 1"))  # the transaction's BEGIN is behind us
+            pgconn = session.connection().connection.driver_connection.pgconn  # type: ignore[union-attr]
+            with tempfile.TemporaryFile("w+") as trace:
+                pgconn.trace(trace.fileno())
+                pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+                noted.send(None, n=5)
+                pgconn.untrace()
+                trace.seek(0)
+                sent = [line.split("\t")[2] for line in trace if line.startswith("F\t")]
+        waits = [message for message in sent if message.split()[0] in ("Sync", "Query")]
+        assert len(waits) == 1, sent
+        Relay(box).run(once=True)
+        assert [call["n"] for call in calls] == [5]
+    finally:
+        noted.disconnect(note)
+        box.drop_all()
