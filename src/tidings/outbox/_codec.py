@@ -47,6 +47,7 @@ from tidings._errors import PayloadTypeError, TidingsValueError
 __all__ = ["PayloadTypeError", "decode", "encode", "import_path", "instance_key", "stable_path"]
 
 _TAG = "$t"
+_PLAIN = frozenset({str, int, bool, type(None)})
 
 
 def stable_path(obj: Any) -> str | None:
@@ -178,6 +179,9 @@ def encode(kwargs: dict[str, Any], where: Callable[[str], str]) -> str:
     Raises:
         PayloadTypeError: An argument holds a value that cannot be stored.
     """
+    # Most sends pass ids, strings and flags only: they are stored as they are.
+    if all(type(value) in _PLAIN for value in kwargs.values()):
+        return json.dumps(kwargs, separators=(",", ":"))
     out: dict[str, Any] = {}
     for name, value in kwargs.items():
         out[name] = _Encoder(lambda name=name: where(name)).value(value)  # type: ignore[misc]
