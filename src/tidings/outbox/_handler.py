@@ -264,7 +264,7 @@ def write(store: Store, row: dict[str, Any], session: Session | None) -> None:
     if bound is not None and bound.in_transaction():
         store.insert_rows(bound, [row])
         return
-    with store.transaction() as own:
+    with store.transaction(single=True) as own:  # one statement: autocommit on PostgreSQL
         store.insert_rows(own, [row])
 
 
