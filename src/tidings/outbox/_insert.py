@@ -80,7 +80,7 @@ class RowWriter:
         #: What ``Connection.execute()`` runs (the fallback).
         self.statement = statement
         # SQLite's wake-up is an in-process kick at commit: the Connection is marked.
-        self._mark = notifier(engine, table) if wake and dialect.name == "sqlite" else None
+        self._mark = notifier(engine, table) if wake else None
         self._direct = not dialect.is_async and dialect.driver in _DIRECT_DRIVERS
         compiled = statement.compile(dialect=dialect, column_keys=list(COLUMNS))
         #: The SQL text run on the DBAPI connection.

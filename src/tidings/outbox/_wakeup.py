@@ -3,7 +3,8 @@
 A relay that finds nothing due waits ``poll_interval`` seconds before it claims again; the
 poll is what guarantees delivery. A wake-up only cuts the wait short:
 
-* PostgreSQL: every outbox write also runs ``NOTIFY <channel>`` in the sender's transaction.
+* PostgreSQL: every outbox write also notifies ``<channel>`` in the sender's transaction, in
+  the INSERT itself (``RETURNING pg_notify(...)``, built by :mod:`tidings.outbox._insert`).
   PostgreSQL delivers a notification when that transaction commits and never when it rolls
   back, so it arrives exactly when the row is visible. Each relay LISTENs on a connection of
   its own (psycopg 3) and claims as soon as a notification arrives, from this process or any
@@ -69,17 +70,10 @@ def _quoted(channel: str) -> str:
 def notifier(engine: Engine, table: Table) -> Callable[[Connection], None] | None:
     """What an outbox write calls with its connection to wake the relays, or None.
 
-    PostgreSQL: run ``NOTIFY`` in the writer's transaction. SQLite: mark the transaction, so
-    its commit kicks this process's relays (if any). Others: None.
+    SQLite: mark the transaction, so its commit kicks this process's relays (if any). Others:
+    None (PostgreSQL's wake-up is part of the write's statement).
     """
     channel = channel_name(table)
-    if engine.dialect.name == "postgresql":
-        statement = f"NOTIFY {_quoted(channel)}"
-
-        def notify(conn: Connection) -> None:
-            conn.exec_driver_sql(statement)
-
-        return notify
     if engine.dialect.name == "sqlite":
 
         def mark(conn: Connection) -> None:
