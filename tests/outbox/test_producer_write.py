@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, MetaData, Table, select, text
+from sqlalchemy import Engine, MetaData, Table, create_engine, select, text
 from sqlalchemy import event as sa_event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -173,3 +173,36 @@ def test_on_postgresql_a_durable_send_costs_one_round_trip(pg_engine: Engine) ->
     finally:
         noted.disconnect(note)
         box.drop_all()
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_send_outside_a_transaction_costs_one_round_trip(
+    pg_engine: Engine,
+) -> None:
+    """With no transaction open the row is one autocommitted statement: no BEGIN, no COMMIT."""
+    from psycopg import pq
+
+    engine = create_engine(pg_engine.url, pool_size=1, max_overflow=0)  # one connection to trace
+    box = Outbox(engine)
+    box.create_all()
+    calls.clear()
+    noted.connect(note, delivery="durable", name="tests.producer_write.note")
+    raw = engine.raw_connection()
+    pgconn = raw.driver_connection.pgconn  # type: ignore[union-attr]
+    raw.close()
+    try:
+        with box.installed(), tempfile.TemporaryFile("w+") as trace:
+            pgconn.trace(trace.fileno())
+            pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+            noted.send(None, n=6)
+            pgconn.untrace()
+            trace.seek(0)
+            sent = [line.split("\t")[2] for line in trace if line.startswith("F\t")]
+        waits = [message for message in sent if message.split()[0] in ("Sync", "Query")]
+        assert len(waits) == 1, sent
+        Relay(box).run(once=True)
+        assert [call["n"] for call in calls] == [6]  # committed: another connection claimed it
+    finally:
+        noted.disconnect(note)
+        box.drop_all()
+        engine.dispose()
