@@ -1,0 +1,126 @@
+"""The instruction counts behind the sqlalchemy benchmark's per-row verdicts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import _callgrind
+from bench.sqlalchemy_signals import Counts, print_counts
+
+needs_valgrind = pytest.mark.skipif(
+    _callgrind.find() is not None, reason=f"cannot count instructions: {_callgrind.find()}"
+)
+
+# A worker with two marked regions, the second looping twice as long as the first.
+_WORKER = """
+import sys
+from bench._callgrind import MARK
+
+def spin(n):
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+spin(1000)  # warm: the interpreter specializes the loop before it is counted
+print("ready", flush=True)
+sys.stdin.readline()
+for n in (20_000, 40_000):
+    MARK()
+    spin(n)
+    MARK()
+print("done", flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.fixture(scope="module")
+def counted(tmp_path_factory: pytest.TempPathFactory) -> _callgrind.Callgrind:
+    """The worker above, run once under callgrind with its two regions instrumented."""
+    counter = _callgrind.Callgrind(tmp_path_factory.mktemp("callgrind"), "worker")
+    with subprocess.Popen(
+        [*counter.prefix(), sys.executable, "-c", _WORKER],
+        cwd=Path(__file__).resolve().parents[1],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        counter.pid = process.pid
+        assert process.stdout.readline().strip() == "ready"
+        counter.instrument(True)
+        process.stdin.write("go\n")
+        process.stdin.flush()
+        assert process.stdout.readline().strip() == "done"
+        counter.instrument(False)
+        process.stdin.close()
+        process.wait(timeout=120)
+    return counter
+
+
+@needs_valgrind
+def test_each_marked_region_is_counted_on_its_own(counted: _callgrind.Callgrind) -> None:
+    """A region doing twice the work of another counts about twice its instructions."""
+    first, second = counted.regions(2)
+    assert first > 20_000 * 10  # a loop iteration is tens of instructions, at the least
+    assert 1.9 < second / first < 2.1
+
+
+@needs_valgrind
+def test_a_missing_region_is_an_error_not_a_wrong_count(counted: _callgrind.Callgrind) -> None:
+    """Asking for more regions than the worker marked raises instead of misreading dumps."""
+    with pytest.raises(RuntimeError, match="expected 6 for 3 regions"):
+        counted.regions(3)
+
+
+def test_valgrind_missing_from_path_is_reported_by_name(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without valgrind on PATH, find() says which tools are missing."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert _callgrind.find() == "valgrind and callgrind_control not on PATH"
+
+
+def _counts(receiver_large: int) -> Counts:
+    # Per contender and operation: instructions on 100 rows and on 200.
+    plain = (1_000_000, 1_900_000)
+    instructions = {
+        (op, kind): plain
+        for op in ("load", "insert")
+        for kind in ("plain", "plain again", "instrumented")
+    }
+    for op in ("load", "insert"):
+        instructions[op, "listener floor"] = (1_150_000, 2_150_000)
+        instructions[op, "1 receiver"] = (1_300_000, receiver_large)
+    return Counts(100, instructions)
+
+
+def test_per_row_counts_are_the_slope_and_the_rest_is_fixed() -> None:
+    """Per row is the difference of the two sizes over the extra rows; the rest is per operation."""
+    counts = _counts(receiver_large=2_400_000)
+    assert counts.per_row("load", "plain") == 9_000
+    assert counts.fixed("load", "plain") == 100_000
+    assert counts.added("load", "listener floor") == 1_000
+    assert counts.added("load", "1 receiver") == 2_000
+    assert counts.fixed("load", "1 receiver") == 200_000
+
+
+@pytest.mark.parametrize(
+    ("receiver_large", "verdict"),
+    [(2_400_000, "MISS (tidings +2,000, floor +1,000"), (2_350_000, "PASS (tidings +1,500")],
+    ids=["2.0x-misses", "1.5x-passes"],
+)
+def test_the_verdict_follows_the_ratio_of_added_instructions(
+    receiver_large: int, verdict: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The per-row target passes up to 1.5x the floor's added instructions and misses above."""
+    print_counts(_counts(receiver_large))
+    lines = capsys.readouterr().out.splitlines()
+    targets = [line for line in lines if line.startswith("target: ")]
+    assert len(targets) == 2
+    assert all(verdict in line for line in targets)
