@@ -110,7 +110,12 @@ class _Workload:
         self.received += 1
 
     def _listen(self) -> None:
-        """SQLAlchemy's own per-row events calling the receiver as tidings would."""
+        """SQLAlchemy's own per-row events calling the receiver as tidings would.
+
+        With the keyword arguments tidings' signals pass (``post_init``: ``instance``;
+        ``post_save``: ``instance``, ``created``, ``raw``, ``using``, ``update_fields``,
+        ``changes``), so that the receiver's own work is the same as under tidings.
+        """
         receive, item = self._receive, self.item
 
         def on_load(target: Any, context: Any) -> None:
@@ -120,7 +125,16 @@ class _Workload:
             receive(signal=None, sender=item, instance=target)
 
         def on_insert(mapper: Any, connection: Any, target: Any) -> None:
-            receive(signal=None, sender=item, instance=target, created=True)
+            receive(
+                signal=None,
+                sender=item,
+                instance=target,
+                created=True,
+                raw=False,
+                using="default",
+                update_fields=None,
+                changes={},
+            )
 
         event.listen(item, "load", on_load)
         event.listen(item, "init", on_init)
