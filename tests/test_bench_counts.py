@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from bench import _callgrind
-from bench.sqlalchemy_signals import Counts, print_counts
+from bench._timing import Timing
+from bench.sqlalchemy_signals import Counts, _print_time_verdicts, print_counts
 
 needs_valgrind = pytest.mark.skipif(
     _callgrind.find() is not None, reason=f"cannot count instructions: {_callgrind.find()}"
@@ -124,3 +125,37 @@ def test_the_verdict_follows_the_ratio_of_added_instructions(
     targets = [line for line in lines if line.startswith("target: ")]
     assert len(targets) == 2
     assert all(verdict in line for line in targets)
+
+
+def _timings(control_spread: float) -> dict[tuple[str, str], Timing]:
+    # Nanoseconds per operation of 10,000 rows over 9 rounds: the floor adds 1 ms (100 ns a
+    # row), tidings 1.2 ms; the control alternates around plain by +-control_spread.
+    rounds = range(9)
+    added = {"plain": 0.0, "instrumented": 0.0, "1 receiver": 1.2e6, "listener floor": 1e6}
+    timings = {
+        (op, kind): Timing([30e6 + extra for _ in rounds], number=1)
+        for op in ("load", "insert")
+        for kind, extra in added.items()
+    }
+    for op in ("load", "insert"):
+        timings[op, "plain again"] = Timing(
+            [30e6 + (control_spread if i % 2 else -control_spread) for i in rounds], number=1
+        )
+    return timings
+
+
+@pytest.mark.parametrize(
+    ("control_spread", "verdict"),
+    [(10_000.0, "PASS"), (2e6, "UNRESOLVED")],
+    ids=["quiet-control", "wide-control"],
+)
+def test_the_time_verdict_is_unresolved_when_the_control_is_too_wide(
+    control_spread: float, verdict: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without instruction counts, the time verdict holds only when the control resolves it."""
+    _print_time_verdicts(_timings(control_spread), counted=False)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("time, ")]
+    assert len(lines) == 2
+    assert all(
+        f"floor's: {verdict} (tidings +120 ns, floor +100 ns, 1.20x" in line for line in lines
+    )
