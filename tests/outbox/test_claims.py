@@ -81,3 +81,28 @@ def test_a_claim_walks_the_primary_key_on_a_table_without_statistics(
     assert f"Index Scan using {box.tables.pending.name}_pkey" in plan
     assert "Seq Scan" not in plan
     assert "Sort" not in plan
+
+
+def test_a_lease_write_keeps_each_claimed_row_on_its_page(pg_outbox: Outbox) -> None:
+    """The pending table leaves half of each page free, so a claim's lease write (a new version
+    of every claimed row) lands on the page of the old version, adding no index entry, for all
+    but a few rows (on a full page a row moves, with its index entry)."""
+    box = pg_outbox
+    table = box.tables.pending.name
+    rows = [box._store.row(uuid.uuid4(), "clock.ticked", "clock.listener", "{}", utcnow())]
+    with box.engine.begin() as conn:
+        conn.execute(box.tables.pending.insert(), rows * 490)  # 500 with the fixture's ten
+
+    def pages() -> dict[int, int]:
+        with box.engine.connect() as conn:
+            found = conn.exec_driver_sql(f"SELECT id, (ctid::text::point)[0]::int FROM {table}")
+            return {int(row_id): int(page) for row_id, page in found}
+
+    before = pages()
+    with box._store.transaction() as conn:
+        claimed = box._store.claim(conn, "a", 500, 60, utcnow())
+    after = pages()
+    assert len(claimed) == 500
+    assert len(set(before.values())) > 1
+    moved = [row_id for row_id in before if after[row_id] != before[row_id]]
+    assert len(moved) <= len(before) // 50  # full pages: nearly every row moves

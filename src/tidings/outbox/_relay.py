@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -172,6 +173,7 @@ class Relay(InLoop):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._private_loop: asyncio.AbstractEventLoop | None = None
         self._last_progress = time.monotonic()
+        self._claiming: Connection | None = None  # see _claim_alone
         #: What an idle relay waits on: LISTEN/NOTIFY on PostgreSQL, a kick from a commit of
         #: this process on SQLite, else the poll alone.
         self.wakeup = Wakeup(outbox.engine, outbox.tables.pending, self)
@@ -325,6 +327,7 @@ class Relay(InLoop):
                     self.wakeup.wait(self.poll_interval)
                 self._progress()
         finally:
+            self._release_claiming()
             if outcome:
                 self._record(outcome)
 
@@ -333,6 +336,8 @@ class Relay(InLoop):
         # batch of receivers that all returned costs one round trip); the rest of the outcome
         # is recorded first, in the same transaction.
         store = self._store
+        if store.postgresql and not (outcome.failures or outcome.released or outcome.postponed):
+            return self._claim_alone(outcome.done)
         rest = dataclasses.replace(outcome, done=[])
         with store.transaction(single=not rest) as conn:
             if rest:
@@ -343,6 +348,29 @@ class Relay(InLoop):
             return store.claim(
                 conn, self.name, self.batch_size, self.lease, now, self.modes, outcome.done
             )
+
+    def _claim_alone(self, done: list[int]) -> list[Claimed]:
+        # The claim is its own transaction (autocommit), on a connection the relay keeps from
+        # batch to batch: a pool checkout and checkin per batch cost as much Python as running
+        # the batch's receivers. A database error drops the connection; the next claim takes
+        # a fresh one.
+        conn = self._claiming
+        if conn is None:
+            conn = self.outbox.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self._claiming = conn
+        try:
+            return self._store.claim(
+                conn, self.name, self.batch_size, self.lease, utcnow(), self.modes, done
+            )
+        except DBAPIError:
+            self._claiming = None
+            conn.close()
+            raise
+
+    def _release_claiming(self) -> None:
+        if self._claiming is not None:
+            self._claiming.close()
+            self._claiming = None
 
     def _run_batch(self, rows: list[Claimed], outcome: Outcome, *, renew: bool = True) -> None:
         known: Mapping[tuple[str, str], DurableReceiver] = (

@@ -274,13 +274,17 @@ class Store:
         # (a CTE): they are neither claimed nor, as older deliveries of an order key, waited for.
         combined = kind == "claim" and self.postgresql
         done = _id_array("done")
+        # The filters compare every row the claim walks with the ids done: as ARRAY(SELECT
+        # ...) the text is parsed into an array once per statement, not once per row (a plain
+        # cast of the parameter is evaluated again for each row under a prepared plan).
+        done_once = func.array(select(func.unnest(done)).scalar_subquery())
         pending_older = [
             older.c.receiver == table.c.receiver,
             older.c.order_key == table.c.order_key,
             older.c.id < table.c.id,
         ]
         if combined:
-            pending_older.append(older.c.id != all_(done))
+            pending_older.append(older.c.id != all_(done_once))
         due_where = [
             table.c.available_at <= now,
             or_(table.c.locked_until.is_(None), table.c.locked_until < now),
@@ -288,7 +292,7 @@ class Store:
             or_(table.c.order_key.is_(None), ~exists().where(*pending_older)),
         ]
         if combined:
-            due_where.append(table.c.id != all_(done))
+            due_where.append(table.c.id != all_(done_once))
         if self.postgresql:
             # Wrapped, the due filter is one condition PostgreSQL cannot estimate (it guesses
             # half the rows). Unwrapped, a table without current statistics (a queue table
