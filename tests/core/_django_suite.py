@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 import unittest
 from pathlib import Path
 from typing import Any
@@ -63,28 +64,33 @@ def fetch_sdist(version: str) -> Path:
     if found:
         return found[0]
     folder.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--quiet",
-        "--disable-pip-version-check",
-        "--no-binary",
-        ":all:",
-        "--no-deps",
-        f"django=={version}",
-        "--dest",
-        str(folder),
-    ]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise FetchError(f"pip download django=={version} timed out") from exc
-    found = sorted(folder.glob(f"[dD]jango-{version}.tar.gz"))
-    if done.returncode != 0 or not found:
-        raise FetchError(f"pip download django=={version} failed: {done.stderr.strip()[-500:]}")
-    return found[0]
+    # Downloaded beside the cache and renamed into it: two test runs sharing the environment
+    # (CI runs the main suite and the pure-Python one at once) never read a partial file.
+    with tempfile.TemporaryDirectory(dir=folder) as partial:
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-binary",
+            ":all:",
+            "--no-deps",
+            f"django=={version}",
+            "--dest",
+            partial,
+        ]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise FetchError(f"pip download django=={version} timed out") from exc
+        downloaded = sorted(Path(partial).glob(f"[dD]jango-{version}.tar.gz"))
+        if done.returncode != 0 or not downloaded:
+            raise FetchError(f"pip download django=={version} failed: {done.stderr.strip()[-500:]}")
+        target = folder / downloaded[0].name
+        os.replace(downloaded[0], target)
+    return target
 
 
 def extract(sdist: Path, version: str, target: Path) -> list[str]:
