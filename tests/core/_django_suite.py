@@ -1,9 +1,9 @@
 """Fetch Django's own dispatch tests and run them against tidings (see test_django_suite.py).
 
 Nothing of Django's test suite is kept in this repository: the sdist of the installed Django
-version is downloaded at test time (``pip download``, cached next to the virtual environment)
-and the test modules are extracted from it into a temporary folder, with their imports of
-``django.dispatch`` pointed at ``tidings``.
+version is downloaded at test time (``pip download``, cached next to the virtual environment
+or in the folder ``TIDINGS_DJANGO_SDISTS`` names) and the test modules are extracted from it
+into a temporary folder, with their imports of ``django.dispatch`` pointed at ``tidings``.
 
 Run as a script (``python -m tests.core._django_suite FOLDER``), it configures Django's
 settings, runs the extracted tests and prints one JSON line per test:
@@ -49,8 +49,10 @@ class FetchError(Exception):
 
 
 def cache_dir() -> Path:
-    """Where downloaded sdists are kept: beside the running virtual environment."""
-    return Path(sys.prefix) / "django-test-sdists"
+    """Where downloaded sdists are kept: ``TIDINGS_DJANGO_SDISTS``, or beside the running
+    virtual environment (CI shares one folder between the environments of its Pythons)."""
+    shared = os.environ.get("TIDINGS_DJANGO_SDISTS", "")
+    return Path(shared) if shared else Path(sys.prefix) / "django-test-sdists"
 
 
 def fetch_sdist(version: str) -> Path:
