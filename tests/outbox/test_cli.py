@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,8 +13,9 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import Engine, create_engine, select
 
-from tests.outbox.processes import TARGET, calls, environment, start_worker, tidings
+from tests.outbox.processes import ROOT, TARGET, calls, environment, start_worker, tidings
 from tests.outbox.worker_app import refused, welcomed
+from tidings import Signal
 from tidings.outbox import Outbox
 from tidings.outbox._cli import main
 
@@ -55,6 +58,42 @@ def test_worker_once_drains_the_outbox_and_prints_a_progress_line(
     assert calls(tmp_path / "calls.txt") == pushed
     assert "tidings worker: 5 done" in done.stderr
     assert "pending 0, in flight 0, dead 0" in done.stderr
+
+
+def test_the_installed_tidings_script_is_the_same_command(
+    sqlite_box: Outbox, tmp_path: Path
+) -> None:
+    """The ``tidings`` script the package installs runs the worker as ``python -m tidings`` does."""
+    script = Path(sys.executable).with_name("tidings")
+    assert script.is_file(), f"{script} is not installed"
+    pushed = push(sqlite_box, 3)
+    done = subprocess.run(
+        [str(script), "worker", TARGET, "--once"],
+        env=env_for(sqlite_box, tmp_path),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert calls(tmp_path / "calls.txt") == pushed
+    assert "tidings worker: 3 done" in done.stderr
+
+
+def test_the_worker_populates_the_outboxs_apps_before_it_relays(
+    sqlite_box: Outbox, tmp_path: Path
+) -> None:
+    """``Outbox(apps=[...])``: the worker populates the app registry first, so a receiver an
+    app's ready() connects runs, though the target module never imports that app."""
+    ids = [
+        str(sqlite_box.write(Signal(name="mailing.newsletter_due"), [name], None, {}))
+        for name in ("mailing.send_newsletter", "mailing.send_newsletter")
+    ]
+    env = env_for(sqlite_box, tmp_path)
+    done = tidings(["worker", "tests.outbox.apps_worker:outbox", "--once"], env)
+    assert done.returncode == 0, done.stderr
+    assert calls(tmp_path / "calls.txt", "mailing.send_newsletter") == ids
+    assert "2 done" in done.stderr
 
 
 def test_worker_quiet_prints_nothing(sqlite_box: Outbox, tmp_path: Path) -> None:
@@ -136,6 +175,29 @@ def test_outbox_operations_on_the_command_line(sqlite_box: Outbox, tmp_path: Pat
     purged = cli(["outbox", "purge", "--dead"], env)
     assert purged.stdout == "1 dead letter deleted\n"
     assert cli(["outbox", "retry", "--all"], env).stdout == "0 dead letters put back\n"
+
+
+def test_dead_letter_options_on_the_command_line(sqlite_box: Outbox, tmp_path: Path) -> None:
+    """``--app`` names the outbox; ``dead`` takes ``--limit``, ``--json`` and ``--traceback``;
+    ``retry`` takes several ids."""
+    env = env_for(sqlite_box, tmp_path)
+    push(sqlite_box, 3, ("accounts.always_fails",))
+    assert cli(["worker", TARGET, "--once", "-q"], env).exit_code == 0
+    app = ["outbox", "--app", TARGET]
+    lines = cli([*app, "dead", "--limit", "2", "--json"], env).stdout.splitlines()
+    letters = [json.loads(line) for line in lines]
+    assert [letter["receiver"] for letter in letters] == ["accounts.always_fails"] * 2
+    assert all(letter["error"] == "RuntimeError: the mail server said no" for letter in letters)
+    assert all(
+        letter["traceback"].startswith("Traceback (most recent call last)") for letter in letters
+    )
+    shown = cli([*app, "dead", "--limit", "1", "--traceback"], env).stdout
+    assert shown.count("Traceback (most recent call last)") == 1
+    assert f"-- {letters[0]['id']} ({letters[0]['event_id']})" in shown
+    ids = [str(letter["id"]) for letter in letters]
+    assert cli([*app, "retry", *ids], env).stdout == "2 dead letters put back\n"
+    status = json.loads(cli([*app, "status", "--json"], env).stdout)
+    assert (status["pending"], status["dead"]) == (2, 1)
 
 
 def test_a_bad_target_is_a_usage_error(tmp_path: Path) -> None:
