@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Engine, ForeignKey, Table, func, select, text, update
+from sqlalchemy import Column, Engine, ForeignKey, MetaData, Table, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
@@ -384,25 +384,47 @@ class LinkPost(_LinkBase):
 instrument(_LinkBase)
 
 
-def test_m2m_changed_through_a_plain_table_cannot_be_stored(box: Outbox) -> None:
-    """m2m_changed's sender is then the Table, which the outbox cannot store: the flush fails."""
+def test_m2m_changed_through_a_plain_table_reaches_a_durable_receiver(box: Outbox) -> None:
+    """m2m_changed's sender is then the Table: stored by its name, the worker gets the same
+    Table object, the reloaded instance, the related class and the keys."""
     _LinkBase.metadata.create_all(box.engine)
     tm.m2m_changed.connect(shop.send_receipt, sender=_post_tags, delivery="durable")
     try:
         with Session(box.engine) as session:
             session.add_all([LinkPost(id=1), LinkTag(id=2)])
             session.commit()
-            post = session.get(LinkPost, 1)
-            assert post is not None
+            post = session.get_one(LinkPost, 1)
             post.tags.append(session.get_one(LinkTag, 2))
-            with pytest.raises(PayloadTypeError, match=r"argument 'sender'.*got Table"):
-                session.commit()
-            session.rollback()
-            assert session.scalar(select(func.count()).select_from(_post_tags)) == 0
+            session.commit()
+        Relay(box).run(once=True)
+        got = [
+            (
+                c["action"],
+                c["sender"],
+                type(c["instance"]),
+                c["instance"].id,
+                c["model"],
+                c["pk_set"],
+            )
+            for _, c in shop.CALLS
+        ]
+        assert got == [
+            ("pre_add", _post_tags, LinkPost, 1, LinkTag, {2}),
+            ("post_add", _post_tags, LinkPost, 1, LinkTag, {2}),
+        ]
         assert pending(box) == 0
     finally:
         tm.m2m_changed.receivers = []
         _LinkBase.metadata.drop_all(box.engine)
+
+
+def test_a_table_outside_the_instrumented_models_is_refused_at_send(box: Outbox) -> None:
+    """A Table no instrumented registry's MetaData holds could not be found by the worker."""
+    shop.order_placed.connect(shop.send_receipt, delivery="durable")
+    loose = Table("loose_table", MetaData(), Column("id", ForeignKey("durable_posts.id")))
+    with pytest.raises(PayloadTypeError, match=r"argument 'table'.*only table of that name"):
+        shop.order_placed.send(None, table=loose)
+    assert pending(box) == 0
 
 
 def test_receiver_decorator_connects_a_durable_receiver(box: Outbox) -> None:

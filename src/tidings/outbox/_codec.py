@@ -16,6 +16,10 @@ keys                                the key ``"$t"`` is stored tagged, so it com
 ``uuid.UUID``                       ``{"$t": "uuid", "v": str(value)}``
 ``enum.Enum`` members               ``{"$t": "enum", "cls": "module:Qualname", "v": value}``
 a class (e.g. the ``sender``)       ``{"$t": "class", "v": "module:Qualname"}``
+a ``Table`` of an instrumented      ``{"$t": "table", "v": "schema.name"}``: found again among
+registry's MetaData (the sender of  the MetaData of the registries the worker instrumented; a
+``m2m_changed`` through a plain     table no such MetaData holds, or two of them hold under that
+association table)                  name, is refused at send time
 a mapped SQLAlchemy instance        ``{"$t": "model", "cls": "module:Qualname", "pk": [...]}``:
                                     reloaded in a session the worker opens; ``None`` if the row
                                     is gone. A deleted instance also carries ``"snapshot"`` (its
@@ -38,11 +42,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import Table
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import manager_of_class
 
 from tidings._errors import PayloadTypeError, TidingsValueError
+from tidings.sqlalchemy._registry import tables_named
 
 __all__ = ["PayloadTypeError", "decode", "encode", "import_path", "instance_key", "stable_path"]
 
@@ -119,13 +125,23 @@ class _Encoder:
             if path is None:
                 raise self.fail(value, "a class must be importable by its module and name")
             return {_TAG: "class", "v": path}
+        if isinstance(value, Table):
+            # Found again by name in the worker: only a name that means this table there too.
+            if tables_named(value.fullname) != [value]:
+                raise self.fail(
+                    value,
+                    "a Table is stored by its name and must be the only table of that name in "
+                    "the MetaData of the instrumented registries (instrument() its models' base)",
+                )
+            return {_TAG: "table", "v": value.fullname}
         state = sa_inspect(value, raiseerr=False)
         if state is not None and hasattr(state, "mapper"):
             return self.instance(value, state)
         raise self.fail(
             value,
             "durable payloads take JSON values, datetime, date, time, Decimal, UUID, enums, "
-            "tuples, sets, classes and mapped SQLAlchemy instances; pass an id or a dict instead",
+            "tuples, sets, classes, mapped SQLAlchemy instances and the Tables of instrumented "
+            "models; pass an id or a dict instead",
         )
 
     def mapping(self, value: dict[Any, Any]) -> Any:
@@ -228,6 +244,14 @@ class _Decoder:
             return import_path(raw)
         if tag == "model":
             return self.instance(value)
+        if tag == "table":
+            tables = tables_named(raw)
+            if len(tables) != 1:
+                raise TidingsValueError(
+                    f"table {raw!r} is in the MetaData of {len(tables)} instrumented registries "
+                    "here, not one: import (and instrument) the models that define it"
+                )
+            return tables[0]
         raise TidingsValueError(f"unknown value tag {tag!r}")
 
     def instance(self, value: dict[str, Any]) -> Any:

@@ -14,7 +14,7 @@ import threading
 import weakref
 from typing import Any
 
-from sqlalchemy import inspect
+from sqlalchemy import Table, inspect
 from sqlalchemy.orm import Mapper, registry
 
 from tidings._errors import AppLabelError, InstrumentError
@@ -29,6 +29,7 @@ __all__ = [
     "is_remembered",
     "registry_of",
     "remember",
+    "tables_named",
 ]
 
 _lock = threading.RLock()
@@ -55,6 +56,21 @@ def remember(reg: registry, label: str | None) -> list[Mapper[Any]]:
 def is_remembered(reg: registry) -> bool:
     """Whether ``instrument()`` was called for ``reg``."""
     return reg in _registries
+
+
+def tables_named(fullname: str) -> list[Table]:
+    """The tables called ``fullname`` (``schema.name``) in the instrumented registries' MetaData.
+
+    One per MetaData: registries sharing a MetaData share its tables.
+    """
+    with _lock:
+        registries = list(_registries)
+    found: dict[int, Table] = {}
+    for reg in registries:
+        table = reg.metadata.tables.get(fullname)
+        if table is not None:
+            found[id(table)] = table
+    return list(found.values())
 
 
 def claim(mapper: Mapper[Any]) -> str | None:
