@@ -336,6 +336,22 @@ def test_a_format_1_row_stored_literally_is_read(outbox: Outbox, claim: str) -> 
     assert outbox.dead_letters() == []
 
 
+def test_a_table_the_worker_cannot_find_is_a_dead_letter_with_the_reason(
+    outbox: Outbox, claim: str
+) -> None:
+    """A stored Table name no instrumented MetaData of the worker holds: dead letter, saying so."""
+    outbox.write(placed, ["shop.mail"], None, {"n": 1})
+    table = outbox.tables.pending
+    with outbox.engine.begin() as conn:
+        conn.execute(update(table).values(payload='{"sender":{"$t":"table","v":"nowhere"}}'))
+    recorder = Recorder()
+    Relay(outbox, claim=claim, receivers=[spec(recorder)]).run(once=True)
+    assert recorder.calls == []
+    [letter] = outbox.dead_letters()
+    assert letter.error.startswith("the stored arguments cannot be read")
+    assert "table 'nowhere' is in the MetaData of 0 instrumented registries" in letter.error
+
+
 def test_unreadable_deliveries_go_to_the_dead_letters_with_the_reason(
     outbox: Outbox, claim: str
 ) -> None:
