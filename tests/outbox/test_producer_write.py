@@ -75,6 +75,24 @@ def test_a_cursor_listener_sees_the_write_as_one_statement(connected: Outbox) ->
     assert [call["n"] for call in calls] == [1]
 
 
+def test_a_do_execute_listener_sees_the_write(connected: Outbox) -> None:
+    """With a dialect ``do_execute`` listener the write goes through SQLAlchemy, which calls it."""
+    seen: list[str] = []
+
+    def record(cursor: Any, statement: str, parameters: Any, context: Any) -> None:
+        seen.append(statement)
+
+    sa_event.listen(connected.engine, "do_execute", record)
+    try:
+        with Session(connected.engine) as session, session.begin():
+            session.execute(text("SELECT 1"))
+            seen.clear()
+            noted.send(None, n=3)
+    finally:
+        sa_event.remove(connected.engine, "do_execute", record)
+    assert [s.split()[:3] for s in seen] == [["INSERT", "INTO", connected.tables.pending.name]]
+
+
 def test_an_engine_logging_statements_logs_the_write(
     connected: Outbox, caplog: pytest.LogCaptureFixture
 ) -> None:

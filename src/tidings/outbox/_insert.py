@@ -21,7 +21,7 @@ is created:
 The write goes through ``Connection.execute()`` instead wherever going around it would change
 what the application sees: another driver or an async one, a Connection of another engine
 than the outbox's, a Connection with no transaction begun (SQLAlchemy begins it),
-cursor-execute or error listeners on the engine or the Connection, statement logging
+cursor-execute, ``do_execute`` or error listeners on the engine or the Connection, statement logging
 (``echo``), or a ``schema_translate_map``.
 """
 
@@ -132,6 +132,8 @@ class RowWriter:
             and not dispatch.before_cursor_execute
             and not dispatch.after_cursor_execute
             and not self._dialect.dispatch.handle_error
+            and not self._dialect.dispatch.do_execute
+            and not self._dialect.dispatch.do_executemany
             and not conn.engine.logger.isEnabledFor(logging.INFO)
             and "schema_translate_map" not in conn.get_execution_options()
         )
