@@ -54,6 +54,8 @@ __all__ = ["PayloadTypeError", "decode", "encode", "import_path", "instance_key"
 
 _TAG = "$t"
 _PLAIN = frozenset({str, int, bool, type(None)})
+# One encoder for every send: json.dumps() with any option builds a new one per call.
+_to_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 def stable_path(obj: Any) -> str | None:
@@ -196,12 +198,12 @@ def encode(kwargs: dict[str, Any], where: Callable[[str], str]) -> str:
         PayloadTypeError: An argument holds a value that cannot be stored.
     """
     # Most sends pass ids, strings and flags only: they are stored as they are.
-    if all(type(value) in _PLAIN for value in kwargs.values()):
-        return json.dumps(kwargs, separators=(",", ":"))
+    if _PLAIN.issuperset(map(type, kwargs.values())):
+        return _to_json(kwargs)
     out: dict[str, Any] = {}
     for name, value in kwargs.items():
         out[name] = _Encoder(lambda name=name: where(name)).value(value)  # type: ignore[misc]
-    return json.dumps(out, separators=(",", ":"), allow_nan=False)
+    return _to_json(out)
 
 
 class _Decoder:
