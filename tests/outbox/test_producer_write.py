@@ -164,6 +164,43 @@ def test_a_database_error_in_the_write_is_sqlalchemys_and_fails_the_transaction(
             conn.exec_driver_sql(f"DROP TABLE {business.name}")
 
 
+def test_a_write_after_a_refused_one_on_the_same_connection_is_stored(
+    connected: Outbox,
+) -> None:
+    """A write the database refused, in a savepoint rolled back, leaves the next one working."""
+    missing = Outbox(connected.engine, prefix=f"missing_{uuid.uuid4().hex[:8]}")
+    with Session(connected.engine) as session, session.begin():
+        with pytest.raises(DBAPIError), session.begin_nested():
+            missing._store.insert_rows(session.connection(), [pending_row(missing, "refused")])
+        noted.send(None, n=5)
+        noted.send(None, n=6)
+    Relay(connected).run(once=True)
+    assert sorted(call["n"] for call in calls) == [5, 6]
+
+
+def test_a_write_on_a_connection_that_replaced_an_invalidated_one_is_stored(
+    connected: Outbox,
+) -> None:
+    """The pool's replacement for an invalidated DBAPI connection takes writes as the first did."""
+    with Session(connected.engine) as session:
+        with session.begin():
+            noted.send(None, n=7)
+            first = session.connection().connection.dbapi_connection
+        session.connection().invalidate()
+        session.rollback()
+        with session.begin():
+            noted.send(None, n=8)
+            assert session.connection().connection.dbapi_connection is not first
+    Relay(connected).run(once=True)
+    assert sorted(call["n"] for call in calls) == [7, 8]
+
+
+def pending_row(outbox: Outbox, receiver: str) -> dict[str, Any]:
+    """The parameters of one pending delivery of ``noted`` to ``receiver``."""
+    sent_at = datetime.datetime(2026, 12, 1, 9, 30)
+    return outbox._store.row(uuid.uuid4(), "tests.producer_write.noted", receiver, "{}", sent_at)
+
+
 @pytest.mark.postgres
 def test_on_postgresql_a_durable_send_costs_one_round_trip(pg_engine: Engine) -> None:
     """A send in a transaction sends one statement and waits once: the NOTIFY rides along."""
