@@ -12,7 +12,7 @@ import datetime
 import logging
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -201,11 +201,24 @@ def pending_row(outbox: Outbox, receiver: str) -> dict[str, Any]:
     return outbox._store.row(uuid.uuid4(), "tests.producer_write.noted", receiver, "{}", sent_at)
 
 
+def sent_by_client(pgconn: Any, action: Callable[[], object]) -> list[str]:
+    """The protocol messages (``Parse``, ``Sync``...) libpq sends on ``pgconn`` in ``action``."""
+    from psycopg import pq
+
+    with tempfile.TemporaryFile("w+") as trace:
+        pgconn.trace(trace.fileno())
+        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        try:
+            action()
+        finally:
+            pgconn.untrace()
+        trace.seek(0)
+        return [line.split("\t")[2] for line in trace if line.startswith("F\t")]
+
+
 @pytest.mark.postgres
 def test_on_postgresql_a_durable_send_costs_one_round_trip(pg_engine: Engine) -> None:
     """A send in a transaction sends one statement and waits once: the NOTIFY rides along."""
-    from psycopg import pq
-
     box = Outbox(pg_engine)
     box.create_all()
     calls.clear()
@@ -214,13 +227,7 @@ def test_on_postgresql_a_durable_send_costs_one_round_trip(pg_engine: Engine) ->
         with box.installed(), Session(pg_engine) as session, session.begin():
             session.execute(text("SELECT 1"))  # the transaction's BEGIN is behind us
             pgconn = session.connection().connection.driver_connection.pgconn  # type: ignore[union-attr]
-            with tempfile.TemporaryFile("w+") as trace:
-                pgconn.trace(trace.fileno())
-                pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
-                noted.send(None, n=5)
-                pgconn.untrace()
-                trace.seek(0)
-                sent = [line.split("\t")[2] for line in trace if line.startswith("F\t")]
+            sent = sent_by_client(pgconn, lambda: noted.send(None, n=5))
         waits = [message for message in sent if message.split()[0] in ("Sync", "Query")]
         assert len(waits) == 1, sent
         Relay(box).run(once=True)
@@ -235,8 +242,6 @@ def test_on_postgresql_a_send_outside_a_transaction_costs_one_round_trip(
     pg_engine: Engine,
 ) -> None:
     """With no transaction open the row is one autocommitted statement: no BEGIN, no COMMIT."""
-    from psycopg import pq
-
     engine = create_engine(pg_engine.url, pool_size=1, max_overflow=0)  # one connection to trace
     box = Outbox(engine)
     box.create_all()
@@ -246,13 +251,8 @@ def test_on_postgresql_a_send_outside_a_transaction_costs_one_round_trip(
     pgconn = raw.driver_connection.pgconn  # type: ignore[union-attr]
     raw.close()
     try:
-        with box.installed(), tempfile.TemporaryFile("w+") as trace:
-            pgconn.trace(trace.fileno())
-            pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
-            noted.send(None, n=6)
-            pgconn.untrace()
-            trace.seek(0)
-            sent = [line.split("\t")[2] for line in trace if line.startswith("F\t")]
+        with box.installed():
+            sent = sent_by_client(pgconn, lambda: noted.send(None, n=6))
         waits = [message for message in sent if message.split()[0] in ("Sync", "Query")]
         assert len(waits) == 1, sent
         Relay(box).run(once=True)
