@@ -11,14 +11,16 @@ from __future__ import annotations
 import datetime
 import logging
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, MetaData, Table, create_engine, select, text
+from sqlalchemy import Engine, MetaData, Table, create_engine, func, select, text
 from sqlalchemy import event as sa_event
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from tidings import Signal
@@ -139,6 +141,13 @@ def test_several_rows_in_one_write_are_all_stored(outbox: Outbox) -> None:
     assert sorted(inside) == ["a.one", "a.three", "a.two"]
 
 
+def raised_in_the_direct_write(info: pytest.ExceptionInfo[BaseException]) -> bool:
+    """Whether the exception came from the write run on the DBAPI connection (``_run``)."""
+    return any(
+        entry.name == "_run" and Path(entry.path).name == "_insert.py" for entry in info.traceback
+    )
+
+
 def test_a_database_error_in_the_write_is_sqlalchemys_and_fails_the_transaction(
     engine: Engine,
 ) -> None:
@@ -152,8 +161,12 @@ def test_a_database_error_in_the_write_is_sqlalchemys_and_fails_the_transaction(
         with missing.installed(), Session(engine) as session:
             session.begin()
             session.execute(text(f"INSERT INTO {business.name} (id) VALUES (1)"))
+            conn = session.connection()
             with pytest.raises(DBAPIError) as info:
                 noted.send(None, n=4)
+            assert raised_in_the_direct_write(info), info.traceback
+            assert not info.value.connection_invalidated
+            assert not conn.invalidated  # the connection outlives the refused statement
             session.rollback()
         assert missing.tables.pending.name in str(info.value)
         with engine.connect() as conn:
@@ -261,3 +274,44 @@ def test_on_postgresql_a_send_outside_a_transaction_costs_one_round_trip(
         noted.disconnect(note)
         box.drop_all()
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_connection_lost_in_the_write_is_invalidated_and_the_session_recovers(
+    pg_engine: Engine,
+) -> None:
+    """A backend killed under the Session's transaction makes the send raise OperationalError
+    with ``connection_invalidated``; the Session rolls back, goes on on a new connection, and
+    no delivery was stored."""
+    box = Outbox(pg_engine)
+    box.create_all()
+    noted.connect(note, delivery="durable", name="tests.producer_write.note")
+    try:
+        with box.installed(), Session(pg_engine) as session:
+            session.begin()
+            pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            conn = session.connection()
+            with pg_engine.connect() as killer:
+                assert killer.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+                gone = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p")
+                deadline = time.monotonic() + 10
+                while killer.execute(gone, {"p": pid}).scalar() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    killer.rollback()  # a new snapshot of pg_stat_activity
+            with pytest.raises(OperationalError) as info:
+                noted.send(None, n=7)
+            assert raised_in_the_direct_write(info), info.traceback
+            assert info.value.connection_invalidated
+            assert conn.invalidated
+            session.rollback()
+            session.begin()
+            assert session.execute(text("SELECT pg_backend_pid()")).scalar_one() != pid
+            count = select(func.count()).select_from(box.tables.pending)
+            noted.send(None, n=8)  # the Session writes again, on its new connection
+            assert session.execute(count).scalar() == 1
+            session.rollback()
+        with pg_engine.connect() as fresh:
+            assert fresh.execute(count).scalar() == 0
+    finally:
+        noted.disconnect(note)
+        box.drop_all()
