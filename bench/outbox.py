@@ -213,9 +213,9 @@ def run(quick: bool = False) -> None:
         f"{'vs anchor':>14} {'ratio':>8} {'own txn':>14}"
     )
     with tempfile.TemporaryDirectory() as folder:
-        engine = create_engine(f"sqlite:///{folder}/bench.db")
-        producer_rows(engine, "SQLite", transactions)
-        engine.dispose()
+        sqlite = create_engine(f"sqlite:///{folder}/bench.db")
+        producer_rows(sqlite, "SQLite", transactions)
+        sqlite.dispose()
     with postgres() as engine:
         if engine is not None:
             producer_rows(engine, "PostgreSQL", transactions)
