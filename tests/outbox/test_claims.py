@@ -7,9 +7,11 @@ import uuid
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy import event as sa_event
 
 from tidings import Signal
 from tidings.outbox import Outbox
+from tidings.outbox._insert import may_bypass
 from tidings.outbox._records import utcnow
 
 pytestmark = pytest.mark.postgres
@@ -106,3 +108,44 @@ def test_a_lease_write_keeps_each_claimed_row_on_its_page(pg_outbox: Outbox) -> 
     assert len(set(before.values())) > 1
     moved = [row_id for row_id in before if after[row_id] != before[row_id]]
     assert len(moved) <= len(before) // 50  # full pages: nearly every row moves
+
+
+def test_a_claim_around_sqlalchemy_returns_what_sqlalchemy_returns(pg_engine: Engine) -> None:
+    """Two outboxes holding the same deliveries: the claim run on the DBAPI cursor returns the
+    rows that the same claim run through ``Connection.execute()`` returns."""
+    direct, through = (Outbox(pg_engine, prefix=f"{name}_{uuid.uuid4().hex[:8]}") for name in "ab")
+    sent_at = datetime.datetime(2026, 12, 1, 9, 30, 15, 123456)
+    rows = [
+        direct._store.row(uuid.uuid4(), "clock.ticked", "clock.listener", f'{{"n":{n}}}', sent_at)
+        for n in range(5)
+    ]
+    for box in (direct, through):
+        box.create_all()
+        with box.engine.begin() as conn:
+            box._store.insert_rows(conn, rows)
+    now = utcnow()
+    assert direct._store._query("claim", ("durable",), 50).direct
+    with direct._store.transaction() as conn:
+        conn.exec_driver_sql("SELECT 1")  # begun, as a relay's claim connection is
+        assert may_bypass(conn, pg_engine.dialect)
+        around = direct._store.claim(conn, "a", 50, 60, now)
+    seen: list[str] = []
+    with through._store.transaction() as conn:
+        # A cursor listener on the Connection: the claim must go through SQLAlchemy.
+        sa_event.listen(conn, "before_cursor_execute", lambda *args: seen.append(args[2]))
+        via = through._store.claim(conn, "a", 50, 60, now)
+    assert len(seen) == 1
+    assert seen[0].startswith("WITH done")
+    assert len(around) == 5
+    assert around == via
+    assert {row.event_id for row in around} == {row["event_id"] for row in rows}
+
+
+def test_a_claim_of_several_modes_goes_through_sqlalchemy(pg_outbox: Outbox) -> None:
+    """A statement SQLAlchemy rebuilds per execution (the modes' expanding IN) is never run
+    around it, and still claims."""
+    query = pg_outbox._store._query("claim", ("durable", "queue"), 50)
+    assert not query.direct
+    with pg_outbox._store.transaction() as conn:
+        claimed = pg_outbox._store.claim(conn, "a", 50, 60, utcnow(), ("durable", "queue"))
+    assert len(claimed) == 10

@@ -42,7 +42,7 @@ from sqlalchemy import (
     update,
 )
 
-from tidings.outbox._insert import RowWriter
+from tidings.outbox._insert import DirectQuery, RowWriter
 from tidings.outbox._records import Claimed, Failure, Outcome, Taken, utcnow
 from tidings.outbox._schema import FORMAT_VERSION, OutboxTables
 
@@ -62,6 +62,7 @@ class Store:
         # which also wakes the relays (NOTIFY on PostgreSQL; see tidings.outbox._wakeup).
         self._writer = RowWriter(engine, tables.pending, wake=wake)
         self._statements: dict[tuple[str, tuple[str, ...], int], Any] = {}
+        self._queries: dict[tuple[str, tuple[str, ...], int], DirectQuery] = {}
         self._delete = delete(tables.pending).where(self._among())
 
     @contextlib.contextmanager
@@ -186,9 +187,7 @@ class Store:
             params["done"] = self._ids(done)
         elif done:
             conn.execute(self._delete, {"ids": self._ids(done)})
-        statement = self._statement("claim", modes, limit)
-        result = conn.execute(statement, params)
-        rows = [Claimed(*row) for row in result.all()]
+        rows = [Claimed(*row) for row in self._query("claim", modes, limit).rows(conn, params)]
         rows.sort(key=lambda row: row.id)
         return rows
 
@@ -206,10 +205,9 @@ class Store:
         Returns:
             The deliveries, oldest first, ``attempts`` being this attempt's number.
         """
-        query = self._statement("lock", modes, limit)
         taken = Taken()
         # Fetched at once and unpacked: row by row through the result costs more than the rest.
-        for r in conn.execute(query, {"now": now}).all():
+        for r in self._query("lock", modes, limit).rows(conn, {"now": now}):
             # ``attempts`` (r[9]) counts the recorded attempts: this one is the next.
             taken.rows.append(
                 Claimed(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9] + 1)
@@ -234,7 +232,7 @@ class Store:
             row: Claimed, attempts: int, due: datetime.datetime | None, error: str | None
         ) -> None:
             available_at, last_error = taken.kept[row.id]
-            values = {name: getattr(row, name) for name in Claimed.__slots__}
+            values = {name: getattr(row, name) for name in Claimed._fields}
             values.update(
                 attempts=attempts,
                 available_at=available_at if due is None else due,
@@ -256,6 +254,18 @@ class Store:
                 put(row, row.attempts - 1, None, None)
         if back:
             conn.execute(insert(self.tables.pending), back)
+
+    def _query(self, kind: str, modes: Sequence[str], limit: int) -> DirectQuery:
+        """:meth:`_statement`, compiled once to run on the DBAPI cursor where it can."""
+        key = (kind, tuple(modes), limit)
+        query = self._queries.get(key)
+        if query is None:
+            statement = self._statement(kind, modes, limit)
+            columns = self._claimed_columns()
+            if kind == "lock":
+                columns += [self.tables.pending.c.available_at, self.tables.pending.c.last_error]
+            query = self._queries[key] = DirectQuery(statement, columns, self.engine.dialect)
+        return query
 
     def _statement(self, kind: str, modes: Sequence[str], limit: int) -> Any:
         """The claim (``"claim"``) or lock (``"lock"``) statement, built once and reused.
