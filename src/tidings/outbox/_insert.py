@@ -1,5 +1,8 @@
 """The producer's write: a send's pending-delivery INSERT, prepared once per outbox.
 
+The relays' claim on PostgreSQL (:class:`DirectQuery`) runs on the DBAPI cursor by the same
+rules as the write (:func:`may_bypass`, :func:`run_direct`).
+
 The write runs inside the sender's business transaction, once per durable receiver of every
 send, so what it costs is added to each of those transactions. It is prepared when the outbox
 is created:
