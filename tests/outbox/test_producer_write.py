@@ -142,9 +142,10 @@ def test_several_rows_in_one_write_are_all_stored(outbox: Outbox) -> None:
 
 
 def raised_in_the_direct_write(info: pytest.ExceptionInfo[BaseException]) -> bool:
-    """Whether the exception came from the write run on the DBAPI connection (``_run``)."""
+    """Whether the exception came from the write run on the DBAPI connection (``run_direct``)."""
     return any(
-        entry.name == "_run" and Path(entry.path).name == "_insert.py" for entry in info.traceback
+        entry.name == "run_direct" and Path(entry.path).name == "_insert.py"
+        for entry in info.traceback
     )
 
 
