@@ -57,7 +57,7 @@ COLUMNS = (
 )
 _DIRECT_DRIVERS = frozenset({"psycopg", "pysqlite"})
 _CHANNEL, _MESSAGE = "tidings_channel", "tidings_message"
-_CURSOR = "tidings.outbox.cursor"  # the key of the write's cursor in the pool's info
+_CURSOR = "tidings.outbox.cursor"  # the key of run_direct()'s cursor in the pool's info
 
 
 class RowWriter:

@@ -61,7 +61,6 @@ class Store:
         # Built once: a send's write is one prepared statement (see tidings.outbox._insert),
         # which also wakes the relays (NOTIFY on PostgreSQL; see tidings.outbox._wakeup).
         self._writer = RowWriter(engine, tables.pending, wake=wake)
-        self._statements: dict[tuple[str, tuple[str, ...], int], Any] = {}
         self._queries: dict[tuple[str, tuple[str, ...], int], DirectQuery] = {}
         self._delete = delete(tables.pending).where(self._among())
 
@@ -268,15 +267,11 @@ class Store:
         return query
 
     def _statement(self, kind: str, modes: Sequence[str], limit: int) -> Any:
-        """The claim (``"claim"``) or lock (``"lock"``) statement, built once and reused.
+        """The claim (``"claim"``) or lock (``"lock"``) statement (:meth:`_query` keeps it).
 
         A statement object reused with new parameters skips SQLAlchemy's construction and
         cache-key work on every batch.
         """
-        key = (kind, tuple(modes), limit)
-        statement = self._statements.get(key)
-        if statement is not None:
-            return statement
         table = self.tables.pending
         now = bindparam("now", type_=table.c.available_at.type)
         older = table.alias("older")
@@ -320,6 +315,7 @@ class Store:
             if self.postgresql
             else table.c.id.in_(due)
         )
+        statement: Any
         if kind == "lock":
             statement = (
                 delete(table)
@@ -341,7 +337,6 @@ class Store:
                 statement = statement.add_cte(
                     delete(table).where(table.c.id == any_(done)).cte("done")
                 )
-        self._statements[key] = statement
         return statement
 
     def _claimed_columns(self) -> list[Any]:
