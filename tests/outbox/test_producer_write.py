@@ -48,21 +48,26 @@ def connected(outbox: Outbox) -> Iterator[Outbox]:
         noted.disconnect(note)
 
 
-def statements_of_send(outbox: Outbox, **kwargs: Any) -> list[str]:
-    """The statements SQLAlchemy's cursor listener sees for one send in a Session."""
+def statements_of_send(
+    outbox: Outbox, event: str = "before_cursor_execute", **kwargs: Any
+) -> list[str]:
+    """The statements an engine listener for ``event`` sees for one send in a Session."""
     seen: list[str] = []
+    # Where each event passes the statement: (conn, cursor, statement, ...) for the cursor
+    # events, (cursor, statement, ...) for the dialect's do_execute.
+    at = 1 if event == "do_execute" else 2
 
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
+    def record(*args: Any) -> None:
+        seen.append(args[at])
 
-    sa_event.listen(outbox.engine, "before_cursor_execute", record)
+    sa_event.listen(outbox.engine, event, record)
     try:
         with Session(outbox.engine) as session, session.begin():
             session.execute(text("SELECT 1"))
             seen.clear()
             noted.send(None, **kwargs)
     finally:
-        sa_event.remove(outbox.engine, "before_cursor_execute", record)
+        sa_event.remove(outbox.engine, event, record)
     return seen
 
 
@@ -79,19 +84,7 @@ def test_a_cursor_listener_sees_the_write_as_one_statement(connected: Outbox) ->
 
 def test_a_do_execute_listener_sees_the_write(connected: Outbox) -> None:
     """With a dialect ``do_execute`` listener the write goes through SQLAlchemy, which calls it."""
-    seen: list[str] = []
-
-    def record(cursor: Any, statement: str, parameters: Any, context: Any) -> None:
-        seen.append(statement)
-
-    sa_event.listen(connected.engine, "do_execute", record)
-    try:
-        with Session(connected.engine) as session, session.begin():
-            session.execute(text("SELECT 1"))
-            seen.clear()
-            noted.send(None, n=3)
-    finally:
-        sa_event.remove(connected.engine, "do_execute", record)
+    seen = statements_of_send(connected, "do_execute", n=3)
     assert [s.split()[:3] for s in seen] == [["INSERT", "INTO", connected.tables.pending.name]]
 
 
