@@ -171,6 +171,24 @@ def test_a_database_error_in_the_write_is_sqlalchemys_and_fails_the_transaction(
             conn.exec_driver_sql(f"DROP TABLE {business.name}")
 
 
+def test_a_refused_write_of_several_rows_is_sqlalchemys_and_the_next_one_is_stored(
+    outbox: Outbox,
+) -> None:
+    """A send's rows for several receivers go to the database together; a refusal of them is
+    raised as SQLAlchemy's DBAPIError, and the connection's next write stores its rows."""
+    missing = Outbox(outbox.engine, prefix=f"missing_{uuid.uuid4().hex[:8]}")
+    receiver = outbox.tables.pending.c.receiver
+    with outbox.engine.connect() as conn, conn.begin():
+        with pytest.raises(DBAPIError) as info, conn.begin_nested():
+            missing.write(noted, ["a.one", "a.two"], None, {"n": 7}, connection=conn)
+        assert raised_in_the_direct_write(info), info.traceback
+        assert missing.tables.pending.name in str(info.value)
+        assert not info.value.connection_invalidated
+        outbox.write(noted, ["b.one", "b.two"], None, {"n": 8}, connection=conn)
+        stored = conn.execute(select(receiver)).scalars().all()
+    assert sorted(stored) == ["b.one", "b.two"]
+
+
 def test_a_write_after_a_refused_one_on_the_same_connection_is_stored(
     connected: Outbox,
 ) -> None:
