@@ -16,7 +16,9 @@ that mode and hands each one to ``publish(row)`` (its return marks the row done,
 ``Exception`` is a failed attempt, an awaitable it returns is awaited first).
 
 Guarantee: at least once. A worker that dies after a receiver returned and before the batch's
-outcome was recorded leaves its deliveries leased; they run again once the lease expires.
+outcome was recorded leaves its deliveries leased; they run again once the lease expires. A
+live relay keeps its leases for as long as it holds the deliveries (the heartbeat), however
+long its receivers take.
 Order: none is promised. One relay takes deliveries oldest first, but retries, lease expiry and
 several workers reorder them.
 """
@@ -43,6 +45,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from tidings._errors import RelayBusyError, TidingsValueError
+from tidings.outbox._heartbeat import Heartbeat
 from tidings.outbox._outbox import Outbox
 from tidings.outbox._receivers import (
     DEFAULT_BACKOFF,
@@ -100,7 +103,8 @@ class Relay(InLoop):
             afresh for every batch).
         batch_size: Deliveries claimed at once.
         lease: Seconds a claim holds a delivery; a worker that dies holding it lets it go
-            after this long. Renewed while a batch runs.
+            after this long. A thread of the relay's renews it every third of it while the
+            relay holds the delivery (see :mod:`tidings.outbox._heartbeat`).
         poll_interval: Seconds between claims when nothing is due; a commit that writes a
             delivery wakes the relay sooner (see :attr:`wakeup`).
         unknown_delay: Seconds before a delivery for an unknown receiver is looked at again.
@@ -174,6 +178,7 @@ class Relay(InLoop):
         self._private_loop: asyncio.AbstractEventLoop | None = None
         self._last_progress = time.monotonic()
         self._claiming: Connection | None = None  # see _claim_alone
+        self._heartbeat = Heartbeat(self._store, self.name, lease)
         #: What an idle relay waits on: LISTEN/NOTIFY on PostgreSQL, a kick from a commit of
         #: this process on SQLite, else the poll alone.
         self.wakeup = Wakeup(outbox.engine, outbox.tables.pending, self)
@@ -201,6 +206,7 @@ class Relay(InLoop):
             self._hold_relay_lease()
             self._loop_batches(once)
         finally:
+            self._heartbeat.stop()
             try:
                 if self._store.sqlite:
                     self._store.drop_relay_lease(self.name)
@@ -248,6 +254,7 @@ class Relay(InLoop):
             with self._store.transaction() as conn:
                 busy = self._store.take_relay_lease(conn, self.name, self.lease, utcnow())
             if busy is None:
+                self._heartbeat.lost.clear()
                 return
             holder, until = busy
             message = (
@@ -280,7 +287,7 @@ class Relay(InLoop):
                     rows = taken.rows
                     try:
                         if rows:
-                            self._run_batch(rows, outcome, renew=False)
+                            self._run_batch(rows, outcome)
                     finally:
                         if rows:
                             self._store.settle(conn, outcome, taken)
@@ -303,8 +310,11 @@ class Relay(InLoop):
         if self.claim == "lock":
             self._loop_locked(once)
             return
+        # The rows of a batch stay in the heartbeat's care from their claim until the claim
+        # after it records them (a claim that fails leaves them there).
         outcome = Outcome()
         failures_in_a_row = 0
+        hold = self._heartbeat.hold
         try:
             while not self._stopping.is_set():
                 try:
@@ -316,6 +326,7 @@ class Relay(InLoop):
                 failures_in_a_row = 0
                 self._count(outcome)
                 outcome = Outcome()
+                hold([row.id for row in rows] if rows else ())
                 if rows is None:  # lost the SQLite relay lease while stalled
                     self._hold_relay_lease()
                     continue
@@ -340,13 +351,14 @@ class Relay(InLoop):
             return self._claim_alone(outcome.done)
         rest = dataclasses.replace(outcome, done=[])
         with store.transaction(single=not rest) as conn:
+            if store.sqlite and store.take_relay_lease(conn, self.name, self.lease, utcnow()):
+                store.record(conn, self.name, outcome)  # no claim to delete the ones done
+                return None
             if rest:
                 store.record(conn, self.name, rest)
-            now = utcnow()
-            if store.sqlite and store.take_relay_lease(conn, self.name, self.lease, now):
-                return None
+            # After the record: a retry due at once is due for this claim.
             return store.claim(
-                conn, self.name, self.batch_size, self.lease, now, self.modes, outcome.done
+                conn, self.name, self.batch_size, self.lease, utcnow(), self.modes, outcome.done
             )
 
     def _claim_alone(self, done: list[int]) -> list[Claimed]:
@@ -372,19 +384,16 @@ class Relay(InLoop):
             self._claiming.close()
             self._claiming = None
 
-    def _run_batch(self, rows: list[Claimed], outcome: Outcome, *, renew: bool = True) -> None:
+    def _run_batch(self, rows: list[Claimed], outcome: Outcome) -> None:
         known: Mapping[tuple[str, str], DurableReceiver] = (
             self._receivers if self._receivers is not None else registered()
         )
-        renew_at = time.monotonic() + self.lease / 2
+        lost = self._heartbeat.lost
         for index, row in enumerate(rows):
-            if self._stopping.is_set():
+            if self._stopping.is_set() or lost.is_set():
                 outcome.released.extend(rows[index:])
                 return
             self._progress()  # also while a batch outlasts the interval
-            if renew and time.monotonic() > renew_at:
-                self._store.extend(self.name, [r.id for r in rows[index:]], self.lease)
-                renew_at = time.monotonic() + self.lease / 2
             spec = known.get((row.signal, row.receiver))
             durable = row.delivery == "durable"
             if durable and spec is None:

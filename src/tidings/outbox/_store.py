@@ -354,18 +354,31 @@ class Store:
             table.c.attempts,
         ]
 
-    def extend(self, me: str, ids: Sequence[int], lease: float) -> None:
-        """Extend ``me``'s lease on the deliveries ``ids``."""
-        if not ids:
-            return
+    def extend(self, me: str, ids: Sequence[int], lease: float) -> bool:
+        """Extend ``me``'s lease on the deliveries ``ids``, and on SQLite the relay lease.
+
+        Returns:
+            False if on SQLite another relay holds the relay lease now (``me``'s deliveries
+            whose lease expired may be that relay's by now; those still ``me``'s are renewed).
+        """
         table = self.tables.pending
         until = utcnow() + datetime.timedelta(seconds=lease)
-        with self.transaction() as conn:
+        with self.transaction(single=not self.sqlite) as conn:
             conn.execute(
                 update(table)
-                .where(table.c.id.in_(ids), table.c.locked_by == me)
-                .values(locked_until=until)
+                .where(self._among(), table.c.locked_by == me)
+                .values(locked_until=until),
+                {"ids": self._ids(ids)},
             )
+            if not self.sqlite:
+                return True
+            relay = self.tables.relay
+            renewed = conn.execute(
+                update(relay)
+                .where(relay.c.name == "relay", relay.c.holder == me)
+                .values(lease_until=until)
+            )
+            return renewed.rowcount == 1
 
     def finish(self, me: str, outcome: Outcome) -> None:
         """Record a batch's outcome in a transaction of its own."""

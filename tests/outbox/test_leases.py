@@ -1,0 +1,135 @@
+"""A live relay keeps the leases of the deliveries it holds, however long its receivers take.
+
+A claim leases its rows for ``lease`` seconds; the relay's heartbeat renews them while the
+relay holds them (running, or run and not yet recorded), so another relay claims none of
+them and no delivery runs twice while its worker lives. On SQLite the heartbeat keeps the
+database's relay lease too, and a relay that finds it taken stops its batch.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, select, update
+
+from tests.outbox.test_storage import pending_count, placed, spec
+from tidings.outbox import Outbox, Relay
+from tidings.outbox._records import utcnow
+
+LEASE = 0.6  # the heartbeat renews every 0.2 s
+
+
+def wait_until(predicate: Callable[[], bool], seconds: float = 20) -> None:
+    """Wait for ``predicate``; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    "durations",
+    [[0.25] * 6, [1.5]],
+    ids=["a batch longer than the lease", "a receiver longer than the lease"],
+)
+def test_a_delivery_held_by_a_live_relay_is_not_claimed_by_another(
+    outbox: Outbox, durations: list[float]
+) -> None:
+    """Two relays, one batch of 1.5 s (two and a half leases): every delivery runs once."""
+    started: list[int] = []
+    runs: list[tuple[str, int]] = []
+
+    def slow(n: int, **kwargs: Any) -> None:
+        started.append(n)
+        time.sleep(durations[n])
+        runs.append((threading.current_thread().name, n))
+
+    for n in range(len(durations)):
+        outbox.write(placed, ["shop.mail"], None, {"n": n})
+    relays = [
+        Relay(
+            outbox,
+            receivers=[spec(slow)],
+            lease=LEASE,
+            poll_interval=0.05,
+            batch_size=10,
+            name=f"relay-{i}",
+        )
+        for i in range(2)
+    ]
+    threads = [threading.Thread(target=r.run, name=r.name) for r in relays]
+    threads[0].start()
+    try:
+        wait_until(lambda: bool(started))
+        threads[1].start()  # claims (PostgreSQL) or waits for the database (SQLite)
+        wait_until(lambda: pending_count(outbox) == 0)
+        time.sleep(2 * LEASE)  # a lease let go by now would have been claimed again
+    finally:
+        for relay in relays:
+            relay.stop()
+        for thread in threads:
+            if thread.is_alive():
+                thread.join(30)
+    times = Counter(n for _, n in runs)
+    print(
+        f"\nheld past the lease ({len(durations)} x {durations[0]} s, lease {LEASE} s): pushed "
+        f"{len(durations)}, runs {len(runs)}, duplicated {len(runs) - len(times)}"
+    )
+    assert times == Counter(range(len(durations)))
+    assert {name for name, _ in runs} == {"relay-0"}
+
+
+def test_a_sqlite_relay_that_finds_its_relay_lease_taken_stops_its_batch(
+    tmp_path: Path,
+) -> None:
+    """The heartbeat sees another holder of the relay lease: the relay records what ran,
+    releases the rest with the attempt not counted, and waits for the lease again."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'taken.db'}")
+    try:
+        box = Outbox(engine)
+        box.create_all()
+        ran: list[int] = []
+
+        def slow(n: int, **kwargs: Any) -> None:
+            ran.append(n)
+            time.sleep(0.15)
+
+        for n in range(20):
+            box.write(placed, ["shop.mail"], None, {"n": n})
+        relay = Relay(box, receivers=[spec(slow)], lease=LEASE, poll_interval=0.05, batch_size=20)
+        thread = threading.Thread(target=relay.run)
+        thread.start()
+        relay_table, pending = box.tables.relay, box.tables.pending
+        try:
+            wait_until(lambda: len(ran) >= 2)
+            with engine.begin() as conn:  # another relay's takeover (as after a stall)
+                later = utcnow() + datetime.timedelta(hours=1)
+                conn.execute(update(relay_table).values(holder="intruder", lease_until=later))
+            wait_until(lambda: len(ran) + pending_count(box) == 20)  # the done ones deleted
+            stopped_at = len(ran)
+            time.sleep(2 * LEASE)
+            assert len(ran) == stopped_at  # waiting for the lease, running nothing
+            with engine.connect() as conn:
+                assert conn.execute(select(pending.c.locked_by, pending.c.attempts)).all() == [
+                    (None, 0)
+                ] * (20 - stopped_at)
+            with engine.begin() as conn:  # the intruder goes away
+                conn.execute(relay_table.delete())
+            wait_until(lambda: pending_count(box) == 0)
+        finally:
+            relay.stop()
+            thread.join(30)
+        print(
+            f"\nrelay lease taken mid-batch: pushed 20, stopped after {stopped_at}, ran {len(ran)}"
+        )
+        assert sorted(ran) == list(range(20))
+        assert stopped_at < 20
+    finally:
+        engine.dispose()
