@@ -514,15 +514,19 @@ def test_send_robust_raises_an_unstorable_argument_too(box: Outbox) -> None:
 
 
 def test_writing_on_binds_a_core_connection(box: Outbox) -> None:
-    """Under writing_on(conn) the row is written in conn's transaction and rolls back with it."""
+    """Under writing_on(conn) the row is written in conn's transaction and rolls back with it;
+    a send before conn has begun one begins it, as a statement would."""
     shop.order_placed.connect(shop.send_receipt, delivery="durable")
     with box.engine.connect() as conn, writing_on(conn):
-        conn.execute(text("SELECT 1"))
         shop.order_placed.send(None, order_id=1)
+        assert conn.in_transaction()
         conn.rollback()
+        conn.execute(text("SELECT 1"))
         shop.order_placed.send(None, order_id=2)
+        conn.rollback()
+        shop.order_placed.send(None, order_id=3)
         conn.commit()
-    assert [row.payload for row in rows(box)] == ['{"sender":null,"order_id":2}']
+    assert [row.payload for row in rows(box)] == ['{"sender":null,"order_id":3}']
 
 
 # -- async producers --------------------------------------------------------------------------

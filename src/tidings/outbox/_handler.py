@@ -91,7 +91,8 @@ def writing_on(connection: Connection) -> Iterator[Connection]:
     transaction open in the same context still wins (it is more specific to the send).
 
     Args:
-        connection: A ``Connection`` with (or about to have) a transaction open.
+        connection: The ``Connection``. A send while it has no transaction begun begins one,
+            as any statement on it would: the row commits or rolls back with what follows.
 
     Yields:
         ``connection``.
@@ -261,7 +262,7 @@ def write(store: Store, row: dict[str, Any], session: Session | None) -> None:
         store.insert_rows(conn, [row])
         return
     bound = _bound.get()
-    if bound is not None and bound.in_transaction():
+    if bound is not None:  # a Connection that has not begun a transaction begins it here
         store.insert_rows(bound, [row])
         return
     with store.transaction(single=True) as own:  # one statement: autocommit on PostgreSQL
