@@ -41,8 +41,9 @@ class Event:
     """What a durable receiver is told about the delivery it is running, as ``event=``.
 
     Attributes:
-        id: The event's unique id, the same on every attempt and for every receiver of the same
-            send: the idempotency key.
+        id: The delivery's unique id, the same on every attempt: the idempotency key. Each
+            durable receiver of a send has its own (``Outbox.write()`` gives the receivers it
+            names one id between them, told apart by ``receiver``).
         attempt: 1 on the first attempt, 2 on the first retry, ...
         sent_at: When the send happened (aware, UTC).
         signal: The signal's stable name.
