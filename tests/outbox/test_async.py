@@ -37,8 +37,25 @@ def test_an_async_receiver_over_its_timeout_is_a_failed_attempt(outbox: Outbox) 
     relay = Relay(outbox, receivers=[spec])
     relay.run(once=True)
     [letter] = outbox.dead_letters()
-    assert letter.error.startswith("TimeoutError")
+    assert letter.error == (
+        "TimeoutError: async receiver net.stuck of net.pinged did not finish within its "
+        "timeout of 0.05 s (it was cancelled)"
+    )
     assert relay.stats.dead == 1
+
+
+def test_a_timeout_error_an_async_receiver_raises_is_its_own(outbox: Outbox) -> None:
+    """A ``TimeoutError`` raised by the receiver itself (its own call timed out) is recorded
+    as it is, not as the receiver's timeout."""
+
+    async def impatient(**kwargs: Any) -> None:
+        raise TimeoutError("the mail server did not answer")
+
+    outbox.write(pinged, ["net.impatient"], None, {})
+    spec = DurableReceiver(pinged, "net.impatient", impatient, timeout=5, max_attempts=1)
+    Relay(outbox, receivers=[spec]).run(once=True)
+    [letter] = outbox.dead_letters()
+    assert letter.error == "TimeoutError: the mail server did not answer"
 
 
 def test_arun_awaits_async_receivers_in_the_running_loop(outbox: Outbox) -> None:

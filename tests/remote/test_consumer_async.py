@@ -94,7 +94,10 @@ def test_an_async_receiver_over_its_timeout_fails_and_becomes_a_dead_letter() ->
     (letter,) = carrier.dead_letters(topic_name("shop.mail"), "shop.mail")
     assert attempts == [1, 2]
     assert worker.stats.failed == 1
-    assert letter.reason.startswith("TimeoutError")
+    assert letter.reason.startswith(
+        "TimeoutError: async receiver shop.mail of shop.ordered did not finish within "
+        "its timeout of 0.1 s"
+    )
 
 
 def test_a_transport_without_an_asyncio_face_is_refused() -> None:

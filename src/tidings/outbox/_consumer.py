@@ -399,10 +399,10 @@ class _Worker:
         except TransportError as exc:
             log_unfinished(lane, self.me, message, exc)
 
-    def _wait(self, timeout: float | None, coroutine: Coroutine[Any, Any, Any]) -> None:
+    def _wait(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
-        self._loop.run_until_complete(asyncio.wait_for(coroutine, timeout))
+        self._loop.run_until_complete(coroutine)
 
     def bury(self, message: Message, reason: str, *, logged: bool = False) -> None:
         """Move ``message`` to the group's dead letters (which acknowledges it)."""

@@ -9,7 +9,7 @@ import inspect
 import random
 import threading
 import uuid
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ __all__ = [
     "receiver_name",
     "registered",
     "run_delivery",
+    "within",
 ]
 
 #: Retry policy defaults: five attempts, backoff from 1 s doubling up to 5 min.
@@ -222,14 +223,14 @@ def run_delivery(
     payload: str,
     event: Event,
     open_session: Callable[[], Session],
-    wait: Callable[[float | None, Coroutine[Any, Any, Any]], None],
+    wait: Callable[[Coroutine[Any, Any, Any]], None],
 ) -> None:
     """Call ``spec``'s receiver with the arguments stored in ``payload`` rebuilt, and ``event``.
 
     What the relay (durable rows) and the consumer (queue and broadcast entries) both do with
     a delivery. Model arguments are loaded in a Session from ``open_session``, closed once the
-    receiver returned or raised; an ``async def`` receiver's coroutine is handed to
-    ``wait(timeout, coroutine)``.
+    receiver returned or raised; an ``async def`` receiver's coroutine, limited to its
+    ``timeout`` (:func:`within`), is handed to ``wait(coroutine)``, which runs it to its end.
 
     Raises:
         Unreadable: The stored arguments cannot be rebuilt.
@@ -237,7 +238,8 @@ def run_delivery(
     kwargs, session = _rebuild(payload, open_session)
     try:
         if spec.is_async:
-            wait(spec.timeout, spec.func(signal=spec.signal, event=event, **kwargs))
+            called = spec.func(signal=spec.signal, event=event, **kwargs)
+            wait(within(called, spec.timeout, _what(spec)))
         else:
             spec.func(signal=spec.signal, event=event, **kwargs)
     finally:
@@ -260,15 +262,36 @@ async def arun_delivery(
     kwargs, session = await asyncio.to_thread(_rebuild, payload, open_session)
     try:
         if spec.is_async:
-            await asyncio.wait_for(
-                spec.func(signal=spec.signal, event=event, **kwargs), spec.timeout
-            )
+            called = spec.func(signal=spec.signal, event=event, **kwargs)
+            await within(called, spec.timeout, _what(spec))
         else:
             call = functools.partial(spec.func, signal=spec.signal, event=event, **kwargs)
             await asyncio.to_thread(call)
     finally:
         if session is not None:
             session.close()
+
+
+async def within(awaitable: Awaitable[Any], timeout: float | None, what: str) -> Any:
+    """Await ``awaitable`` for at most ``timeout`` seconds (None: as long as it takes).
+
+    Raises:
+        asyncio.TimeoutError: The time ran out (``awaitable`` was cancelled); the message
+            names ``what`` and the timeout. One that ``awaitable`` raised passes as it is.
+    """
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except asyncio.TimeoutError as exc:
+        # wait_for's own comes from the cancellation it made.
+        if timeout is None or not isinstance(exc.__cause__, asyncio.CancelledError):
+            raise
+        raise asyncio.TimeoutError(
+            f"{what} did not finish within its timeout of {timeout:g} s (it was cancelled)"
+        ) from None
+
+
+def _what(spec: DurableReceiver) -> str:
+    return f"async receiver {spec.name} of {spec.signal.name}"
 
 
 def _rebuild(

@@ -36,7 +36,7 @@ import socket
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +57,7 @@ from tidings.outbox._receivers import (
     backoff_delay,
     registered,
     run_delivery,
+    within,
 )
 from tidings.outbox._records import Action, Claimed, Failure, Outcome, Postpone, utcnow
 from tidings.outbox._running import InLoop
@@ -445,7 +446,8 @@ class Relay(InLoop):
     def _act(self, spec: DurableReceiver | None, row: Claimed) -> None:
         result = self._actions[row.delivery](row)
         if inspect.isawaitable(result):
-            self._await(spec.timeout if spec is not None else None, result)
+            timeout = spec.timeout if spec is not None else None
+            self._await(within(result, timeout, f"the {row.delivery} action of {row.receiver}"))
 
     def _deliver(self, spec: DurableReceiver, row: Claimed) -> None:
         event = Event(
@@ -460,8 +462,7 @@ class Relay(InLoop):
     def _open_session(self) -> Session:
         return Session(self.outbox.engine)
 
-    def _await(self, timeout: float | None, coroutine: Any) -> None:
-        awaitable = asyncio.wait_for(coroutine, timeout)
+    def _await(self, awaitable: Coroutine[Any, Any, Any]) -> None:
         if self._loop is not None:
             future = asyncio.run_coroutine_threadsafe(awaitable, self._loop)
             try:
