@@ -228,6 +228,8 @@ def test_a_bulk_statement_reaches_an_on_commit_receiver_instead(box: Outbox) -> 
         ({"max_attempts": "3"}, TidingsValueError, "max_attempts"),
         ({"backoff": 5, "backoff_max": 1}, TidingsValueError, "backoff <= backoff_max"),
         ({"backoff": -1}, TidingsValueError, "0 <= backoff"),
+        ({"backoff_max": 1e300}, TidingsValueError, "backoff_max <= 31622400 \\(a year\\)"),
+        ({"backoff_max": float("inf")}, TidingsValueError, "backoff_max=inf"),
         ({"timeout": 3}, TidingsValueError, "timeout= applies to async receivers only"),
         ({"name": ""}, TidingsValueError, "name= must be a non-empty string"),
     ],

@@ -35,6 +35,8 @@ __all__ = [
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_BACKOFF = 1.0
 DEFAULT_BACKOFF_MAX = 300.0
+#: The longest backoff a receiver may ask for: a year, in seconds.
+MAX_BACKOFF = 366 * 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,11 +122,11 @@ class DurableReceiver:
                 f"{where}: max_attempts must be an int of at least 1, got {self.max_attempts!r}"
             )
         if not all(type(v) in (int, float) for v in (self.backoff, self.backoff_max)) or not (
-            0 <= self.backoff <= self.backoff_max
+            0 <= self.backoff <= self.backoff_max <= MAX_BACKOFF
         ):
             raise TidingsValueError(
-                f"{where}: need numbers 0 <= backoff <= backoff_max, got backoff="
-                f"{self.backoff!r} and backoff_max={self.backoff_max!r}"
+                f"{where}: need numbers 0 <= backoff <= backoff_max <= {MAX_BACKOFF:.0f} (a "
+                f"year), got backoff={self.backoff!r} and backoff_max={self.backoff_max!r}"
             )
         if not (type(self.ordered) is bool or (isinstance(self.ordered, str) and self.ordered)):
             raise TidingsValueError(
@@ -159,7 +161,7 @@ class DurableReceiver:
 
 def backoff_delay(attempt: int, backoff: float, backoff_max: float) -> float:
     """Seconds before retrying after failed attempt ``attempt`` (see DurableReceiver.delay)."""
-    bound = min(backoff_max, backoff * 2.0 ** (attempt - 1))
+    bound = min(backoff_max, backoff * 2.0 ** min(attempt - 1, 64))  # 2**64 s: past any bound
     return bound / 2 + random.uniform(0, bound / 2)
 
 
