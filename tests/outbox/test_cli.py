@@ -116,6 +116,10 @@ def test_the_progress_line_comes_at_a_steady_interval(sqlite_box: Outbox, tmp_pa
     assert len(lines) >= 4, done.stderr
     assert "tidings worker: 12 done" in lines[-1]
     assert len(calls(tmp_path / "calls.txt")) == 12
+    # The line on exit: the rate of the whole run (12 in 1.2 s or more), not the last batch
+    # counted over the moment since the line before.
+    rate = float(lines[-1].split("(")[1].split("/s")[0])
+    assert 0 < rate <= 10, lines[-1]
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

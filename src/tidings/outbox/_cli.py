@@ -149,6 +149,10 @@ def worker(
         now = time.monotonic()
         then, before = state["last"]
         state["last"] = (now, stats.done)
+        # Since the line before; on exit, the rate of the whole run (the last line may come a
+        # moment after the one before, with the last batch's count).
+        if stats.ended is not None:
+            then, before = stats.started, 0
         rate = (stats.done - before) / (now - then) if now > then else 0.0
         try:
             status = outbox.status()

@@ -83,6 +83,8 @@ class RelayStats:
             counted.
         unknown_receivers: ``(signal, receiver)`` names this worker does not know.
         started: ``time.monotonic()`` when the relay started.
+        ended: ``time.monotonic()`` when it stopped, for the report on exit (None while it
+            runs).
     """
 
     done: int = 0
@@ -92,6 +94,7 @@ class RelayStats:
     postponed: int = 0
     unknown_receivers: set[tuple[str, str]] = field(default_factory=set)
     started: float = field(default_factory=time.monotonic)
+    ended: float | None = None
 
 
 class Relay(InLoop):
@@ -200,7 +203,7 @@ class Relay(InLoop):
             BaseException: What a receiver raised that is not an ``Exception``, after the
                 leases were released.
         """
-        self.stats.started = time.monotonic()
+        self.stats.started, self.stats.ended = time.monotonic(), None
         if not once:  # a drain never waits: no LISTEN connection for it
             self.wakeup.start()
         try:
@@ -218,6 +221,7 @@ class Relay(InLoop):
                 if self._private_loop is not None:
                     self._private_loop.close()
                     self._private_loop = None
+                self.stats.ended = time.monotonic()
                 self._progress(force=True)
 
     def stop(self) -> None:
