@@ -393,14 +393,32 @@ def test_a_second_sqlite_relay_waits_or_says_who_runs(tmp_path: Any) -> None:
     try:
         box = Outbox(engine)
         box.create_all()
-        first = Relay(box, receivers=[], name="first-relay", poll_interval=0.02).start()
+        # The first relay knows no receiver: it puts a delivery back for a moment.
+        first = Relay(
+            box, receivers=[], name="first-relay", poll_interval=0.02, unknown_delay=0.05
+        ).start()
+        recorder = Recorder()
+        second = Relay(box, receivers=[spec(recorder)], name="second-relay", poll_interval=0.02)
+        waiting = threading.Thread(target=second.run)
         try:
             _wait_for_lease(box)
             with pytest.raises(RelayBusyError, match="another relay \\(first-relay\\) holds"):
                 Relay(box, receivers=[], wait=False).run(once=True)
+            box.write(placed, ["shop.mail"], None, {"order": 1})
+            waiting.start()
+            time.sleep(0.3)
+            assert waiting.is_alive()  # waiting for the lease, not claiming
+            assert recorder.calls == []
         finally:
             first.close()
-        Relay(box, receivers=[], wait=False).run(once=True)
+        try:
+            deadline = time.monotonic() + 30
+            while not recorder.calls and time.monotonic() < deadline:
+                time.sleep(0.02)
+        finally:
+            second.stop()
+            waiting.join(30)
+        assert [call["order"] for call in recorder.calls] == [1]  # the lease let go: it ran
     finally:
         engine.dispose()
 
