@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, select, update
+from sqlalchemy.pool import StaticPool
 
 from tests.outbox.test_storage import pending_count, placed, spec
 from tidings.outbox import Outbox, Relay
@@ -131,5 +132,39 @@ def test_a_sqlite_relay_that_finds_its_relay_lease_taken_stops_its_batch(
         )
         assert sorted(ran) == list(range(20))
         assert stopped_at < 20
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["a pool", "StaticPool"])
+def test_an_engine_sharing_one_connection_between_threads_gets_no_heartbeat(
+    tmp_path: Path, shared: bool
+) -> None:
+    """While a batch runs, the heartbeat's thread runs; not with a StaticPool, whose one
+    connection the receivers' sessions use too (the heartbeat's transaction would end theirs)."""
+    if shared:
+        options: dict[str, Any] = {
+            "poolclass": StaticPool,
+            "connect_args": {"check_same_thread": False},
+        }
+        engine = create_engine("sqlite://", **options)
+    else:
+        engine = create_engine(f"sqlite:///{tmp_path / 'pooled.db'}")
+    try:
+        box = Outbox(engine)
+        box.create_all()
+        seen: list[list[str]] = []
+
+        def look(**kwargs: Any) -> None:
+            seen.append(
+                [t.name for t in threading.enumerate() if t.name.startswith("tidings lease")]
+            )
+
+        for n in range(2):
+            box.write(placed, ["shop.mail"], None, {"n": n})
+        Relay(box, receivers=[spec(look)], lease=LEASE, name="looking").run(once=True)
+        expected = [] if shared else ["tidings lease heartbeat looking"]
+        assert seen == [expected, expected]
+        assert not [t for t in threading.enumerate() if t.name.startswith("tidings lease")]
     finally:
         engine.dispose()

@@ -12,6 +12,10 @@ On SQLite it renews the database's relay lease in the same transaction (one rela
 database file, and a relay waiting for the file takes it over once that lease expires). If
 another relay holds it by then, the heartbeat says so in :attr:`Heartbeat.lost`: the relay
 stops running the batch and waits for the lease again.
+
+An engine whose pool hands every thread the same connection (``StaticPool``, a common setup
+for an in-memory SQLite database in tests) gets no heartbeat: a second thread's transaction on
+the connection the receivers use would end theirs. Its leases are not renewed.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import threading
 from collections.abc import Sequence
 
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import StaticPool
 
 from tidings.outbox._store import Store
 
@@ -45,13 +50,14 @@ class Heartbeat:
         self._held: tuple[int, ...] = ()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._shared = isinstance(store.engine.pool, StaticPool)
         #: Set when the SQLite relay lease turned out to be another relay's.
         self.lost = threading.Event()
 
     def hold(self, ids: Sequence[int]) -> None:
         """The deliveries the relay holds from now on, in place of those before."""
         self._held = tuple(ids)
-        if self._held and self._thread is None:
+        if self._held and self._thread is None and not self._shared:
             self._thread = threading.Thread(
                 target=self._run, name=f"tidings lease heartbeat {self._me}", daemon=True
             )
