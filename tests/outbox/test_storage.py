@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, MetaData, func, insert, inspect, select, text, update
 
-from tidings import Signal
+from tidings import Signal, TidingsValueError
 from tidings.outbox import DurableReceiver, Event, Outbox, Relay, RelayBusyError
 from tidings.outbox._records import utcnow
 
@@ -175,6 +175,30 @@ def test_backoff_grows_exponentially_within_bounds() -> None:
         delays = [receiver.delay(attempt) for _ in range(50)]
         assert all(bound / 2 <= delay <= bound for delay in delays)
         assert len(set(delays)) > 1
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "why"),
+    [
+        ("batch_size", 0, "at least 1"),
+        ("lease", 0, "a positive number of seconds"),
+        ("lease", -1.0, "a positive number of seconds"),
+        ("poll_interval", 0, "a positive number of seconds"),
+        ("unknown_delay", 0, "a positive number of seconds"),
+        ("unknown_delay", -5.0, "a positive number of seconds"),
+        ("progress_interval", 0, "a positive number of seconds"),
+        ("progress_interval", float("nan"), "a positive number of seconds"),
+    ],
+)
+def test_a_relay_refuses_a_count_or_a_delay_it_cannot_run_with(
+    outbox: Outbox, argument: str, value: Any, why: str
+) -> None:
+    """Relay() raises TidingsValueError naming the argument and its value."""
+    with pytest.raises(
+        TidingsValueError, match=rf"Relay\({argument}=\.\.\.\) must be {why}"
+    ) as caught:
+        Relay(outbox, receivers=[], **{argument: value})
+    assert f"got {value!r}" in str(caught.value)
 
 
 def test_the_last_failed_attempt_moves_the_delivery_to_the_dead_letters(

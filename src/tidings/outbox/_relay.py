@@ -126,6 +126,11 @@ class Relay(InLoop):
             held open while the batch runs, which records their outcome and commits; one
             write per delivery instead of two, and a dead worker's rows are free at once, but
             a worker killed while running a receiver does not count that attempt.
+
+    Raises:
+        TidingsValueError: An argument the relay cannot run with (``batch_size`` under 1, a
+            delay that is not a positive number of seconds, an unknown ``claim``), named with
+            its value.
     """
 
     def __init__(
@@ -146,8 +151,19 @@ class Relay(InLoop):
         claim: str = "lease",
     ) -> None:
         super().__init__()
-        if batch_size < 1 or lease <= 0 or poll_interval <= 0:
-            raise TidingsValueError("batch_size must be >= 1, lease and poll_interval positive")
+        if batch_size < 1:
+            raise TidingsValueError(f"Relay(batch_size=...) must be at least 1, got {batch_size!r}")
+        delays = {
+            "lease": lease,
+            "poll_interval": poll_interval,
+            "unknown_delay": unknown_delay,
+            "progress_interval": progress_interval,
+        }
+        for argument, seconds in delays.items():
+            if not seconds > 0:  # NaN too: it compares false to everything
+                raise TidingsValueError(
+                    f"Relay({argument}=...) must be a positive number of seconds, got {seconds!r}"
+                )
         if actions is None:
             actions = outbox.relay_actions()
         self._actions: dict[str, Action] = {str(mode): act for mode, act in actions.items()}
