@@ -176,7 +176,7 @@ def test_outbox_operations_on_the_command_line(sqlite_box: Outbox, tmp_path: Pat
     kept = cli(["outbox", "purge", "--dead", "--older-than", "1h"], env)
     assert kept.stdout == "0 dead letters deleted\n"
     assert cli(["outbox", "purge", "--dead", "--older-than", "soon"], env).exit_code == 2
-    purged = cli(["outbox", "purge", "--dead"], env)
+    purged = cli(["outbox", "purge", "--dead", "--older-than", "0s"], env)
     assert purged.stdout == "1 dead letter deleted\n"
     assert cli(["outbox", "retry", "--all"], env).stdout == "0 dead letters put back\n"
 
@@ -236,3 +236,63 @@ def test_receivers_lists_signals_and_receivers(tmp_path: Path) -> None:
     assert table[0].split() == ["SIGNAL", "RECEIVER", "SENDER", "DELIVERY"]
     row = ["shop.order_shipped", "tests.outbox.cli_signals.notify", "(any)", "immediate"]
     assert row in [line.split() for line in table]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--batch-size", "0"),
+        ("--lease", "0"),
+        ("--lease", "-1"),
+        ("--poll", "0"),
+        ("--interval", "0"),
+        ("--interval", "-1"),
+        ("--concurrency", "0"),
+        ("--prefetch", "0"),
+        ("--claim-idle", "0"),
+    ],
+)
+def test_a_worker_option_out_of_range_is_a_usage_error(
+    tmp_path: Path, option: str, value: str
+) -> None:
+    """A worker option whose value the worker cannot run with exits 2 naming the option, before
+    anything is imported or run."""
+    env = environment("sqlite://", tmp_path / "calls.txt")
+    done = CliRunner().invoke(main, ["worker", TARGET, "--once", option, value], env=env)
+    assert done.exit_code == 2, done.output
+    assert f"Invalid value for '{option}'" in done.stderr
+    assert value in done.stderr
+    assert done.exception is None or isinstance(done.exception, SystemExit)
+    assert not calls(tmp_path / "calls.txt")
+
+
+def test_purge_needs_older_than_and_refuses_a_duration_out_of_range(
+    sqlite_box: Outbox, tmp_path: Path
+) -> None:
+    """``purge --dead`` says how old: without ``--older-than`` it exits 2 deleting nothing; a
+    duration that reaches back past the calendar exits 2 naming it; ``0s`` deletes them all."""
+    env = env_for(sqlite_box, tmp_path, TIDINGS_OUTBOX=TARGET)
+    push(sqlite_box, 1, ("accounts.always_fails",))
+    assert cli(["worker", TARGET, "--once", "-q"], env).exit_code == 0
+    bare = CliRunner().invoke(main, ["outbox", "purge", "--dead"], env=env)
+    assert bare.exit_code == 2
+    assert "Missing option '--older-than'" in bare.stderr
+    for value in ("99999999d", "1" + "0" * 400):
+        far = CliRunner().invoke(
+            main, ["outbox", "purge", "--dead", "--older-than", value], env=env
+        )
+        assert far.exit_code == 2, far.output
+        assert f"Invalid value for '--older-than': {value!r}" in far.stderr
+        assert far.exception is None or isinstance(far.exception, SystemExit)
+    assert sqlite_box.status().dead == 1
+    done = cli(["outbox", "purge", "--dead", "--older-than", "0s"], env)
+    assert done.stdout == "1 dead letter deleted\n"
+
+
+def test_dead_limit_is_at_least_one(sqlite_box: Outbox, tmp_path: Path) -> None:
+    """``dead --limit`` takes 1 or more; 0 and negative numbers exit 2 naming the option."""
+    env = env_for(sqlite_box, tmp_path, TIDINGS_OUTBOX=TARGET)
+    for value in ("0", "-1"):
+        done = CliRunner().invoke(main, ["outbox", "dead", "--limit", value], env=env)
+        assert done.exit_code == 2, done.output
+        assert "Invalid value for '--limit'" in done.stderr

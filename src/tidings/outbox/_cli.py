@@ -27,12 +27,16 @@ from typing import Any
 import click
 
 from tidings._dispatch import Signal
-from tidings.outbox._cli_common import app_option, load_outbox, parse_duration, table
+from tidings.outbox._cli_common import app_option, duration, load_outbox, table
 from tidings.outbox._cli_transport import make_consumer, run_worker, transport
 from tidings.outbox._outbox import Outbox, installed_outbox
 from tidings.outbox._relay import Relay, RelayBusyError, RelayStats
 
 __all__ = ["main"]
+
+#: The type of the worker's options that are a number of seconds: more than zero, as a relay
+#: or a consumer could not run with none (click names the option and the value it refuses).
+SECONDS = click.FloatRange(min=0, min_open=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,10 +51,26 @@ def main() -> None:
 @click.argument("target")
 @click.option("--once", is_flag=True, help="Drain what is due, then exit.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
-@click.option("--batch-size", default=50, show_default=True, help="Deliveries claimed at once.")
-@click.option("--lease", default=60.0, show_default=True, help="Seconds a claim holds a row.")
-@click.option("--poll", default=0.5, show_default=True, help="Seconds between idle claims.")
-@click.option("--interval", default=5.0, show_default=True, help="Seconds between progress lines.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Deliveries claimed at once.",
+)
+@click.option(
+    "--lease", type=SECONDS, default=60.0, show_default=True, help="Seconds a claim holds a row."
+)
+@click.option(
+    "--poll", type=SECONDS, default=0.5, show_default=True, help="Seconds between idle claims."
+)
+@click.option(
+    "--interval",
+    type=SECONDS,
+    default=5.0,
+    show_default=True,
+    help="Seconds between progress lines.",
+)
 @click.option("--no-wait", is_flag=True, help="SQLite: exit at once if another relay runs.")
 @click.option(
     "--claim",
@@ -74,13 +94,22 @@ def main() -> None:
     help="Run queue/broadcast receivers in threads, or as asyncio tasks of one loop.",
 )
 @click.option(
-    "--concurrency", default=1, show_default=True, help="Threads (or tasks) per receiver."
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Threads (or tasks) per receiver.",
 )
 @click.option(
-    "--prefetch", default=10, show_default=True, help="Entries a thread (task) reads at once."
+    "--prefetch",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Entries a thread (task) reads at once.",
 )
 @click.option(
     "--claim-idle",
+    type=SECONDS,
     default=30.0,
     show_default=True,
     help="Seconds before an idle entry is taken over (and a failed one retried).",
@@ -238,7 +267,12 @@ def status(box: Outbox, as_json: bool) -> None:
 
 
 @outbox.command()
-@click.option("--limit", type=int, default=None, help="Show at most this many.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Show at most this many (1 or more; omit it for all).",
+)
 @click.option("--traceback", "show_traceback", is_flag=True, help="Print each traceback.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 @click.pass_obj
@@ -287,11 +321,17 @@ def retry(box: Outbox, ids: tuple[int, ...], every: bool) -> None:
 
 @outbox.command()
 @click.option("--dead", is_flag=True, required=True, help="Purge dead letters (required).")
-@click.option("--older-than", default="0s", show_default=True, help="e.g. 30s, 15m, 12h, 7d.")
+@click.option(
+    "--older-than",
+    metavar="DURATION",
+    required=True,
+    callback=duration,
+    help="How long ago they failed: 30s, 15m, 12h, 7d (0s: every dead letter).",
+)
 @click.pass_obj
-def purge(box: Outbox, dead: bool, older_than: str) -> None:
+def purge(box: Outbox, dead: bool, older_than: float) -> None:
     """Delete dead letters that failed longer ago than --older-than."""
-    removed = box.purge(parse_duration(older_than))
+    removed = box.purge(older_than)
     click.echo(f"{removed} dead letter{'s' if removed != 1 else ''} deleted")
 
 

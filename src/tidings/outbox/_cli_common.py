@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import sys
@@ -12,7 +13,7 @@ import click
 from tidings.outbox._codec import import_path
 from tidings.outbox._outbox import Outbox
 
-__all__ = ["app_option", "load_outbox", "parse_duration", "table"]
+__all__ = ["app_option", "duration", "load_outbox", "parse_duration", "table"]
 
 #: The ``--app`` option of the command groups that operate an outbox.
 app_option = click.option(
@@ -55,13 +56,35 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 def parse_duration(text: str) -> float:
     """Seconds in ``30``, ``30s``, ``15m``, ``12h`` or ``7d``.
 
+    A duration is counted back from now, so one reaching past the first day of the calendar
+    (year 1) is refused rather than left to overflow where it is used.
+
     Raises:
-        click.BadParameter: Not such a duration.
+        click.BadParameter: Not such a duration, or one too long to count back from now.
     """
     match = _DURATION.match(text.strip())
     if match is None:
         raise click.BadParameter(f"{text!r}: expected a duration such as 30s, 15m, 12h or 7d")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    # datetime.min is naive, as the outbox's UTC times are.
+    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    if not seconds <= (now - datetime.datetime.min).total_seconds():
+        raise click.BadParameter(f"{text!r} reaches back before the year 1: give a shorter one")
+    return seconds
+
+
+def duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """An option's callback: the seconds of its :func:`parse_duration` value (None if not given).
+
+    Raises:
+        click.BadParameter: Not such a duration, said with the option's name.
+    """
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except click.BadParameter as exc:
+        raise click.BadParameter(exc.message, ctx=ctx, param=param) from None
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
