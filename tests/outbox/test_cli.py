@@ -222,20 +222,38 @@ def test_receivers_lists_signals_and_receivers(tmp_path: Path) -> None:
     env = environment("sqlite://", tmp_path / "calls.txt")
     done = cli(["receivers", "tests.outbox.cli_signals", "--json"], env)
     entries = [e for e in json.loads(done.stdout) if e["signal"] == "shop.order_shipped"]
-    assert entries == [
-        {
-            "signal": "shop.order_shipped",
-            "signal_path": "tests.outbox.cli_signals.order_shipped",
-            "receiver": "tests.outbox.cli_signals.notify",
-            "sender": "(any)",
-            "delivery": "immediate",
-            "async": False,
-        }
-    ]
+    assert entries[0] == {
+        "signal": "shop.order_shipped",
+        "signal_path": "tests.outbox.cli_signals.order_shipped",
+        "receiver": "tests.outbox.cli_signals.notify",
+        "function": "tests.outbox.cli_signals.notify",
+        "sender": "(any)",
+        "delivery": "immediate",
+        "async": False,
+    }
     table = cli(["receivers", "tests.outbox.cli_signals"], env).stdout.splitlines()
     assert table[0].split() == ["SIGNAL", "RECEIVER", "SENDER", "DELIVERY"]
     row = ["shop.order_shipped", "tests.outbox.cli_signals.notify", "(any)", "immediate"]
     assert row in [line.split() for line in table]
+
+
+def test_receivers_names_outbox_receivers_as_the_outbox_does(tmp_path: Path) -> None:
+    """A durable or queue receiver is listed by the stable name its stored deliveries and dead
+    letters carry (its ``name=``, else its module.qualname); JSON adds the function."""
+    env = environment("sqlite://", tmp_path / "calls.txt")
+    done = cli(["receivers", "tests.outbox.cli_signals", "--json"], env)
+    entries = [e for e in json.loads(done.stdout) if e["signal"] == "shop.order_shipped"]
+    module = "tests.outbox.cli_signals"
+    assert [(e["receiver"], e["function"], e["delivery"]) for e in entries] == [
+        (f"{module}.notify", f"{module}.notify", "immediate"),
+        ("shop.billing", f"{module}.bill", "durable"),
+        ("warehouse.packing", f"{module}.pack", "queue"),
+        (f"{module}.archive", f"{module}.archive", "durable"),
+    ]
+    table = cli(["receivers", module], env).stdout.splitlines()
+    rows = [line.split() for line in table]
+    assert ["shop.order_shipped", "shop.billing", "(any)", "durable"] in rows
+    assert ["shop.order_shipped", "warehouse.packing", "(any)", "queue"] in rows
 
 
 @pytest.mark.parametrize(

@@ -26,10 +26,13 @@ from typing import Any
 
 import click
 
+from tidings._connections import ReceiverInfo
+from tidings._delivery import Delivery
 from tidings._dispatch import Signal
 from tidings.outbox._cli_common import app_option, duration, load_outbox, table
 from tidings.outbox._cli_transport import make_consumer, run_worker, transport
 from tidings.outbox._outbox import Outbox, installed_outbox
+from tidings.outbox._receivers import receiver_name
 from tidings.outbox._relay import Relay, RelayBusyError, RelayStats
 
 __all__ = ["main"]
@@ -366,7 +369,12 @@ def _describe(value: Any) -> str:
 @click.argument("modules", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def receivers(modules: tuple[str, ...], as_json: bool) -> None:
-    """List every signal of the imported MODULES with its receivers (module or module:outbox)."""
+    """List every signal of the imported MODULES with its receivers (module or module:outbox).
+
+    A durable, queue or broadcast receiver is named as the outbox's rows and dead letters name
+    it (its name=, else its module.qualname); the JSON also gives every receiver's
+    function as "function".
+    """
     for name in modules:
         if ":" in name:
             load_outbox(name)
@@ -381,11 +389,13 @@ def receivers(modules: tuple[str, ...], as_json: bool) -> None:
     for path, sig in _signals():
         for info in sig.live_receivers():
             delivery = getattr(info, "delivery", "immediate")
+            function = _describe_receiver(info.receiver)
             entries.append(
                 {
                     "signal": sig.name or path,
                     "signal_path": path,
-                    "receiver": _describe_receiver(info.receiver),
+                    "receiver": _stable_name(info, delivery) or function,
+                    "function": function,
                     "sender": _describe(info.sender),
                     "delivery": delivery.value if isinstance(delivery, enum.Enum) else delivery,
                     "async": info.is_async,
@@ -398,6 +408,18 @@ def receivers(modules: tuple[str, ...], as_json: bool) -> None:
         ("SIGNAL", "RECEIVER", "SENDER", "DELIVERY"),
         [[str(e[key]) for key in ("signal", "receiver", "sender", "delivery")] for e in entries],
     )
+
+
+def _stable_name(info: ReceiverInfo, delivery: object) -> str | None:
+    """The name the outbox's rows and dead letters give a receiver of an outbox mode.
+
+    None for the modes that run in the sending process (immediate, on_commit): they have no
+    stored name, and their function's path is what names them.
+    """
+    if delivery in (Delivery.IMMEDIATE, Delivery.ON_COMMIT):
+        return None
+    name = info.options.get("name")
+    return name if isinstance(name, str) else receiver_name(info.receiver)
 
 
 def _describe_receiver(func: Any) -> str:
