@@ -102,3 +102,33 @@ def _raised_builtins() -> list[str]:
 def test_no_bare_builtin_error_is_raised() -> None:
     """No module of the package raises a built-in exception where a TidingsError belongs."""
     assert _raised_builtins() == []
+
+
+# An error named by its dotted path, in a docstring (":class:`~tidings.outbox.RelayBusyError`")
+# or in the docs ("`tidings.DeliveryOptionsError`").
+ERROR_PATH = re.compile(r"\btidings(?:\.[a-z_]+)*\.[A-Z]\w*(?:Error|Warning)\b")
+
+
+def _error_paths() -> list[tuple[str, str]]:
+    pages = [*sorted(SRC.rglob("*.py")), *sorted((SRC.parents[1] / "docs").glob("*.md"))]
+    return [
+        (path.name, match.group())
+        for path in pages
+        for match in ERROR_PATH.finditer(path.read_text(encoding="utf-8"))
+    ]
+
+
+def _resolves(dotted: str) -> bool:
+    module, _, name = dotted.rpartition(".")
+    try:
+        return hasattr(importlib.import_module(module), name)
+    except ImportError:
+        return False
+
+
+def test_errors_named_by_their_path_are_found_there() -> None:
+    """Every ``tidings...SomeError`` that a docstring or a docs page names can be imported from
+    the module it names."""
+    named = _error_paths()
+    assert [(page, dotted) for page, dotted in named if not _resolves(dotted)] == []
+    assert ("_handler.py", "tidings.outbox.PayloadTypeError") in named  # the pattern finds them

@@ -7,7 +7,7 @@ own mode: every one of them is stored in the outbox the same way.
 At connect time the handler checks the options and the stable names (the receiver's dotted
 ``module.qualname`` or ``name=``, the signal's ``name``) and registers the receiver, so a worker
 of this process knows it. At send time it encodes the arguments at once (a
-:class:`~tidings.PayloadTypeError` propagates from the send, inside the sender's transaction)
+:class:`~tidings.outbox.PayloadTypeError` propagates from the send, inside the sender's transaction)
 and writes one row for the receiver:
 
 1. on the connection of the Session whose transaction the send joins, in that transaction: the
@@ -24,7 +24,7 @@ and writes one row for the receiver:
    before the send goes on.
 
 Rows go to the outbox made current by :meth:`Outbox.install` (one per process); a durable send
-with none installed raises :class:`~tidings.OutboxNotInstalledError`, so nothing is dropped
+with none installed raises :class:`~tidings.outbox.OutboxNotInstalledError`, so nothing is dropped
 silently.
 """
 

@@ -7,7 +7,7 @@ options are ``name``, ``max_attempts`` and ``timeout`` (the retry delay of a que
 receiver is the consumer's claim idle time, so ``backoff`` and ``backoff_max`` are refused, and
 no order is kept, so ``ordered`` is refused). A
 send needs an installed outbox configured with a transport (``Outbox(..., transport=...)``);
-else it raises :class:`~tidings.OutboxNotInstalledError` before anything is stored.
+else it raises :class:`~tidings.outbox.OutboxNotInstalledError` before anything is stored.
 
 A relay of an outbox with a transport claims those rows too and publishes each one (the
 ``Publisher`` of ``tidings.outbox._publisher``); a row is done when ``publish()`` returned.
