@@ -21,8 +21,8 @@ import signal as signals
 import sys
 import time
 import types
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import click
 
@@ -37,9 +37,27 @@ from tidings.outbox._relay import Relay, RelayBusyError, RelayStats
 
 __all__ = ["main"]
 
-#: The type of the worker's options that are a number of seconds: more than zero, as a relay
-#: or a consumer could not run with none (click names the option and the value it refuses).
-SECONDS = click.FloatRange(min=0, min_open=True)
+_Decorated = TypeVar("_Decorated", bound=Callable[..., Any])
+
+
+# A worker's counts are 1 or more and its seconds more than 0: a relay or a consumer cannot run
+# with less, and click's ranges refuse it naming the option and the value, before anything runs.
+def _count(flag: str, default: int, text: str) -> Callable[[_Decorated], _Decorated]:
+    """A worker option that is a count: an int of at least 1."""
+    return click.option(
+        flag, type=click.IntRange(min=1), default=default, show_default=True, help=text
+    )
+
+
+def _seconds(flag: str, default: float, text: str) -> Callable[[_Decorated], _Decorated]:
+    """A worker option that is a number of seconds: a float above 0."""
+    return click.option(
+        flag,
+        type=click.FloatRange(min=0, min_open=True),
+        default=default,
+        show_default=True,
+        help=text,
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,26 +72,10 @@ def main() -> None:
 @click.argument("target")
 @click.option("--once", is_flag=True, help="Drain what is due, then exit.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=50,
-    show_default=True,
-    help="Deliveries claimed at once.",
-)
-@click.option(
-    "--lease", type=SECONDS, default=60.0, show_default=True, help="Seconds a claim holds a row."
-)
-@click.option(
-    "--poll", type=SECONDS, default=0.5, show_default=True, help="Seconds between idle claims."
-)
-@click.option(
-    "--interval",
-    type=SECONDS,
-    default=5.0,
-    show_default=True,
-    help="Seconds between progress lines.",
-)
+@_count("--batch-size", 50, "Deliveries claimed at once.")
+@_seconds("--lease", 60.0, "Seconds a claim holds a row.")
+@_seconds("--poll", 0.5, "Seconds between idle claims.")
+@_seconds("--interval", 5.0, "Seconds between progress lines.")
 @click.option("--no-wait", is_flag=True, help="SQLite: exit at once if another relay runs.")
 @click.option(
     "--claim",
@@ -96,26 +98,10 @@ def main() -> None:
     show_default=True,
     help="Run queue/broadcast receivers in threads, or as asyncio tasks of one loop.",
 )
-@click.option(
-    "--concurrency",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Threads (or tasks) per receiver.",
-)
-@click.option(
-    "--prefetch",
-    type=click.IntRange(min=1),
-    default=10,
-    show_default=True,
-    help="Entries a thread (task) reads at once.",
-)
-@click.option(
-    "--claim-idle",
-    type=SECONDS,
-    default=30.0,
-    show_default=True,
-    help="Seconds before an idle entry is taken over (and a failed one retried).",
+@_count("--concurrency", 1, "Threads (or tasks) per receiver.")
+@_count("--prefetch", 10, "Entries a thread (task) reads at once.")
+@_seconds(
+    "--claim-idle", 30.0, "Seconds before an idle entry is taken over (and a failed one retried)."
 )
 @click.option("--node", default=None, help="This node's name in broadcast groups.")
 @click.option("--no-relay", is_flag=True, help="Only consume (no relay in this process).")
