@@ -247,6 +247,27 @@ def test_purge_deletes_only_old_dead_letters(outbox: Outbox, claim: str) -> None
     assert outbox.dead_letters() == []
 
 
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda box: box.purge(-1), r"purge\(older_than=...\) must not be negative, got -1"),
+        (lambda box: box.purge(float("nan")), r"must not be negative, got nan"),
+        (lambda box: box.purge(1e300), r"purge\(older_than=1e\+300\) reaches back before the"),
+        (lambda box: box.purge(datetime.timedelta(days=999_999_999)), r"reaches back before"),
+        (lambda box: box.dead_letters(limit=0), r"limit=...\) takes None or an int >= 1, got 0"),
+        (lambda box: box.dead_letters(limit=-1), r"got -1"),
+        (lambda box: box.dead_letters(limit=2.5), r"got 2.5"),
+    ],
+    ids=["negative", "nan", "huge", "huge delta", "limit 0", "limit -1", "limit 2.5"],
+)
+def test_dead_letter_operations_refuse_arguments_they_cannot_honour(
+    outbox: Outbox, call: Any, match: str
+) -> None:
+    """purge() and dead_letters() name a bad argument, before any statement runs."""
+    with pytest.raises(TidingsValueError, match=match):
+        call(outbox)
+
+
 def test_a_delivery_for_an_unknown_receiver_stays_and_is_reported(
     outbox: Outbox, caplog: pytest.LogCaptureFixture, claim: str
 ) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, func, insert, select
 
+from tidings._errors import TidingsValueError
 from tidings.outbox._records import utcnow
 from tidings.outbox._store import Store
 
@@ -140,6 +141,11 @@ def purge(store: Store, older_than: float) -> int:
         How many were deleted.
     """
     dead = store.tables.dead
-    cutoff = utcnow() - datetime.timedelta(seconds=older_than)
+    try:
+        cutoff = utcnow() - datetime.timedelta(seconds=older_than)
+    except OverflowError:
+        raise TidingsValueError(
+            f"purge(older_than={older_than!r}) reaches back before the year 1"
+        ) from None
     with store.transaction() as conn:
         return conn.execute(delete(dead).where(dead.c.failed_at < cutoff)).rowcount

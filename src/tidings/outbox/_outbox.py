@@ -252,7 +252,15 @@ class Outbox:
         return _operations.status(self._store)
 
     def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
-        """The dead letters, oldest failure first (at most ``limit``)."""
+        """The dead letters, oldest failure first (at most ``limit``).
+
+        Raises:
+            ValueError: ``limit`` is not None or an int of at least 1.
+        """
+        if limit is not None and (type(limit) is not int or limit < 1):
+            raise TidingsValueError(
+                f"dead_letters(limit=...) takes None or an int >= 1, got {limit!r}"
+            )
         return _operations.dead_letters(self._store, limit)
 
     def retry(self, ids: Sequence[int] | None = None) -> int:
@@ -271,10 +279,17 @@ class Outbox:
 
         Returns:
             How many were deleted.
+
+        Raises:
+            ValueError: ``older_than`` is negative, or reaches back before the year 1.
         """
         seconds = (
             older_than.total_seconds()
             if isinstance(older_than, datetime.timedelta)
             else float(older_than)
         )
+        if not seconds >= 0:
+            raise TidingsValueError(
+                f"purge(older_than=...) must not be negative, got {older_than!r}"
+            )
         return _operations.purge(self._store, seconds)
