@@ -8,6 +8,8 @@ from tidings import Signal, receiver
 from tidings.outbox import Event
 
 order_shipped = Signal(name="shop.order_shipped")
+#: No receiver is connected to it.
+order_lost = Signal(name="shop.order_lost")
 
 
 @receiver(order_shipped)

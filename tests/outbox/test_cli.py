@@ -235,6 +235,29 @@ def test_receivers_lists_signals_and_receivers(tmp_path: Path) -> None:
     assert table[0].split() == ["SIGNAL", "RECEIVER", "SENDER", "DELIVERY"]
     row = ["shop.order_shipped", "tests.outbox.cli_signals.notify", "(any)", "immediate"]
     assert row in [line.split() for line in table]
+    assert "shop.order_lost" not in "".join(table)
+
+
+def test_receivers_all_lists_the_signals_without_receivers_too(tmp_path: Path) -> None:
+    """``--all`` adds each signal no receiver is connected to, once, its receiver "(none)"."""
+    env = environment("sqlite://", tmp_path / "calls.txt")
+    done = cli(["receivers", "tests.outbox.cli_signals", "--all", "--json"], env)
+    entries = [e for e in json.loads(done.stdout) if e["signal"] == "shop.order_lost"]
+    assert entries == [
+        {
+            "signal": "shop.order_lost",
+            "signal_path": "tests.outbox.cli_signals.order_lost",
+            "receiver": None,
+            "function": None,
+            "sender": None,
+            "delivery": None,
+            "async": None,
+        }
+    ]
+    table = cli(["receivers", "tests.outbox.cli_signals", "--all"], env).stdout.splitlines()
+    rows = [line.split() for line in table]
+    assert ["shop.order_lost", "(none)", "-", "-"] in rows
+    assert ["shop.order_shipped", "tests.outbox.cli_signals.notify", "(any)", "immediate"] in rows
 
 
 def test_receivers_names_outbox_receivers_as_the_outbox_does(tmp_path: Path) -> None:

@@ -354,12 +354,14 @@ def _describe(value: Any) -> str:
 @main.command()
 @click.argument("modules", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def receivers(modules: tuple[str, ...], as_json: bool) -> None:
+@click.option("--all", "every", is_flag=True, help="Also the signals no receiver is connected to.")
+def receivers(modules: tuple[str, ...], as_json: bool, every: bool) -> None:
     """List every signal of the imported MODULES with its receivers (module or module:outbox).
 
     A durable, queue or broadcast receiver is named as the outbox's rows and dead letters name
     it (its name=, else its module.qualname); the JSON also gives every receiver's
-    function as "function".
+    function as "function". With --all, a signal without receivers is listed too, once, its
+    receiver "(none)" (null in the JSON).
     """
     for name in modules:
         if ":" in name:
@@ -371,9 +373,13 @@ def receivers(modules: tuple[str, ...], as_json: bool) -> None:
                 __import__(name)
             except ImportError as exc:
                 raise click.BadParameter(f"cannot import {name!r}: {exc}") from exc
-    entries = []
+    entries: list[dict[str, Any]] = []
     for path, sig in _signals():
-        for info in sig.live_receivers():
+        connected = sig.live_receivers()
+        if not connected and every:
+            unheard = dict.fromkeys(("receiver", "function", "sender", "delivery", "async"))
+            entries.append({"signal": sig.name or path, "signal_path": path, **unheard})
+        for info in connected:
             delivery = getattr(info, "delivery", "immediate")
             function = _describe_receiver(info.receiver)
             entries.append(
@@ -392,7 +398,10 @@ def receivers(modules: tuple[str, ...], as_json: bool) -> None:
         return
     table(
         ("SIGNAL", "RECEIVER", "SENDER", "DELIVERY"),
-        [[str(e[key]) for key in ("signal", "receiver", "sender", "delivery")] for e in entries],
+        [
+            [e["signal"], e["receiver"] or "(none)", e["sender"] or "-", e["delivery"] or "-"]
+            for e in entries
+        ],
     )
 
 
