@@ -9,6 +9,7 @@ database's relay lease too, and a relay that finds it taken stops its batch.
 from __future__ import annotations
 
 import datetime
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -166,5 +167,54 @@ def test_an_engine_sharing_one_connection_between_threads_gets_no_heartbeat(
         expected = [] if shared else ["tidings lease heartbeat looking"]
         assert seen == [expected, expected]
         assert not [t for t in threading.enumerate() if t.name.startswith("tidings lease")]
+    finally:
+        engine.dispose()
+
+
+def test_the_heartbeat_logs_a_renewal_it_cannot_make_and_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While another connection holds the SQLite database locked, the renewals fail and are
+    logged; the heartbeat goes on renewing once the lock is gone, and the delivery ends once."""
+    path = tmp_path / "locked.db"
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.05})
+    try:
+        box = Outbox(engine)
+        box.create_all()
+        pending = box.tables.pending
+        renewed: list[tuple[datetime.datetime, datetime.datetime]] = []
+        locked, ran = threading.Event(), threading.Event()
+
+        def slow(**kwargs: Any) -> None:
+            locked.wait(10)
+            time.sleep(1.0)  # the database is locked for 0.6 s of it
+            with engine.connect() as conn:
+                until = conn.execute(select(pending.c.locked_until)).scalar_one()
+            renewed.append((until, utcnow()))
+            time.sleep(0.5)
+            ran.set()
+
+        box.write(placed, ["shop.mail"], None, {})
+        relay = Relay(box, receivers=[spec(slow)], lease=LEASE, name="locked-out")
+        thread = threading.Thread(target=relay.run, kwargs={"once": True})
+        thread.start()
+        try:
+            lock = sqlite3.connect(path, isolation_level=None)
+            try:
+                lock.execute("BEGIN EXCLUSIVE")
+                locked.set()
+                time.sleep(0.6)
+                lock.execute("COMMIT")
+            finally:
+                lock.close()
+            assert ran.wait(20)
+        finally:
+            thread.join(30)
+        assert pending_count(box) == 0
+        assert "relay locked-out cannot renew the lease of the 1 deliveries it holds" in caplog.text
+        # 0.4 s after the lock (1 s after the claim, whose lease was 0.6 s), the lease runs on:
+        # renewed since the lock went.
+        [(until, seen_at)] = renewed
+        assert until > seen_at
     finally:
         engine.dispose()

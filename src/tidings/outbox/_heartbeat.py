@@ -80,13 +80,13 @@ class Heartbeat:
                 continue
             try:
                 kept = self._store.extend(self._me, held, self._lease)
-            except DBAPIError as exc:
+            except Exception as exc:  # the thread must outlive any failure: it is the leases'
                 logger.warning(
                     "relay %s cannot renew the lease of the %d deliveries it holds (%s); "
                     "trying again in %.1f s",
                     self._me,
                     len(held),
-                    exc.orig,
+                    exc.orig if isinstance(exc, DBAPIError) else repr(exc),
                     interval,
                 )
                 continue
