@@ -42,7 +42,7 @@ def box(outbox: Outbox, engine: Engine) -> Iterator[Outbox]:
         with outbox.installed():
             yield outbox
     finally:
-        for signal in (shop.order_placed, tm.post_save, tm.post_delete):
+        for signal in (shop.order_placed, tm.post_save, tm.pre_delete, tm.post_delete):
             signal.receivers = []
         shop.CALLS.clear()
         shop.Base.metadata.drop_all(engine)
@@ -484,6 +484,25 @@ def test_a_deleted_instance_arrives_rebuilt_from_its_snapshot(box: Outbox) -> No
     Relay(box).run(once=True)
     [(_, call)] = shop.CALLS
     assert (call["instance"].id, call["instance"].email) == (8, "g@example.com")
+
+
+@pytest.mark.parametrize("expired", [False, True], ids=["loaded", "expired by a commit"])
+def test_pre_delete_sends_a_snapshot_with_every_column(box: Outbox, expired: bool) -> None:
+    """pre_delete with a durable receiver: the instance is about to go, so it is stored as a
+    snapshot (not a reference the worker would find gone), its columns loaded first if a
+    commit had expired them."""
+    tm.pre_delete.connect(shop.welcome, sender=shop.Customer, delivery="durable")
+    with Session(box.engine) as session:
+        with session.begin():
+            customer = shop.Customer(id=12, email="k@example.com")
+            session.add(customer)
+        with session.begin():
+            if not expired:
+                session.refresh(customer)
+            session.delete(customer)
+    Relay(box).run(once=True)
+    [(_, call)] = shop.CALLS
+    assert (call["instance"].id, call["instance"].email) == (12, "k@example.com")
 
 
 def test_an_unstorable_argument_fails_the_senders_transaction(box: Outbox) -> None:

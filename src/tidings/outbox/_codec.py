@@ -158,7 +158,15 @@ class _Encoder:
         path = stable_path(mapper.class_)
         if path is None:
             raise self.fail(value, "a model class must be importable by its module and name")
-        if state.deleted or state.was_deleted:
+        going = _marked_for_deletion(state)
+        if going or state.deleted or state.was_deleted:
+            if going:
+                # pre_delete: the row is still there, so what the worker's copy lacks (columns
+                # expired by a commit, deferred) is loaded now, as a receiver here could.
+                missing = [p.key for p in mapper.column_attrs if p.key in state.unloaded]
+                if missing:
+                    with state.session.no_autoflush:
+                        state.session.refresh(value, attribute_names=missing)
             columns = {
                 prop.key: self.value(state.dict.get(prop.key))
                 for prop in mapper.column_attrs
@@ -169,6 +177,15 @@ class _Encoder:
         if identity is None:
             raise self.fail(value, "a model instance must be flushed (have a primary key)")
         return {_TAG: "model", "cls": path, "pk": [self.value(part) for part in identity]}
+
+
+def _marked_for_deletion(state: Any) -> bool:
+    """Whether the instance is deleted in its Session, its flush not yet run (``pre_delete``).
+
+    ``state.deleted`` is true only once the DELETE ran.
+    """
+    session = state.session
+    return session is not None and state in session._deleted
 
 
 def instance_key(value: Any) -> str | None:
