@@ -204,6 +204,26 @@ def test_a_deleted_instance_arrives_detached_from_its_snapshot(db: Engine) -> No
 
 
 def test_an_unflushed_instance_is_refused(db: Engine) -> None:
-    """A pending instance without a primary key cannot be referenced."""
-    with pytest.raises(PayloadTypeError, match="must be flushed"):
+    """An instance in no Session (even with a primary key set), or added to one with a
+    primary key the database is to assign, cannot be referenced."""
+    with pytest.raises(PayloadTypeError, match="must be in a Session and flushed"):
         encode({"customer": Customer(email="new@example.com")}, where)
+    with pytest.raises(PayloadTypeError, match="must be in a Session and flushed"):
+        encode({"customer": Customer(id=3, email="new@example.com")}, where)
+    with Session(db) as session:
+        session.add(pending := Customer(email="new@example.com"))
+        with pytest.raises(PayloadTypeError, match="connect the receiver to post_save"):
+            encode({"customer": pending}, where)
+
+
+def test_an_int_too_long_to_write_as_text_is_refused_naming_its_argument() -> None:
+    """An int past the interpreter's limit on digits converted to text (4300 by default) is a
+    PayloadTypeError naming the argument, also inside a list; a long str passes."""
+    huge = 10**5000
+    for kwargs in ({"n": huge}, {"n": [1, huge]}, {"ok": 1, "n": {"deep": (huge,)}}):
+        with pytest.raises(
+            PayloadTypeError, match=r"argument 'n'.*an int too long.*pass it as a str"
+        ):
+            encode(kwargs, where)
+    digits = "9" * 5000
+    assert encode({"n": digits}, where) == f'{{"n":"{digits}"}}'

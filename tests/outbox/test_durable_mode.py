@@ -42,7 +42,7 @@ def box(outbox: Outbox, engine: Engine) -> Iterator[Outbox]:
         with outbox.installed():
             yield outbox
     finally:
-        for signal in (shop.order_placed, tm.post_save, tm.pre_delete, tm.post_delete):
+        for signal in (shop.order_placed, tm.pre_save, tm.post_save, tm.pre_delete, tm.post_delete):
             signal.receivers = []
         shop.CALLS.clear()
         shop.Base.metadata.drop_all(engine)
@@ -484,6 +484,22 @@ def test_a_deleted_instance_arrives_rebuilt_from_its_snapshot(box: Outbox) -> No
     Relay(box).run(once=True)
     [(_, call)] = shop.CALLS
     assert (call["instance"].id, call["instance"].email) == (8, "g@example.com")
+
+
+def test_pre_save_of_a_new_instance_stores_the_primary_key_it_was_given(box: Outbox) -> None:
+    """A durable pre_save receiver of a created instance: one given its primary key is stored
+    by it (the worker loads the committed row); one whose key the database assigns has none
+    yet, and the send says to flush first or use post_save, failing the transaction."""
+    tm.pre_save.connect(shop.welcome, sender=shop.Customer, delivery="durable")
+    with Session(box.engine) as session:
+        with session.begin():
+            session.add(shop.Customer(id=14, email="m@example.com"))
+        refused = pytest.raises(PayloadTypeError, match="connect the receiver to post_save")
+        with refused, session.begin():
+            session.add(shop.Customer(email="n@example.com"))
+    Relay(box).run(once=True)
+    [(_, call)] = shop.CALLS
+    assert (call["instance"].id, call["instance"].email) == (14, "m@example.com")
 
 
 @pytest.mark.parametrize("expired", [False, True], ids=["loaded", "expired by a commit"])

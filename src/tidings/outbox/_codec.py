@@ -174,8 +174,22 @@ class _Encoder:
             }
             return {_TAG: "model", "cls": path, "pk": None, "snapshot": columns}
         identity = state.identity
+        if identity is None and state.pending:
+            # Added to a Session, its INSERT to come (pre_save of a created one): stored by the
+            # primary key it was given; one the database assigns does not exist yet.
+            identity = mapper.primary_key_from_instance(value)
+            if any(part is None for part in identity):
+                raise self.fail(
+                    value,
+                    "a model instance is stored by its primary key, and this new one has none "
+                    "before its INSERT (the database assigns it): flush it first, or connect "
+                    "the receiver to post_save, which comes after the INSERT (a durable "
+                    "receiver runs after the commit either way)",
+                )
         if identity is None:
-            raise self.fail(value, "a model instance must be flushed (have a primary key)")
+            raise self.fail(
+                value, "a model instance must be in a Session and flushed (have a primary key)"
+            )
         return {_TAG: "model", "cls": path, "pk": [self.value(part) for part in identity]}
 
 
@@ -216,11 +230,26 @@ def encode(kwargs: dict[str, Any], where: Callable[[str], str]) -> str:
     """
     # Most sends pass ids, strings and flags only: they are stored as they are.
     if _PLAIN.issuperset(map(type, kwargs.values())):
-        return _to_json(kwargs)
+        return _dump(kwargs, where)
     out: dict[str, Any] = {}
     for name, value in kwargs.items():
         out[name] = _Encoder(lambda name=name: where(name)).value(value)  # type: ignore[misc]
-    return _to_json(out)
+    return _dump(out, where)
+
+
+def _dump(out: dict[str, Any], where: Callable[[str], str]) -> str:
+    try:
+        return _to_json(out)
+    except ValueError as exc:  # an int longer than str() converts (sys.set_int_max_str_digits)
+        for name, value in out.items():
+            try:
+                _to_json(value)
+            except ValueError:
+                raise PayloadTypeError(
+                    f"{where(name)}: an int too long to write as text cannot be stored ({exc}); "
+                    "pass it as a str"
+                ) from None
+        raise
 
 
 class _Decoder:
