@@ -5,12 +5,25 @@ from __future__ import annotations
 import asyncio
 import datetime
 import functools
+import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Engine, ForeignKey, MetaData, Table, func, select, text, update
+from sqlalchemy import (
+    Column,
+    Engine,
+    ForeignKey,
+    MetaData,
+    Table,
+    create_engine,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
@@ -548,6 +561,25 @@ def test_send_robust_raises_an_unstorable_argument_too(box: Outbox) -> None:
     with pytest.raises(PayloadTypeError, match="'sender'"):
         shop.order_placed.send_robust(object())
     assert pending(box) == 0
+
+
+def test_a_session_with_the_outbox_on_another_of_its_binds_writes_there(
+    box: Outbox, tmp_path: Path
+) -> None:
+    """``Session(bind=other, binds={Customer: outbox engine})``: the rows go on the outbox
+    engine's connection, in the Session's transaction, not on the default bind's."""
+    other = create_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    try:
+        elsewhere = Outbox(other, prefix=box.tables.pending.name)  # the same tables there
+        elsewhere.create_all()
+        tm.post_save.connect(shop.welcome, sender=shop.Customer, delivery="durable")
+        session = Session(bind=other, binds={shop.Customer: box.engine})
+        with session, session.begin():
+            session.add(shop.Customer(id=15, email="o@example.com"))
+        assert [json.loads(row.payload)["instance"]["pk"] for row in rows(box)] == [[15]]
+        assert elsewhere.status().pending == 0
+    finally:
+        other.dispose()
 
 
 def test_writing_on_binds_a_core_connection(box: Outbox) -> None:

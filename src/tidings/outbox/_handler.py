@@ -255,11 +255,7 @@ def write(store: Store, row: dict[str, Any], session: Session | None) -> None:
         if _needs_greenlet(session):
             _keep(session, store, row)
             return
-        try:
-            conn = session.connection()
-        except UnboundExecutionError:
-            conn = session.connection(bind_arguments={"bind": store.engine})
-        store.insert_rows(conn, [row])
+        store.insert_rows(_connection(session, store), [row])
         return
     bound = _bound.get()
     if bound is not None:  # a Connection that has not begun a transaction begins it here
@@ -267,6 +263,24 @@ def write(store: Store, row: dict[str, Any], session: Session | None) -> None:
         return
     with store.transaction(single=True) as own:  # one statement: autocommit on PostgreSQL
         store.insert_rows(own, [row])
+
+
+def _connection(session: Session, store: Store) -> Connection:
+    """The connection of ``session`` that the outbox's rows go on, in its transaction.
+
+    The Session's own (its default bind's), unless the outbox's engine is another of its
+    binds (``binds={Model: engine}``): then that one's, where the outbox's tables are. A
+    Session bound to nothing writes through the outbox's engine.
+    """
+    engine = store.engine
+    # Session.binds (SQLAlchemy 2.1), a private mapping before it; most Sessions have none.
+    binds = getattr(session, "binds", None) or getattr(session, "_Session__binds", None)
+    if binds and session.bind is not engine and any(b is engine for b in binds.values()):
+        return session.connection(bind_arguments={"bind": engine})
+    try:
+        return session.connection()
+    except UnboundExecutionError:
+        return session.connection(bind_arguments={"bind": engine})
 
 
 def _needs_greenlet(session: Session) -> bool:
@@ -299,11 +313,7 @@ def _before_commit(session: Session) -> None:
         for store, row in rows:
             by_store.setdefault(id(store), (store, []))[1].append(row)
     for store, rows in by_store.values():
-        try:
-            conn = session.connection()
-        except UnboundExecutionError:
-            conn = session.connection(bind_arguments={"bind": store.engine})
-        store.insert_rows(conn, rows)
+        store.insert_rows(_connection(session, store), rows)
 
 
 def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
