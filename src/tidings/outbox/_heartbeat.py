@@ -33,6 +33,9 @@ __all__ = ["Heartbeat"]
 
 logger = logging.getLogger("tidings.outbox")
 
+#: Seconds stop() waits for a renewal in progress before it leaves the thread to end alone.
+_JOIN_TIMEOUT = 5.0
+
 
 class Heartbeat:
     """Renews a relay's leases from a thread of its own while the relay holds deliveries.
@@ -58,23 +61,32 @@ class Heartbeat:
         """The deliveries the relay holds from now on, in place of those before."""
         self._held = tuple(ids)
         if self._held and self._thread is None and not self._shared:
+            # Each thread has its own stop event: one left behind by stop() never runs on.
+            self._stopping = threading.Event()
             self._thread = threading.Thread(
-                target=self._run, name=f"tidings lease heartbeat {self._me}", daemon=True
+                target=self._run,
+                args=(self._stopping,),
+                name=f"tidings lease heartbeat {self._me}",
+                daemon=True,
             )
             self._thread.start()
 
     def stop(self) -> None:
-        """Stop renewing; return once the thread has ended (a later hold starts another)."""
+        """Stop renewing (a later hold starts another thread).
+
+        Waits for a renewal in progress to end, for a few seconds at most: a daemon thread held
+        up in the database longer (a connection gone silent) ends on its own once it returns,
+        without delaying the relay's shutdown.
+        """
         self._held = ()
         if self._thread is not None:
             self._stopping.set()
-            self._thread.join()
+            self._thread.join(_JOIN_TIMEOUT)
             self._thread = None
-            self._stopping.clear()
 
-    def _run(self) -> None:
+    def _run(self, stopping: threading.Event) -> None:
         interval = self._lease / 3
-        while not self._stopping.wait(interval):
+        while not stopping.wait(interval):
             held = self._held
             if not held:
                 continue
