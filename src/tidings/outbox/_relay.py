@@ -36,7 +36,7 @@ import socket
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,14 +211,31 @@ class Relay(InLoop):
     def run(self, *, once: bool = False) -> None:
         """Relay in the calling thread until :meth:`stop` is called.
 
+        One run at a time: a relay object runs once at a time, whether by ``run()``,
+        :meth:`arun`, :meth:`start` or ``async with`` (its name holds its leases). A
+        :meth:`stop` made while it does not run ends the next run as it begins; a run clears
+        it as it ends, so a stopped relay runs again.
+
         Args:
             once: Return as soon as nothing is due (drain and exit).
 
         Raises:
+            TidingsRuntimeError: This relay is running already.
             RelayBusyError: On SQLite with ``wait=False``, another relay is running.
             BaseException: What a receiver raised that is not an ``Exception``, after the
                 leases were released.
         """
+        self._take_run()
+        self._run_taken(once)
+
+    def _run_taken(self, once: bool) -> None:
+        try:
+            self._relay(once)
+        finally:
+            self._loop = None  # arun's loop, before another run may set its own
+            self._end_run()
+
+    def _relay(self, once: bool) -> None:
         self.stats.started, self.stats.ended = time.monotonic(), None
         if not once:  # a drain never waits: no LISTEN connection for it
             self.wakeup.start()
@@ -241,7 +258,11 @@ class Relay(InLoop):
                 self._progress(force=True)
 
     def stop(self) -> None:
-        """Ask it to stop once the batch in hand is done (thread-safe)."""
+        """Ask it to stop once the batch in hand is done (thread-safe).
+
+        With no run going on, the next :meth:`run` or :meth:`arun` returns as it begins,
+        having claimed nothing.
+        """
         super().stop()
         self.wakeup.set()
 
@@ -253,17 +274,30 @@ class Relay(InLoop):
 
         Args:
             once: Return as soon as nothing is due.
+
+        Raises:
+            TidingsRuntimeError: This relay is running already (see :meth:`run`).
         """
-        self._loop = asyncio.get_running_loop()
-        runner = self._loop.run_in_executor(None, lambda: self.run(once=once))
+        self._take_run()
+        await self._start_arun(once)
+
+    def _start_arun(self, once: bool) -> Awaitable[None]:
+        try:
+            self._loop = asyncio.get_running_loop()
+            runner = self._loop.run_in_executor(None, self._run_taken, once)
+        except BaseException:
+            self._loop = None
+            self._end_run()
+            raise
+        return self._await_run(runner)
+
+    async def _await_run(self, runner: asyncio.Future[None]) -> None:
         try:
             await asyncio.shield(runner)
         except asyncio.CancelledError:
             self.stop()
             await runner
             raise
-        finally:
-            self._loop = None
 
     # -- the loop -------------------------------------------------------------------------
 
