@@ -1,4 +1,4 @@
-"""One run of a relay at a time, and a relay that runs again after a stop."""
+"""One run of a relay at a time, a relay that runs again after a stop, a task that fails."""
 
 from __future__ import annotations
 
@@ -215,4 +215,42 @@ def test_a_relay_whose_thread_died_runs_again_after_close(sqlite_box: Outbox) ->
         relay.close()
     write(sqlite_box)
     relay.run(once=True)
+    assert gate.calls == 1
+
+
+def test_async_with_logs_a_failed_relay_task_at_once_and_raises_it_on_exit(
+    sqlite_box: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A relay task that fails inside ``async with`` is logged as it fails, while the block
+    still runs (an ASGI app would run on with no relay), and raised when the block ends."""
+    holder = Relay(sqlite_box, receivers=[], name="holder", poll_interval=0.02).start()
+    gate = Gate()
+    gate.through.set()
+    relay = relay_of(sqlite_box, gate, wait=False)
+    seen: list[str] = []
+
+    async def main() -> None:
+        async with relay:
+            for _ in range(3000):
+                seen.extend(
+                    record.getMessage()
+                    for record in caplog.records
+                    if record.levelname == "ERROR" and record.exc_info is not None
+                )
+                if seen:
+                    break
+                await asyncio.sleep(0.01)
+
+    try:
+        with pytest.raises(RelayBusyError, match="another relay \\(holder\\) holds"):
+            asyncio.run(main())
+    finally:
+        holder.close()
+    assert seen == [f"{relay!r} stopped on an error"]
+    errors = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert errors[0].exc_info is not None
+    assert errors[0].exc_info[0] is RelayBusyError
+    write(sqlite_box)
+    relay.run(once=True)  # the exit's stop does not linger either
     assert gate.calls == 1

@@ -160,7 +160,8 @@ class InLoop(Background):
 
     Entering starts ``arun()`` as a task of the running event loop (where ``with`` starts a
     thread); leaving stops it as :meth:`stop` does (the work in hand finishes) and waits for
-    the task, raising what ended it if it failed.
+    the task, raising what ended it if it failed. A task that fails before the block ends is
+    logged as it fails ("stopped on an error", as a thread's run is), and raised on exit.
     """
 
     _task: asyncio.Future[None] | None = None
@@ -182,6 +183,7 @@ class InLoop(Background):
         self._take_run()
         self._stopping.clear()
         task = asyncio.ensure_future(self._start_arun(False))
+        task.add_done_callback(self._report)
         self._task = task
         return self
 
@@ -199,3 +201,9 @@ class InLoop(Background):
         finally:
             if task.done():
                 self._forget_stop()
+
+    def _report(self, task: asyncio.Future[None]) -> None:
+        # At once: in an ASGI lifespan the block lasts as long as the app, which would run
+        # with no relay and no word of it until shutdown. The exit still raises it.
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("%r stopped on an error", self, exc_info=task.exception())
