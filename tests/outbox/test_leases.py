@@ -183,9 +183,10 @@ def test_the_heartbeat_logs_a_renewal_it_cannot_make_and_goes_on(
         box.create_all()
         pending = box.tables.pending
         renewed: list[tuple[datetime.datetime, datetime.datetime]] = []
-        locked, ran = threading.Event(), threading.Event()
+        started, locked, ran = threading.Event(), threading.Event(), threading.Event()
 
         def slow(**kwargs: Any) -> None:
+            started.set()  # claimed: the relay needs the database no more until it returns
             locked.wait(10)
             time.sleep(1.0)  # the database is locked for 0.6 s of it
             with engine.connect() as conn:
@@ -199,6 +200,7 @@ def test_the_heartbeat_logs_a_renewal_it_cannot_make_and_goes_on(
         thread = threading.Thread(target=relay.run, kwargs={"once": True})
         thread.start()
         try:
+            assert started.wait(20)
             lock = sqlite3.connect(path, isolation_level=None)
             try:
                 lock.execute("BEGIN EXCLUSIVE")
