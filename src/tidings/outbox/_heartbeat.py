@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
+from tidings.outbox._records import Claimed
 from tidings.outbox._store import Store
 
 __all__ = ["Heartbeat"]
@@ -50,17 +51,21 @@ class Heartbeat:
         self._store = store
         self._me = me
         self._lease = lease
-        self._held: tuple[int, ...] = ()
+        self._held: Sequence[Claimed] = ()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._shared = isinstance(store.engine.pool, StaticPool)
         #: Set when the SQLite relay lease turned out to be another relay's.
         self.lost = threading.Event()
 
-    def hold(self, ids: Sequence[int]) -> None:
-        """The deliveries the relay holds from now on, in place of those before."""
-        self._held = tuple(ids)
-        if self._held and self._thread is None and not self._shared:
+    def hold(self, rows: Sequence[Claimed]) -> None:
+        """The deliveries the relay holds from now on, in place of those before.
+
+        Kept as they are (the relay does not change them): their ids are read only when a
+        renewal is due, off the relay's path.
+        """
+        self._held = rows
+        if rows and self._thread is None and not self._shared:
             # Each thread has its own stop event: one left behind by stop() never runs on.
             self._stopping = threading.Event()
             self._thread = threading.Thread(
@@ -91,7 +96,7 @@ class Heartbeat:
             if not held:
                 continue
             try:
-                kept = self._store.extend(self._me, held, self._lease)
+                kept = self._store.extend(self._me, [row.id for row in held], self._lease)
             except Exception as exc:  # the thread must outlive any failure: it is the leases'
                 logger.warning(
                     "relay %s cannot renew the lease of the %d deliveries it holds (%s); "

@@ -381,7 +381,7 @@ class Relay(InLoop):
                 failures_in_a_row = 0
                 self._count(outcome)
                 outcome = Outcome()
-                hold([row.id for row in rows] if rows else ())
+                hold(rows or ())
                 if rows is None:  # lost the SQLite relay lease while stalled
                     self._hold_relay_lease()
                     continue
