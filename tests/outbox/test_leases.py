@@ -13,7 +13,6 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +21,11 @@ from sqlalchemy import create_engine, select, update
 from sqlalchemy.pool import StaticPool
 
 from tests.outbox.test_storage import pending_count, placed, spec
+from tests.remote.conftest import wait_for
 from tidings.outbox import Outbox, Relay
 from tidings.outbox._records import utcnow
 
 LEASE = 0.6  # the heartbeat renews every 0.2 s
-
-
-def wait_until(predicate: Callable[[], bool], seconds: float = 20) -> None:
-    """Wait for ``predicate``; fail after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 @pytest.mark.parametrize(
@@ -69,9 +61,9 @@ def test_a_delivery_held_by_a_live_relay_is_not_claimed_by_another(
     threads = [threading.Thread(target=r.run, name=r.name) for r in relays]
     threads[0].start()
     try:
-        wait_until(lambda: bool(started))
+        wait_for(lambda: bool(started), 20, "the first delivery")
         threads[1].start()  # claims (PostgreSQL) or waits for the database (SQLite)
-        wait_until(lambda: pending_count(outbox) == 0)
+        wait_for(lambda: pending_count(outbox) == 0, 20, "every delivery")
         time.sleep(2 * LEASE)  # a lease let go by now would have been claimed again
     finally:
         for relay in relays:
@@ -110,11 +102,11 @@ def test_a_sqlite_relay_that_finds_its_relay_lease_taken_stops_its_batch(
         thread.start()
         relay_table, pending = box.tables.relay, box.tables.pending
         try:
-            wait_until(lambda: len(ran) >= 2)
+            wait_for(lambda: len(ran) >= 2, 20, "two deliveries")
             with engine.begin() as conn:  # another relay's takeover (as after a stall)
                 later = utcnow() + datetime.timedelta(hours=1)
                 conn.execute(update(relay_table).values(holder="intruder", lease_until=later))
-            wait_until(lambda: len(ran) + pending_count(box) == 20)  # the done ones deleted
+            wait_for(lambda: len(ran) + pending_count(box) == 20, 20, "the done ones deleted")
             stopped_at = len(ran)
             time.sleep(2 * LEASE)
             assert len(ran) == stopped_at  # waiting for the lease, running nothing
@@ -124,7 +116,7 @@ def test_a_sqlite_relay_that_finds_its_relay_lease_taken_stops_its_batch(
                 ] * (20 - stopped_at)
             with engine.begin() as conn:  # the intruder goes away
                 conn.execute(relay_table.delete())
-            wait_until(lambda: pending_count(box) == 0)
+            wait_for(lambda: pending_count(box) == 0, 20, "every delivery")
         finally:
             relay.stop()
             thread.join(30)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, MetaData, func, insert, inspect, select, text, update
 
+from tests.remote.conftest import wait_for
 from tidings import Signal, TidingsValueError
 from tidings.outbox import DurableReceiver, Event, Outbox, Relay, RelayBusyError
 from tidings.outbox._records import utcnow
@@ -457,9 +458,7 @@ def test_a_second_sqlite_relay_waits_or_says_who_runs(tmp_path: Any) -> None:
         finally:
             first.close()
         try:
-            deadline = time.monotonic() + 30
-            while not recorder.calls and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_for(lambda: bool(recorder.calls), 30, "the second relay's delivery")
         finally:
             second.stop()
             waiting.join(30)
