@@ -42,12 +42,24 @@ def record(event: Event, what: str | None = None) -> None:
 
 
 def alive(pid: int) -> bool:
-    """Whether process ``pid`` exists."""
+    """Whether process ``pid`` exists and has not exited.
+
+    A SIGKILLed worker is a zombie until the test reaps it, and with ``claim="lock"`` its rows
+    are free as soon as it exited (the server sees its connection close): another worker may
+    take one of its events in that moment, which is no overlap. Where ``/proc`` tells, an
+    exited process (state Z or X) is not alive.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            # "pid (command) state ...": the state follows the last parenthesis.
+            state = stat.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def claim_run(event: Event) -> str | None:
